@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` runs the churn workflow, `make test` runs the tests.
+# Each builds the virtual environment it needs in .venv the first time.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# The demo needs only the base install and CPU XGBoost.
+$(VENV)/.demo-installed: pyproject.toml | $(PY)
+	$(PIP) -e '.[xgboost]'
+	touch $@
+
+# Tests need every extra. torch is pinned first so pip never picks a multi-GB CUDA build.
+$(VENV)/.test-installed: pyproject.toml | $(PY)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[all,test]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/mmeperf demo churn
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) mmeperf-out

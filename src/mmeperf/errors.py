@@ -1,0 +1,242 @@
+"""The one exception tree of mmeperf.
+
+Every error says what was expected and what was received. Errors that a server turns into an
+HTTP answer carry that status in ``http_status`` (4xx for the caller's mistakes, 5xx for ours)
+and a SageMaker-style ``error_code``::
+
+    MmeperfError
+    ├── ConfigurationError          a bad option, profile or spec (ValueError)
+    ├── PluginError
+    │   ├── UnknownPluginError      no plugin of that name; lists the known ones (LookupError)
+    │   ├── PluginNotImplementedError  a registered name whose implementation has not landed yet
+    │   └── MissingDependencyError  an optional package is missing; says the pip command (ImportError)
+    ├── RepositoryError
+    │   ├── ModelNotFoundError      no such model in the repository (404)
+    │   ├── InvalidModelNameError   a name that is empty, too long or escapes the repository (400)
+    │   ├── UnsafeArchiveError      a tar member escapes its folder, is a link/device, or too big (400)
+    │   ├── CorruptArtifactError    checksum mismatch or unreadable artifact
+    │   └── ModelExistsError        add() without overwrite on an existing name (409)
+    ├── BackendError
+    │   ├── PayloadError            a malformed request body (400)
+    │   │   └── UnsupportedContentTypeError  a content type or accept the backend cannot handle (415/406)
+    │   ├── ModelLoadError          the artifact could not be loaded into a runner
+    │   └── PredictionError         the runner failed on a well-formed batch
+    ├── EndpointError
+    │   ├── EndpointNotReadyError   the endpoint did not become ready in time
+    │   ├── InvocationError         an invoke failed; carries the HTTP status and error code
+    │   └── InsufficientMemoryError a model cannot fit the memory budget (507)
+    ├── ExportError
+    │   └── ParityError             an exported artifact does not match its source within tolerance
+    └── LoadTestError               the load generator failed to start or run
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+__all__ = [
+    "BackendError",
+    "ConfigurationError",
+    "CorruptArtifactError",
+    "EndpointError",
+    "EndpointNotReadyError",
+    "ExportError",
+    "InsufficientMemoryError",
+    "InvalidModelNameError",
+    "InvocationError",
+    "LoadTestError",
+    "MissingDependencyError",
+    "MmeperfError",
+    "ModelExistsError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "ParityError",
+    "PayloadError",
+    "PluginError",
+    "PluginNotImplementedError",
+    "PredictionError",
+    "RepositoryError",
+    "UnknownPluginError",
+    "UnsafeArchiveError",
+    "UnsupportedContentTypeError",
+]
+
+
+class MmeperfError(Exception):
+    """Root of every error mmeperf raises on purpose."""
+
+    #: HTTP status a server answers with when this error reaches it.
+    http_status: ClassVar[int] = 500
+    #: SageMaker-style error code for the response body / ``x-amzn-ErrorType``.
+    error_code: ClassVar[str] = "InternalFailure"
+
+
+class ConfigurationError(MmeperfError, ValueError):
+    """A bad option, profile or spec given by the user."""
+
+    http_status = 400
+    error_code = "ValidationError"
+
+
+# --- plugins -------------------------------------------------------------------------------
+
+
+class PluginError(MmeperfError):
+    """A plugin could not be found or loaded."""
+
+
+class UnknownPluginError(PluginError, LookupError):
+    """No plugin of that name is registered in the group."""
+
+    def __init__(self, group: str, name: str, known: Iterable[str]) -> None:
+        self.group, self.name, self.known = group, name, sorted(known)
+        super().__init__(
+            f"Unknown {group} plugin {name!r}; expected one of: {', '.join(self.known) or '(none)'}"
+        )
+
+
+class PluginNotImplementedError(PluginError, NotImplementedError):
+    """A registered name whose implementation is not in this version yet."""
+
+
+class MissingDependencyError(PluginError, ImportError):
+    """An optional dependency is missing; the message says the exact pip command."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        self.what, self.package, self.extra = what, package, extra
+        super().__init__(
+            f"{what} needs {package}. Install it with: pip install 'mmeperf[{extra}]'"
+        )
+
+
+# --- repository ----------------------------------------------------------------------------
+
+
+class RepositoryError(MmeperfError):
+    """A model repository could not be read or written."""
+
+
+class ModelNotFoundError(RepositoryError, KeyError):
+    """The repository has no model of that name."""
+
+    http_status = 404
+    error_code = "ValidationError"
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep ours readable
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidModelNameError(RepositoryError, ValueError):
+    """A model name that is empty, too long, or would escape the repository."""
+
+    http_status = 400
+    error_code = "ValidationError"
+
+
+class UnsafeArchiveError(RepositoryError, ValueError):
+    """An archive member escapes its folder, is a link or device, or the archive is too large."""
+
+    http_status = 400
+    error_code = "ValidationError"
+
+
+class CorruptArtifactError(RepositoryError):
+    """An artifact's bytes do not match the manifest, or it cannot be opened."""
+
+    http_status = 424
+    error_code = "ModelError"
+
+
+class ModelExistsError(RepositoryError):
+    """A model of that name is already in the repository."""
+
+    http_status = 409
+    error_code = "ValidationError"
+
+
+# --- backends ------------------------------------------------------------------------------
+
+
+class BackendError(MmeperfError):
+    """A backend failed to save, load, decode or predict."""
+
+
+class PayloadError(BackendError, ValueError):
+    """A request body the backend cannot decode: wrong column count, non-numeric, empty."""
+
+    http_status = 400
+    error_code = "ValidationError"
+
+
+class UnsupportedContentTypeError(PayloadError):
+    """A content type (415) or accept type the backend does not speak."""
+
+    http_status = 415
+
+    def __init__(self, received: str, accepted: Iterable[str], *, what: str = "content type") -> None:
+        self.received, self.accepted = received, list(accepted)
+        super().__init__(
+            f"Unsupported {what} {received!r}; expected one of: {', '.join(self.accepted)}"
+        )
+
+
+class ModelLoadError(BackendError):
+    """An artifact could not be loaded into a runner (corrupt, wrong format, pickle refused)."""
+
+    http_status = 424
+    error_code = "ModelError"
+
+
+class PredictionError(BackendError):
+    """The runner failed on a well-formed batch."""
+
+    http_status = 424
+    error_code = "ModelError"
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+class EndpointError(MmeperfError):
+    """An endpoint could not be deployed, reached or torn down."""
+
+
+class EndpointNotReadyError(EndpointError):
+    """The endpoint did not become ready in time."""
+
+    http_status = 503
+    error_code = "ServiceUnavailable"
+
+
+class InvocationError(EndpointError):
+    """An invocation failed. ``status`` and ``code`` are what the endpoint answered."""
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        self.status, self.code = status, code
+        super().__init__(message)
+
+
+class InsufficientMemoryError(EndpointError):
+    """A model does not fit in the endpoint's memory budget even with every idle model unloaded."""
+
+    http_status = 507
+    error_code = "InsufficientMemory"
+
+
+# --- exporters and load ----------------------------------------------------------------------
+
+
+class ExportError(MmeperfError):
+    """A model could not be exported to the target format."""
+
+    http_status = 400
+    error_code = "ValidationError"
+
+
+class ParityError(ExportError):
+    """An exported artifact's outputs differ from the source beyond the tolerance."""
+
+
+class LoadTestError(MmeperfError):
+    """The load generator failed to start or to finish its run."""
