@@ -23,7 +23,26 @@ if TYPE_CHECKING:
 
     from mmeperf.repository import ModelRepository
 
-__all__ = ["Endpoint", "EndpointInfo", "InvokeResult"]
+__all__ = [
+    "HEADER_CACHE",
+    "HEADER_LOAD_US",
+    "HEADER_MODEL_LATENCY_US",
+    "HEADER_WAIT_US",
+    "Endpoint",
+    "EndpointInfo",
+    "InvokeResult",
+]
+
+# Response headers by which the local MME attributes each request cold or warm (CloudWatch has
+# no per-request MME metrics; we do). Lower-case: HTTP header names are case-insensitive.
+#: "hit" if the target model was loaded when the request arrived, else "miss".
+HEADER_CACHE = "x-mmeperf-cache"
+#: Microseconds the request waited for its model to be downloaded and loaded (0 on a hit).
+HEADER_WAIT_US = "x-mmeperf-model-loading-wait-us"
+#: Microseconds the load took, when this request's miss triggered or joined a load.
+HEADER_LOAD_US = "x-mmeperf-model-loading-us"
+#: Microseconds spent in the model's predict for this request's batch.
+HEADER_MODEL_LATENCY_US = "x-mmeperf-model-latency-us"
 
 
 @dataclass(slots=True)
