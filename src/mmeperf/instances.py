@@ -15,6 +15,7 @@ cores, and its inference pool gets ``min(vcpus, host cores)`` threads. Reports l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -157,7 +158,7 @@ class InstanceCatalog:
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[InstanceProfile]:
         return iter(self._by_name.values())
 
     def __len__(self) -> int:

@@ -1,0 +1,185 @@
+"""Charts of a comparison: the reference's CloudWatch dashboard, per endpoint side by side, and
+the client's view (latency and throughput against users, successes and failures, warm vs cold).
+
+Every function takes plain DataFrames (server_metrics.csv and the runner's frames), writes one
+PNG and returns its path; matplotlib runs headless (Agg) and is imported only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DASHBOARD_PANELS",
+    "dashboard_panel",
+    "latency_throughput_vs_users",
+    "warm_cold_distribution",
+]
+
+#: Panel id -> (title, [(column, label, unit)], secondary-axis columns). Mirrors the reference
+#: dashboard: invocations and errors; MME latencies; model loading; cache; instance.
+DASHBOARD_PANELS: dict[str, tuple[str, list[tuple[str, str]], list[tuple[str, str]]]] = {
+    "invocations": (
+        "Invocations and errors (per interval)",
+        [("Invocations", "Invocations"), ("Invocation4XXErrors", "4XX errors"), ("Invocation5XXErrors", "5XX errors")],
+        [],
+    ),
+    "model_latency": (
+        "ModelLatency and OverheadLatency (µs, average)",
+        [("ModelLatency", "ModelLatency"), ("OverheadLatency", "OverheadLatency")],
+        [],
+    ),
+    "model_loading": (
+        "Model loading (µs, average)",
+        [
+            ("ModelLoadingWaitTime", "ModelLoadingWaitTime"),
+            ("ModelLoadingTime", "ModelLoadingTime"),
+            ("ModelUnloadingTime", "ModelUnloadingTime"),
+        ],
+        [],
+    ),
+    "model_cache": (
+        "LoadedModelCount and ModelCacheHit",
+        [("LoadedModelCount", "LoadedModelCount")],
+        [("ModelCacheHit", "ModelCacheHit (share)")],
+    ),
+    "instance": (
+        "CPU and memory utilization (%)",
+        [("CPUUtilization", "CPUUtilization"), ("MemoryUtilization", "MemoryUtilization")],
+        [],
+    ),
+}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce")
+
+
+def dashboard_panel(
+    panel: str, frames: Mapping[str, pd.DataFrame], path: Path, *, x: str = "elapsed_s"
+) -> Path:
+    """One dashboard panel with one subplot per endpoint (``frames``: label -> server metrics)."""
+    title, series, secondary = DASHBOARD_PANELS[panel]
+    plt = _plt()
+    n = max(len(frames), 1)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 3.2), sharey=True, squeeze=False)
+    for ax, (label, frame) in zip(axes[0], frames.items(), strict=False):
+        xs = _numeric(frame, x)
+        for column, name in series:
+            ax.plot(xs, _numeric(frame, column), label=name, linewidth=1.4)
+        ax.set_title(f"{label}: {title}", fontsize=9)
+        ax.set_xlabel("seconds since start")
+        if xs.notna().any():
+            ax.set_xlim(0, max(float(xs.max()), 1.0))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        if secondary:
+            ax2 = ax.twinx()
+            for column, name in secondary:
+                ax2.plot(xs, _numeric(frame, column), label=name, color="tab:red", linestyle="--", linewidth=1.2)
+            ax2.set_ylim(0, 1.05)
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        ax.legend(handles, labels, fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def latency_throughput_vs_users(
+    stages: Mapping[str, pd.DataFrame], path: Path, *, title: str = "Latency and throughput against users"
+) -> Path:
+    """Per run: req/s and p50/p99 latency against users (twin axes), success/failure bars beneath.
+
+    ``stages``: label -> frame with columns users, rps, p50_ms, p99_ms, requests, failures
+    (one row per stage or per sampled second).
+    """
+    plt = _plt()
+    n = max(len(stages), 1)
+    fig, axes = plt.subplots(
+        2, n, figsize=(6.2 * n, 5.2), squeeze=False, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
+    for col, (label, frame) in enumerate(stages.items()):
+        top, bottom = axes[0][col], axes[1][col]
+        users = _numeric(frame, "users")
+        top.plot(users, _numeric(frame, "rps"), marker="o", color="tab:blue", label="requests/s")
+        top.set_ylabel("requests/s", color="tab:blue")
+        top.set_title(f"{label}: {title}", fontsize=9)
+        top.grid(alpha=0.3)
+        lat = top.twinx()
+        lat.plot(users, _numeric(frame, "p50_ms"), marker="s", color="tab:orange", label="p50 ms")
+        lat.plot(users, _numeric(frame, "p99_ms"), marker="^", color="tab:red", label="p99 ms")
+        lat.set_ylabel("latency (ms)")
+        h1, l1 = top.get_legend_handles_labels()
+        h2, l2 = lat.get_legend_handles_labels()
+        top.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+        ok = _numeric(frame, "requests") - _numeric(frame, "failures")
+        positions = np.arange(len(frame))
+        bottom.bar(positions - 0.2, ok, width=0.4, color="tab:green", label="successful")
+        bottom.bar(positions + 0.2, _numeric(frame, "failures"), width=0.4, color="tab:red", label="failed")
+        bottom.set_xticks(positions, [f"{u:g}" for u in users.fillna(0)], fontsize=7)
+        bottom.set_xlabel("users")
+        bottom.set_ylabel("requests")
+        bottom.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def warm_cold_distribution(
+    distributions: Mapping[str, pd.DataFrame], path: Path, *, kinds: Sequence[str] = ("warm", "cold")
+) -> Path:
+    """Latency percentile curves of warm and cold requests per run (log-scaled tail axis).
+
+    ``distributions``: label -> frame with columns kind, percentile, latency_ms.
+    """
+    plt = _plt()
+    n = max(len(distributions), 1)
+    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 3.4), squeeze=False, sharey=True)
+    colors = {"warm": "tab:blue", "cold": "tab:red", "all": "tab:gray"}
+    for ax, (label, frame) in zip(axes[0], distributions.items(), strict=False):
+        for kind in kinds:
+            part = frame[frame["kind"] == kind] if "kind" in frame else frame.iloc[0:0]
+            if part.empty:
+                continue
+            pct = _numeric(part, "percentile").to_numpy()
+            # x: "nines" of the percentile, as HdrHistogram plots, so the tail is readable.
+            nines = -np.log10(np.clip(1 - pct / 100.0, 1e-6, 1))
+            ax.plot(nines, _numeric(part, "latency_ms"), label=f"{kind} (n={_count(part)})", color=colors.get(kind))
+        ticks = [0, 1, 2, 3, 4]
+        ax.set_xticks(ticks, ["0%", "90%", "99%", "99.9%", "99.99%"])
+        ax.set_yscale("log")
+        ax.set_xlabel("percentile")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"{label}: warm vs cold latency", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _count(part: pd.DataFrame) -> str:
+    if "count" in part and len(part):
+        return f"{int(_numeric(part, 'count').max()):,}"
+    return "?"
