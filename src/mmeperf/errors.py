@@ -18,13 +18,16 @@ and a SageMaker-style ``error_code``::
     │   └── ModelExistsError        add() without overwrite on an existing name (409)
     ├── BackendError
     │   ├── PayloadError            a malformed request body (400)
-    │   │   └── UnsupportedContentTypeError  a content type or accept the backend cannot handle (415/406)
+    │   │   └── UnsupportedContentTypeError  a content type the backend cannot decode (415)
+    │   │       └── UnsupportedAcceptError   an accept type the backend cannot encode (406)
     │   ├── ModelLoadError          the artifact could not be loaded into a runner
     │   └── PredictionError         the runner failed on a well-formed batch
     ├── EndpointError
     │   ├── EndpointNotReadyError   the endpoint did not become ready in time
     │   ├── InvocationError         an invoke failed; carries the HTTP status and error code
-    │   └── InsufficientMemoryError a model cannot fit the memory budget (507)
+    │   ├── InsufficientMemoryError a model cannot fit the memory budget (507)
+    │   ├── CloudAccessError        no credentials/region, or access denied by the cloud (403)
+    │   └── CapacityError           the cloud refused for capacity or quota (ResourceLimitExceeded)
     ├── ExportError
     │   └── ParityError             an exported artifact does not match its source within tolerance
     └── LoadTestError               the load generator failed to start or run
@@ -37,6 +40,8 @@ from typing import ClassVar
 
 __all__ = [
     "BackendError",
+    "CapacityError",
+    "CloudAccessError",
     "ConfigurationError",
     "CorruptArtifactError",
     "EndpointError",
@@ -59,6 +64,7 @@ __all__ = [
     "RepositoryError",
     "UnknownPluginError",
     "UnsafeArchiveError",
+    "UnsupportedAcceptError",
     "UnsupportedContentTypeError",
 ]
 
@@ -181,6 +187,15 @@ class UnsupportedContentTypeError(PayloadError):
         )
 
 
+class UnsupportedAcceptError(UnsupportedContentTypeError):
+    """An ``Accept`` type the backend cannot encode predictions as (406 Not Acceptable)."""
+
+    http_status = 406
+
+    def __init__(self, received: str, accepted: Iterable[str], *, what: str = "accept type") -> None:
+        super().__init__(received, accepted, what=what)
+
+
 class ModelLoadError(BackendError):
     """An artifact could not be loaded into a runner (corrupt, wrong format, pickle refused)."""
 
@@ -222,6 +237,20 @@ class InsufficientMemoryError(EndpointError):
 
     http_status = 507
     error_code = "InsufficientMemory"
+
+
+class CloudAccessError(EndpointError):
+    """The cloud cannot be reached as asked: no credentials, no region, or access denied."""
+
+    http_status = 403
+    error_code = "AccessDenied"
+
+
+class CapacityError(EndpointError):
+    """The cloud refused for capacity or quota (ResourceLimitExceeded, InsufficientCapacity)."""
+
+    http_status = 503
+    error_code = "ResourceLimitExceeded"
 
 
 # --- exporters and load ----------------------------------------------------------------------

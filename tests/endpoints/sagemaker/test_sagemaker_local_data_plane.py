@@ -1,0 +1,65 @@
+"""The SageMaker invoke path (boto3 sagemaker-runtime, signed) against the local MME.
+
+moto's invoke_endpoint answers a canned body, so the data plane is checked here: the same
+``SageMakerEndpoint.invoke`` a benchmark uses on AWS, pointed at ``mmeperf.endpoints.local``
+through ``endpoint_url``, must return the models' own predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mmeperf.endpoints.sagemaker import SageMakerEndpoint
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def local_mme(repository: Any) -> Iterator[Any]:
+    local = pytest.importorskip("mmeperf.endpoints.local")
+    with local.LocalEndpoint(endpoint_name="churn-local").deploy(repository) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def fake_credentials(no_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def _floats(body: bytes) -> list[float]:
+    text = body.decode().replace(",", "\n")
+    return [float(v) for v in text.split() if v.strip()]
+
+
+def test_sagemaker_invoke_gets_the_models_predictions(fake_credentials: None, local_mme: Any, boosters: dict[str, Any]) -> None:
+    np = pytest.importorskip("numpy")
+    xgb = pytest.importorskip("xgboost")
+    info = local_mme.info()
+    endpoint = SageMakerEndpoint(name=info.name, endpoint_urls={"sagemaker-runtime": info.runtime_url})
+    rows = np.random.default_rng(3).normal(size=(3, 4))
+    for state, booster in boosters.items():
+        expected = booster.predict(xgb.DMatrix(rows))
+        for i, row in enumerate(rows):
+            body = ",".join(f"{v:.17g}" for v in row).encode()
+            result = endpoint.invoke(f"churn-xgb-{state}.tar.gz", body, content_type="text/csv")
+            assert result.ok, (result.status, result.error_code, result.error_message)
+            assert _floats(result.body) == pytest.approx([float(expected[i])], rel=1e-5)
+            if i == 0:
+                assert result.cache_hit is False
+            else:
+                assert result.cache_hit is True
+
+
+def test_sagemaker_invoke_reports_local_errors_as_results(fake_credentials: None, local_mme: Any) -> None:
+    info = local_mme.info()
+    endpoint = SageMakerEndpoint(name=info.name, endpoint_urls={"sagemaker-runtime": info.runtime_url})
+    missing = endpoint.invoke("churn-xgb-ZZ.tar.gz", b"1,2,3,4")
+    assert not missing.ok and 400 <= missing.status < 500
+    assert missing.error_code == "ValidationError"
+    malformed = endpoint.invoke("churn-xgb-CA.tar.gz", b"not,numbers")
+    assert not malformed.ok and malformed.status in (400, 424)
