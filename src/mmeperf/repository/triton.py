@@ -1,0 +1,749 @@
+"""Triton ``config.pbtxt``: a typed spec, validated before anything is written, and packaging.
+
+:class:`TritonModelConfig` covers what the GPU workflow needs (pytorch_libtorch, onnxruntime_onnx,
+tensorrt_plan, python and fil models; batching, instance groups, warmup) and writes protobuf text
+that Triton's own ``model_config_pb2`` parses. :func:`package_model` lays an artifact out as
+``<name>/config.pbtxt`` + ``<name>/1/model.*`` in a :class:`~mmeperf.repository.ModelRepository`
+(SageMaker MME tarballs or a Triton folder), with N copies to fill an instance's memory.
+"""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from mmeperf.errors import ConfigurationError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from mmeperf.backends.tensorrt import EngineProfile
+    from mmeperf.backends.tensors import Signature
+    from mmeperf.exporters.base import ExportResult
+    from mmeperf.repository.manifest import ModelEntry
+    from mmeperf.repository.repository import ModelRepository
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_MODEL_FILES",
+    "BatchingSpec",
+    "InstanceGroup",
+    "TritonModelConfig",
+    "TritonTensor",
+    "WarmupSpec",
+    "check_engine_profile",
+    "config_for_signature",
+    "cv_config",
+    "fil_config",
+    "nlp_config",
+    "package_model",
+    "parse_config",
+    "python_config",
+    "triton_model_folder",
+]
+
+CONFIG_FILE = "config.pbtxt"
+
+Platform = Literal["pytorch_libtorch", "onnxruntime_onnx", "tensorrt_plan", "python", "fil"]
+DataType = Literal[
+    "TYPE_BOOL",
+    "TYPE_UINT8",
+    "TYPE_UINT16",
+    "TYPE_UINT32",
+    "TYPE_UINT64",
+    "TYPE_INT8",
+    "TYPE_INT16",
+    "TYPE_INT32",
+    "TYPE_INT64",
+    "TYPE_FP16",
+    "TYPE_FP32",
+    "TYPE_FP64",
+    "TYPE_STRING",
+    "TYPE_BF16",
+]
+InstanceKind = Literal["KIND_AUTO", "KIND_GPU", "KIND_CPU"]
+
+#: Platforms Triton selects with ``platform:``; the others are ``backend:`` names.
+_PLATFORM_FIELD = {"pytorch_libtorch", "onnxruntime_onnx", "tensorrt_plan"}
+#: The file Triton loads from ``<name>/<version>/`` for each platform, by default.
+DEFAULT_MODEL_FILES: dict[str, str] = {
+    "pytorch_libtorch": "model.pt",
+    "onnxruntime_onnx": "model.onnx",
+    "tensorrt_plan": "model.plan",
+    "python": "model.py",
+    "fil": "xgboost.json",
+}
+#: FIL's model_type values and the file name it loads for each.
+FIL_MODEL_FILES: dict[str, str] = {
+    "xgboost_json": "xgboost.json",
+    "xgboost_ubj": "xgboost.ubj",
+    "xgboost": "xgboost.model",
+    "lightgbm": "model.txt",
+    "treelite_checkpoint": "checkpoint.tl",
+}
+#: mmeperf backend plugin -> Triton platform.
+BACKEND_PLATFORMS: dict[str, Platform] = {
+    "pytorch": "pytorch_libtorch",
+    "onnx": "onnxruntime_onnx",
+    "tensorrt": "tensorrt_plan",
+    "xgboost": "fil",
+}
+
+
+def _text(value: str) -> str:
+    """A protobuf text-format string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _check_name(value: str, what: str) -> str:
+    if not value or not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    if any(ord(c) < 32 for c in value):
+        raise ValueError(f"{what} {value!r} holds control characters")
+    return value
+
+
+class TritonTensor(BaseModel):
+    """One ``input`` or ``output`` entry."""
+
+    name: str
+    """Tensor name (``INPUT__0``, ``input_ids``, ``input__0`` for FIL)."""
+    data_type: DataType
+    """Triton data type, e.g. ``TYPE_FP32``."""
+    dims: list[int]
+    """Shape of one sample: without the batch axis when max_batch_size > 0; -1 = dynamic."""
+    reshape: list[int] | None = None
+    """Shape the model sees, when it differs from ``dims`` (e.g. ``[]`` for scalars)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, "tensor name")
+
+    @field_validator("dims")
+    @classmethod
+    def _dims(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("dims must list at least one dimension")
+        if any(d == 0 or d < -1 for d in value):
+            raise ValueError(f"dims must be positive or -1 (dynamic), got {value}")
+        return value
+
+    def _pbtxt(self, indent: str) -> list[str]:
+        lines = [
+            f"{indent}{{",
+            f"{indent}  name: {_text(self.name)}",
+            f"{indent}  data_type: {self.data_type}",
+            f"{indent}  dims: [ {', '.join(map(str, self.dims))} ]",
+        ]
+        if self.reshape is not None:
+            lines.append(f"{indent}  reshape: {{ shape: [ {', '.join(map(str, self.reshape))} ] }}")
+        lines.append(f"{indent}}}")
+        return lines
+
+
+class BatchingSpec(BaseModel):
+    """``dynamic_batching``: Triton merges requests into batches of these sizes."""
+
+    preferred_batch_size: list[int] = Field(default_factory=list)
+    """Batch sizes the scheduler aims for; each at most max_batch_size."""
+    max_queue_delay_microseconds: int = 0
+    """How long a request may wait for others to fill a preferred batch."""
+
+    @field_validator("max_queue_delay_microseconds")
+    @classmethod
+    def _delay(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"max_queue_delay_microseconds must be >= 0, got {value}")
+        return value
+
+    @field_validator("preferred_batch_size")
+    @classmethod
+    def _sizes(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError(f"preferred batch sizes must be >= 1, got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"preferred batch sizes repeat: {value}")
+        return value
+
+
+class InstanceGroup(BaseModel):
+    """One ``instance_group`` entry: how many copies of the model run, and where."""
+
+    kind: InstanceKind = "KIND_GPU"
+    """KIND_GPU, KIND_CPU or KIND_AUTO (GPU when present)."""
+    count: int = 1
+    """Instances per device."""
+    gpus: list[int] | None = None
+    """GPU indices (default: every GPU)."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> InstanceGroup:
+        if self.count < 1:
+            raise ValueError(f"instance count must be >= 1, got {self.count}")
+        if self.gpus is not None and self.kind == "KIND_CPU":
+            raise ValueError("gpus applies to KIND_GPU instance groups, not KIND_CPU")
+        if self.gpus is not None and any(g < 0 for g in self.gpus):
+            raise ValueError(f"gpu indices must be >= 0, got {self.gpus}")
+        return self
+
+
+class WarmupSpec(BaseModel):
+    """One ``model_warmup`` entry: a request Triton sends itself before serving the model."""
+
+    name: str = "warmup"
+    """Name shown in Triton's log."""
+    batch_size: int = 1
+    """Rows in the warmup request; at most max_batch_size."""
+    inputs: dict[str, TritonTensor] = Field(default_factory=dict)
+    """Input name -> data type and dims (the tensor's own ``name`` is ignored here)."""
+    data: Literal["random_data", "zero_data"] = "random_data"
+    """What the warmup tensors hold."""
+    count: int = 1
+    """How many times the warmup request is sent."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> WarmupSpec:
+        if self.batch_size < 1:
+            raise ValueError(f"warmup batch_size must be >= 1, got {self.batch_size}")
+        if self.count < 1:
+            raise ValueError(f"warmup count must be >= 1, got {self.count}")
+        if not self.inputs:
+            raise ValueError("a warmup entry needs the inputs it sends")
+        return self
+
+
+class TritonModelConfig(BaseModel):
+    """A Triton model configuration; invalid combinations are refused when it is built."""
+
+    platform: Platform
+    """pytorch_libtorch, onnxruntime_onnx, tensorrt_plan (``platform:``), python or fil (``backend:``)."""
+    name: str | None = None
+    """Model name; None leaves it to the folder name (what copies of one model need)."""
+    max_batch_size: int = 0
+    """Largest batch Triton forms or accepts; 0 means the model has no batch axis."""
+    inputs: list[TritonTensor] = Field(default_factory=list)
+    """Inputs; may stay empty for tensorrt_plan, onnxruntime_onnx and python (auto-complete)."""
+    outputs: list[TritonTensor] = Field(default_factory=list)
+    """Outputs; may stay empty where inputs may."""
+    dynamic_batching: BatchingSpec | None = None
+    """Server-side batching; needs max_batch_size > 0."""
+    instance_groups: list[InstanceGroup] = Field(default_factory=list)
+    """Where instances run; empty means Triton's default (one per GPU, else one on CPU)."""
+    warmup: list[WarmupSpec] = Field(default_factory=list)
+    """Requests Triton sends before the model serves."""
+    parameters: dict[str, str] = Field(default_factory=dict)
+    """Backend parameters (FIL: model_type, output_class, ...)."""
+    default_model_filename: str | None = None
+    """The artifact's file name in the version folder, when not the platform's default."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_name(value, "model name")
+        if "/" in value or value in (".", ".."):
+            raise ValueError(f"model name {value!r} must be a single folder name")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TritonModelConfig:
+        if self.max_batch_size < 0:
+            raise ValueError(f"max_batch_size must be >= 0, got {self.max_batch_size}")
+        for group, tensors in (("input", self.inputs), ("output", self.outputs)):
+            names = [t.name for t in tensors]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{group} names repeat: {dupes}")
+        if self.platform in ("pytorch_libtorch", "fil") and not (self.inputs and self.outputs):
+            raise ValueError(f"{self.platform} models need their inputs and outputs listed (no auto-complete)")
+        if bool(self.inputs) != bool(self.outputs) and self.platform != "python":
+            raise ValueError("list both inputs and outputs, or neither (auto-complete)")
+        batching = self.dynamic_batching
+        if batching is not None:
+            if self.max_batch_size == 0:
+                raise ValueError("dynamic_batching needs max_batch_size > 0")
+            too_big = [b for b in batching.preferred_batch_size if b > self.max_batch_size]
+            if too_big:
+                raise ValueError(
+                    f"preferred batch sizes {too_big} exceed max_batch_size {self.max_batch_size}"
+                )
+        input_names = {t.name for t in self.inputs}
+        for entry in self.warmup:
+            if self.max_batch_size > 0 and entry.batch_size > self.max_batch_size:
+                raise ValueError(
+                    f"warmup {entry.name!r} batch_size {entry.batch_size} exceeds max_batch_size "
+                    f"{self.max_batch_size}"
+                )
+            if self.max_batch_size == 0 and entry.batch_size != 1:
+                raise ValueError("without a batch axis (max_batch_size 0) warmup batch_size must be 1")
+            unknown = sorted(set(entry.inputs) - input_names) if input_names else []
+            if unknown:
+                raise ValueError(f"warmup {entry.name!r} names unknown inputs {unknown}")
+        if self.platform == "fil":
+            if len(self.inputs) != 1 or len(self.outputs) != 1:
+                raise ValueError("fil models take one input (input__0) and give one output (output__0)")
+            wrong = [t.name for t in (*self.inputs, *self.outputs) if t.data_type != "TYPE_FP32"]
+            if wrong:
+                raise ValueError(f"fil tensors must be TYPE_FP32; not so: {wrong}")
+            model_type = self.parameters.get("model_type")
+            if model_type not in FIL_MODEL_FILES:
+                raise ValueError(
+                    f"fil needs parameters['model_type'] in {sorted(FIL_MODEL_FILES)}, got {model_type!r}"
+                )
+            if self.max_batch_size == 0:
+                raise ValueError("fil models need max_batch_size > 0")
+        return self
+
+    @property
+    def model_filename(self) -> str:
+        """The artifact file Triton loads from the version folder."""
+        if self.default_model_filename:
+            return self.default_model_filename
+        if self.platform == "fil":
+            return FIL_MODEL_FILES[self.parameters["model_type"]]
+        return DEFAULT_MODEL_FILES[self.platform]
+
+    def to_pbtxt(self) -> str:
+        """The configuration as protobuf text (config.pbtxt)."""
+        lines: list[str] = []
+        if self.name is not None:
+            lines.append(f"name: {_text(self.name)}")
+        if self.platform in _PLATFORM_FIELD:
+            lines.append(f"platform: {_text(self.platform)}")
+        else:
+            lines.append(f"backend: {_text(self.platform)}")
+        lines.append(f"max_batch_size: {self.max_batch_size}")
+        if self.default_model_filename:
+            lines.append(f"default_model_filename: {_text(self.default_model_filename)}")
+        for field, tensors in (("input", self.inputs), ("output", self.outputs)):
+            if not tensors:
+                continue
+            lines.append(f"{field} [")
+            for i, tensor in enumerate(tensors):
+                block = tensor._pbtxt("  ")
+                if i < len(tensors) - 1:
+                    block[-1] += ","
+                lines.extend(block)
+            lines.append("]")
+        if self.instance_groups:
+            lines.append("instance_group [")
+            for i, group in enumerate(self.instance_groups):
+                lines.append("  {")
+                lines.append(f"    kind: {group.kind}")
+                lines.append(f"    count: {group.count}")
+                if group.gpus is not None:
+                    lines.append(f"    gpus: [ {', '.join(map(str, group.gpus))} ]")
+                lines.append("  }," if i < len(self.instance_groups) - 1 else "  }")
+            lines.append("]")
+        if self.dynamic_batching is not None:
+            batching = self.dynamic_batching
+            lines.append("dynamic_batching {")
+            if batching.preferred_batch_size:
+                sizes = ", ".join(map(str, batching.preferred_batch_size))
+                lines.append(f"  preferred_batch_size: [ {sizes} ]")
+            if batching.max_queue_delay_microseconds:
+                lines.append(f"  max_queue_delay_microseconds: {batching.max_queue_delay_microseconds}")
+            lines.append("}")
+        if self.warmup:
+            lines.append("model_warmup [")
+            for i, entry in enumerate(self.warmup):
+                lines.append("  {")
+                lines.append(f"    name: {_text(entry.name)}")
+                lines.append(f"    batch_size: {entry.batch_size}")
+                if entry.count != 1:
+                    lines.append(f"    count: {entry.count}")
+                for input_name, spec in entry.inputs.items():
+                    lines.append("    inputs {")
+                    lines.append(f"      key: {_text(input_name)}")
+                    lines.append("      value {")
+                    lines.append(f"        data_type: {spec.data_type}")
+                    lines.append(f"        dims: [ {', '.join(map(str, spec.dims))} ]")
+                    lines.append(f"        {entry.data}: true")
+                    lines.append("      }")
+                    lines.append("    }")
+                lines.append("  }," if i < len(self.warmup) - 1 else "  }")
+            lines.append("]")
+        for key, value in self.parameters.items():
+            lines.append("parameters {")
+            lines.append(f"  key: {_text(key)}")
+            lines.append(f"  value {{ string_value: {_text(value)} }}")
+            lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path) -> Path:
+        """Write ``folder/config.pbtxt`` (checked by Triton's protobuf first, when installed)."""
+        text = self.to_pbtxt()
+        try:
+            parse_config(text)
+        except MissingDependencyError:
+            pass  # the typed spec already refused what Triton would; protobuf is a second check
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / CONFIG_FILE
+        path.write_text(text)
+        return path
+
+    def with_name(self, name: str | None) -> TritonModelConfig:
+        return self.model_validate(self.model_dump() | {"name": name})
+
+
+def build_config(**fields: Any) -> TritonModelConfig:
+    """``TritonModelConfig(**fields)`` with validation failures as ConfigurationError (400)."""
+    try:
+        return TritonModelConfig(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"Invalid Triton model config: {problems}") from exc
+
+
+def parse_config(text: str) -> Any:
+    """Parse config.pbtxt text with Triton's own ``model_config_pb2`` (strict: unknown fields fail).
+
+    Returns the ``ModelConfig`` message. ConfigurationError when Triton would not read it;
+    MissingDependencyError without tritonclient (the ``triton`` extra).
+    """
+    from mmeperf._deps import require
+
+    pb = require("tritonclient.grpc.model_config_pb2", what="Parsing Triton configs", extra="triton", package="tritonclient")
+    text_format = require("google.protobuf.text_format", what="Parsing Triton configs", extra="triton", package="protobuf")
+    try:
+        return text_format.Parse(text, pb.ModelConfig())
+    except text_format.ParseError as exc:
+        raise ConfigurationError(f"Triton cannot parse this config.pbtxt: {exc}") from exc
+
+
+# --- builders ------------------------------------------------------------------------------------
+
+
+def _instances(kind: InstanceKind, count: int) -> list[InstanceGroup]:
+    return [InstanceGroup(kind=kind, count=count)]
+
+
+def _batching(
+    preferred: Sequence[int] | None, max_queue_delay_microseconds: int, max_batch_size: int
+) -> BatchingSpec | None:
+    if max_batch_size == 0:
+        if preferred:
+            raise ConfigurationError("preferred batch sizes need max_batch_size > 0")
+        return None
+    return BatchingSpec(
+        preferred_batch_size=list(preferred or []),
+        max_queue_delay_microseconds=max_queue_delay_microseconds,
+    )
+
+
+def _warmup_for(inputs: list[TritonTensor], enabled: bool, batch_size: int = 1) -> list[WarmupSpec]:
+    if not enabled or not inputs:
+        return []
+    return [WarmupSpec(batch_size=batch_size, inputs={t.name: t for t in inputs})]
+
+
+def cv_config(
+    platform: Platform,
+    *,
+    name: str | None = None,
+    image_shape: Sequence[int] = (3, 224, 224),
+    num_classes: int = 1000,
+    input_name: str = "INPUT__0",
+    output_name: str = "OUTPUT__0",
+    max_batch_size: int = 32,
+    preferred_batch_sizes: Sequence[int] | None = (16,),
+    max_queue_delay_microseconds: int = 0,
+    instance_kind: InstanceKind = "KIND_GPU",
+    instance_count: int = 1,
+    warmup: bool = False,
+    io: bool = True,
+) -> TritonModelConfig:
+    """An image classifier: ``INPUT__0`` FP32 [3, 224, 224] -> ``OUTPUT__0`` FP32 [classes].
+
+    The defaults are the reference's CV PyTorch config (max batch 32, preferred 16, one GPU
+    instance). ``io=False`` leaves inputs and outputs to Triton's auto-complete.
+    """
+    inputs = [TritonTensor(name=input_name, data_type="TYPE_FP32", dims=list(image_shape))] if io else []
+    outputs = [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[num_classes])] if io else []
+    return build_config(
+        platform=platform,
+        name=name,
+        max_batch_size=max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        dynamic_batching=_batching(preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size),
+        instance_groups=_instances(instance_kind, instance_count),
+        warmup=_warmup_for(inputs, warmup),
+    )
+
+
+def nlp_config(
+    platform: Platform,
+    *,
+    name: str | None = None,
+    seq_len: int = 128,
+    hidden_size: int = 768,
+    input_names: Sequence[str] = ("input_ids", "attention_mask"),
+    input_dtype: DataType = "TYPE_INT64",
+    output_name: str = "last_hidden_state",
+    max_batch_size: int = 128,
+    preferred_batch_sizes: Sequence[int] | None = None,
+    max_queue_delay_microseconds: int = 0,
+    instance_kind: InstanceKind = "KIND_GPU",
+    instance_count: int = 1,
+    warmup: bool = False,
+    io: bool = True,
+) -> TritonModelConfig:
+    """A text encoder: token tensors [seq_len] -> ``last_hidden_state`` FP32 [seq_len, hidden].
+
+    The reference's NLP PyTorch config used INT32 tokens and max batch 128; our exports take
+    INT64 (what tokenizers and ONNX produce). ``io=False``: auto-complete (its TensorRT config).
+    """
+    inputs = [TritonTensor(name=n, data_type=input_dtype, dims=[seq_len]) for n in input_names] if io else []
+    outputs = [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[seq_len, hidden_size])] if io else []
+    return build_config(
+        platform=platform,
+        name=name,
+        max_batch_size=max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        dynamic_batching=_batching(preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size),
+        instance_groups=_instances(instance_kind, instance_count),
+        warmup=_warmup_for(inputs, warmup),
+    )
+
+
+def fil_config(
+    *,
+    num_features: int,
+    name: str | None = None,
+    model_type: str = "xgboost_json",
+    output_class: bool = True,
+    predict_proba: bool = False,
+    num_outputs: int = 1,
+    threshold: float | None = None,
+    max_batch_size: int = 32768,
+    max_queue_delay_microseconds: int = 100,
+    instance_kind: InstanceKind = "KIND_GPU",
+    instance_count: int = 1,
+    extra_parameters: dict[str, str] | None = None,
+) -> TritonModelConfig:
+    """An XGBoost (or LightGBM/Treelite) model on Triton's FIL backend: ``input__0`` FP32
+    [num_features] -> ``output__0`` FP32 [num_outputs]; binary classifiers have one output."""
+    if num_features < 1:
+        raise ConfigurationError(f"num_features must be >= 1, got {num_features}")
+    parameters = {
+        "model_type": model_type,
+        "output_class": "true" if output_class else "false",
+    }
+    if predict_proba:
+        parameters["predict_proba"] = "true"
+    if threshold is not None:
+        parameters["threshold"] = repr(float(threshold))
+    parameters.update(extra_parameters or {})
+    return build_config(
+        platform="fil",
+        name=name,
+        max_batch_size=max_batch_size,
+        inputs=[TritonTensor(name="input__0", data_type="TYPE_FP32", dims=[num_features])],
+        outputs=[TritonTensor(name="output__0", data_type="TYPE_FP32", dims=[num_outputs])],
+        dynamic_batching=BatchingSpec(max_queue_delay_microseconds=max_queue_delay_microseconds),
+        instance_groups=_instances(instance_kind, instance_count),
+        parameters=parameters,
+    )
+
+
+def python_config(
+    *,
+    inputs: Sequence[TritonTensor] = (),
+    outputs: Sequence[TritonTensor] = (),
+    name: str | None = None,
+    max_batch_size: int = 0,
+    instance_kind: InstanceKind = "KIND_CPU",
+    instance_count: int = 1,
+    parameters: dict[str, str] | None = None,
+) -> TritonModelConfig:
+    """A Python-backend model (``1/model.py``), e.g. the reference's server-metrics model."""
+    return build_config(
+        platform="python",
+        name=name,
+        max_batch_size=max_batch_size,
+        inputs=list(inputs),
+        outputs=list(outputs),
+        instance_groups=_instances(instance_kind, instance_count),
+        parameters=dict(parameters or {}),
+    )
+
+
+def config_for_signature(
+    backend: str,
+    signature: Signature,
+    *,
+    name: str | None = None,
+    max_batch_size: int = 32,
+    preferred_batch_sizes: Sequence[int] | None = None,
+    max_queue_delay_microseconds: int = 0,
+    instance_kind: InstanceKind = "KIND_GPU",
+    instance_count: int = 1,
+    warmup: bool = False,
+    engine_profile: EngineProfile | None = None,
+    allow_unused_profile: bool = False,
+) -> TritonModelConfig:
+    """The config for an exported tensor model (``pytorch``, ``onnx`` or ``tensorrt``) from its
+    signature; a TensorRT config is checked against the engine's optimization profile."""
+    from mmeperf.backends.tensors import triton_datatype
+
+    if backend not in BACKEND_PLATFORMS or backend == "xgboost":
+        raise ConfigurationError(
+            f"Expected a tensor backend (pytorch, onnx, tensorrt), got {backend!r}; use fil_config for XGBoost"
+        )
+
+    def tensor(spec: Any) -> TritonTensor:
+        if spec.dtype is None or spec.shape is None:
+            raise ConfigurationError(
+                f"Tensor {spec.name!r} has no recorded dtype/shape; export with mmeperf.exporters "
+                f"so signature.json is written"
+            )
+        return TritonTensor(name=spec.name, data_type=triton_datatype(spec.dtype), dims=spec.item_shape)
+
+    try:
+        inputs = [tensor(s) for s in signature.inputs]
+        outputs = [tensor(s) for s in signature.outputs]
+    except ValidationError as exc:
+        raise ConfigurationError(f"Invalid tensor for a Triton config: {exc}") from exc
+    config = build_config(
+        platform=BACKEND_PLATFORMS[backend],
+        name=name,
+        max_batch_size=max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        dynamic_batching=_batching(preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size),
+        instance_groups=_instances(instance_kind, instance_count),
+        warmup=_warmup_for(inputs, warmup),
+    )
+    if engine_profile is not None:
+        check_engine_profile(config, engine_profile, allow_unused_profile=allow_unused_profile)
+    return config
+
+
+def check_engine_profile(
+    config: TritonModelConfig, profile: EngineProfile, *, allow_unused_profile: bool = False
+) -> None:
+    """Refuse a tensorrt_plan config whose batches the engine cannot take, or that wastes it.
+
+    Triton rejects a plan whose profile max batch is below max_batch_size. The reference's
+    mistake was the other way round (engines built for 128, configs capping at 12): refused
+    too, unless ``allow_unused_profile``.
+    """
+    if config.platform != "tensorrt_plan":
+        raise ConfigurationError(f"Engine profiles apply to tensorrt_plan configs, not {config.platform}")
+    if config.max_batch_size > profile.max_batch:
+        raise ConfigurationError(
+            f"max_batch_size {config.max_batch_size} exceeds the engine's profile max batch "
+            f"{profile.max_batch}; rebuild the engine with max_batch >= {config.max_batch_size}"
+        )
+    if config.max_batch_size < profile.max_batch and not allow_unused_profile:
+        raise ConfigurationError(
+            f"max_batch_size {config.max_batch_size} is below the engine's profile max batch "
+            f"{profile.max_batch}: batches above {config.max_batch_size} would never reach it "
+            f"(set max_batch_size={profile.max_batch}, or pass allow_unused_profile=True)"
+        )
+    if config.max_batch_size and config.max_batch_size < profile.min_batch:
+        raise ConfigurationError(
+            f"max_batch_size {config.max_batch_size} is below the engine's min batch {profile.min_batch}"
+        )
+    sizes = config.dynamic_batching.preferred_batch_size if config.dynamic_batching else []
+    outside = [b for b in sizes if not profile.min_batch <= b <= profile.max_batch]
+    if outside:
+        raise ConfigurationError(
+            f"preferred batch sizes {outside} are outside the engine's profile "
+            f"{profile.min_batch}..{profile.max_batch}"
+        )
+
+
+# --- packaging ----------------------------------------------------------------------------------
+
+
+def triton_model_folder(
+    destination: Path, config: TritonModelConfig, artifact_dir: Path, *, version: int = 1
+) -> Path:
+    """Lay out ``destination/config.pbtxt`` and ``destination/<version>/<artifact files>``.
+
+    Checks the artifact file the platform loads is there before writing anything.
+    """
+    if version < 1:
+        raise ConfigurationError(f"Triton model versions start at 1, got {version}")
+    artifact_dir = Path(artifact_dir)
+    wanted = config.model_filename
+    if not (artifact_dir / wanted).is_file():
+        present = sorted(p.name for p in artifact_dir.iterdir()) if artifact_dir.is_dir() else []
+        raise ConfigurationError(
+            f"{config.platform} loads {wanted}, which {artifact_dir} does not hold (it has {present})"
+        )
+    text = config.to_pbtxt()
+    try:
+        parse_config(text)
+    except MissingDependencyError:
+        pass
+    destination = Path(destination)
+    version_dir = destination / str(version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    for item in artifact_dir.iterdir():
+        if item.is_file():
+            shutil.copy2(item, version_dir / item.name)
+    (destination / CONFIG_FILE).write_text(text)
+    return destination
+
+
+def package_model(
+    repository: ModelRepository,
+    name: str,
+    artifact: ExportResult | Path,
+    config: TritonModelConfig,
+    *,
+    backend: str | None = None,
+    copies: int = 0,
+    template: str = "{name}-v{i}",
+    overwrite: bool = False,
+) -> builtins.list[ModelEntry]:
+    """Add one model (and ``copies`` copies) to ``repository`` in Triton's folder structure.
+
+    SageMaker layout: ``<name>.tar.gz`` holding ``<name>/config.pbtxt`` and ``<name>/1/model.*``
+    (what SageMaker's Triton MME container unpacks); Triton layout: the same folder under the
+    repository. Copies are ``template.format(name=name, i=0..copies-1)``: how the GPU
+    workflow fills an instance's memory. Returns the entries added, the model first.
+    """
+    from mmeperf.exporters.base import ExportResult
+
+    if isinstance(artifact, ExportResult):
+        backend = backend or artifact.backend
+        artifact_dir = artifact.directory
+    else:
+        artifact_dir = Path(artifact)
+    if backend is None:
+        raise ConfigurationError("package_model needs backend= when given a folder")
+    expected = BACKEND_PLATFORMS.get(backend)
+    if expected is not None and expected != config.platform:
+        raise ConfigurationError(
+            f"A {backend!r} artifact is served by Triton's {expected}, but the config says {config.platform}"
+        )
+    if config.platform == "tensorrt_plan":
+        from mmeperf.backends.tensorrt import EngineProfile
+
+        profile = EngineProfile.load(artifact_dir)
+        if profile is not None:
+            check_engine_profile(config, profile)
+    if copies < 0:
+        raise ConfigurationError(f"copies must be >= 0, got {copies}")
+    with tempfile.TemporaryDirectory(prefix="mmeperf-triton-") as tmp:
+        folder = triton_model_folder(Path(tmp) / name, config, artifact_dir)
+        prefix = name if repository.layout == "sagemaker" else None
+        entry = repository.add(name, folder, backend=backend, arcname_prefix=prefix, overwrite=overwrite)
+    entries = [entry]
+    if copies:
+        entries.extend(repository.copies(name, copies, template=template, overwrite=overwrite))
+    return entries

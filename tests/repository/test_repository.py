@@ -1,0 +1,351 @@
+"""ModelRepository on real storage: local folders, fsspec memory://, both layouts, foreign repos."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmeperf.errors import (
+    ConfigurationError,
+    CorruptArtifactError,
+    InvalidModelNameError,
+    ModelExistsError,
+    ModelNotFoundError,
+    RepositoryError,
+    UnknownPluginError,
+    UnsafeArchiveError,
+)
+from mmeperf.repository import MANIFEST_NAME, ModelRepository, detect_backend, pack
+from tests.repository.conftest import listing
+
+
+def _flip_byte(path: Path, offset: int = -20) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(params=["local", "memory"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRepository:
+    if request.param == "local":
+        return ModelRepository(tmp_path / "repo")
+    url = f"memory://mmeperf-tests/{tmp_path.name}"
+    yield_repo = ModelRepository(url)
+    request.addfinalizer(lambda: yield_repo.fs.rm(yield_repo.root, recursive=True))
+    return yield_repo
+
+
+def test_add_list_get_fetch_remove(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
+    entry = repo.add("churn-xgb-CA", model_dir)
+    assert (entry.name, entry.target, entry.key) == ("churn-xgb-CA", "churn-xgb-CA.tar.gz", "churn-xgb-CA.tar.gz")
+    assert entry.backend == "xgboost"  # detected from the file name
+    assert entry.sha256 is not None and len(entry.sha256) == 64 and entry.bytes > 0
+    assert entry.created is not None
+    repo.add("churn-xgb-TX", model_dir)
+
+    assert repo.names() == ["churn-xgb-CA", "churn-xgb-TX"]
+    assert len(repo) == 2 and [e.name for e in repo] == repo.names()
+    assert MANIFEST_NAME not in repo and "churn-xgb-CA.tar.gz" in repo and "nope" not in repo
+    assert repo.get("churn-xgb-CA.tar.gz") == repo.get("churn-xgb-CA") == entry
+
+    folder = repo.fetch("churn-xgb-CA.tar.gz", tmp_path / "cache")
+    assert listing(folder) == {"xgboost-model"}
+    assert (folder / "xgboost-model").read_bytes() == (model_dir / "xgboost-model").read_bytes()
+    # Each fetch gets its own fresh folder.
+    assert repo.fetch("churn-xgb-CA", tmp_path / "cache") != folder
+
+    repo.remove("churn-xgb-CA")
+    assert repo.names() == ["churn-xgb-TX"]
+    with pytest.raises(ModelNotFoundError):
+        repo.remove("churn-xgb-CA")
+    assert repo.verify().ok
+
+
+def test_manifest_records_every_field(tmp_path: Path, model_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    entry = repo.add("m", model_dir)
+    data = json.loads((tmp_path / "repo" / MANIFEST_NAME).read_text())
+    assert data["layout"] == "sagemaker"
+    assert data["models"] == [json.loads(entry.model_dump_json())]
+    assert set(data["models"][0]) == {"name", "target", "key", "backend", "bytes", "sha256", "created"}
+    # The manifest is the only non-model file and a second instance reads it back.
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["m.tar.gz", MANIFEST_NAME]
+    assert ModelRepository(tmp_path / "repo").get("m") == entry
+
+
+def test_stored_archive_has_members_at_the_root(tmp_path: Path, model_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    repo.add("m", model_dir)
+    with tarfile.open(tmp_path / "repo" / "m.tar.gz") as tf:
+        assert tf.getnames() == ["xgboost-model"]
+
+
+def test_triton_packaging_for_sagemaker_puts_members_under_the_name(tmp_path: Path, triton_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    entry = repo.add("resnet", triton_dir, arcname_prefix="resnet", backend="onnx")
+    with tarfile.open(tmp_path / "repo" / "resnet.tar.gz") as tf:
+        assert tf.getnames() == ["resnet/1/model.onnx", "resnet/config.pbtxt"]
+    folder = repo.fetch(entry.target, tmp_path / "cache")
+    assert listing(folder) == {"resnet", "resnet/config.pbtxt", "resnet/1", "resnet/1/model.onnx"}
+
+
+def test_name_errors_are_typed(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
+    repo.add("m", model_dir)
+    for bad in ["../m.tar.gz", "%2e%2e%2fm.tar.gz", "/etc/passwd", "m\x00", ""]:
+        with pytest.raises(InvalidModelNameError) as info:
+            repo.get(bad)
+        assert info.value.http_status == 400
+        with pytest.raises(InvalidModelNameError):
+            repo.fetch(bad, tmp_path / "cache")
+        assert bad not in repo
+    with pytest.raises(ModelNotFoundError) as missing:
+        repo.get("other.tar.gz")
+    assert missing.value.http_status == 404 and "other.tar.gz" in str(missing.value)
+    with pytest.raises(InvalidModelNameError):
+        repo.add("../escape", model_dir)
+
+
+def test_add_refuses_existing_names_unless_overwrite(repo: ModelRepository, model_dir: Path, triton_dir: Path) -> None:
+    first = repo.add("m", model_dir)
+    with pytest.raises(ModelExistsError) as info:
+        repo.add("m.tar.gz", triton_dir)
+    assert info.value.http_status == 409 and "overwrite=True" in str(info.value)
+    second = repo.add("m", triton_dir, overwrite=True)
+    assert second.sha256 != first.sha256 and repo.get("m") == second
+
+
+def test_add_rejects_what_is_not_an_artifact(repo: ModelRepository, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigurationError, match="folder of artifact files"):
+        repo.add("m", tmp_path / "notes.txt")
+    with pytest.raises(ConfigurationError, match="folder of artifact files"):
+        repo.add("m", tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigurationError):
+        repo.add("m", tmp_path / "empty")
+    with pytest.raises(UnknownPluginError, match="xgboost"):
+        repo.add("m", tmp_path, backend="xgbost")
+    assert repo.names() == []
+
+
+def test_existing_archive_is_stored_as_is(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:  # written by another tool: real mtimes, owners
+        tf.add(model_dir / "xgboost-model", arcname="xgboost-model")
+    entry = repo.add("m", archive)
+    assert repo.fs.cat_file(repo.root + "/m.tar.gz") == archive.read_bytes()
+    assert entry.bytes == archive.stat().st_size and entry.backend == "xgboost"
+
+
+def test_plain_tar_is_stored_gzipped(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "model.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(model_dir / "xgboost-model", arcname="xgboost-model")
+    repo.add("m", archive)
+    assert repo.fs.cat_file(repo.root + "/m.tar.gz")[:2] == b"\x1f\x8b"  # what SageMaker unpacks
+    assert listing(repo.fetch("m", tmp_path / "cache")) == {"xgboost-model"}
+
+
+def test_hostile_archive_is_not_added(repo: ModelRepository, tmp_path: Path) -> None:
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo("../../evil.txt")
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"evil"))
+    before = listing(tmp_path)
+    with pytest.raises(UnsafeArchiveError):
+        repo.add("evil", archive)
+    assert "evil" not in repo and listing(tmp_path) == before
+
+
+def test_verify_names_exactly_the_corrupt_model(tmp_path: Path, model_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    for state in ("CA", "NY", "TX"):
+        repo.add(f"churn-xgb-{state}", model_dir)
+    assert repo.verify().ok and repo.verify().checked == 3
+
+    _flip_byte(tmp_path / "repo" / "churn-xgb-NY.tar.gz")
+    report = repo.verify()
+    assert not report.ok and report.checked == 3
+    assert report.problems == {"churn-xgb-NY": "sha256 mismatch"}
+    assert "churn-xgb-NY" in str(report)
+    with pytest.raises(CorruptArtifactError, match=r"churn-xgb-NY.*sha256 mismatch") as info:
+        repo.fetch("churn-xgb-NY", tmp_path / "cache")
+    assert info.value.http_status == 424
+    assert list((tmp_path / "cache").iterdir()) == []  # the half-extracted folder is gone
+
+    (tmp_path / "repo" / "churn-xgb-TX.tar.gz").unlink()
+    assert repo.verify().problems == {"churn-xgb-NY": "sha256 mismatch", "churn-xgb-TX": "missing"}
+    with pytest.raises(ModelNotFoundError, match="missing"):
+        repo.fetch("churn-xgb-TX", tmp_path / "cache")
+
+
+def test_foreign_repository_without_manifest(tmp_path: Path, model_dir: Path) -> None:
+    root = tmp_path / "foreign"
+    root.mkdir()
+    for name in ("a", "b"):  # what `aws s3 cp model.tar.gz s3://.../a.tar.gz` leaves behind
+        with tarfile.open(root / f"{name}.tar.gz", "w:gz") as tf:
+            tf.add(model_dir / "xgboost-model", arcname="xgboost-model")
+    (root / "broken.tar.gz").write_bytes(b"this is not gzip")
+    (root / "README.txt").write_text("not a model")
+    before = listing(root)
+
+    repo = ModelRepository(root, create=False)
+    assert not repo.has_manifest
+    assert repo.names() == ["a", "b", "broken"]
+    entry = repo.get("a.tar.gz")
+    assert entry.backend is None and entry.sha256 is None and entry.bytes == (root / "a.tar.gz").stat().st_size
+    folder = repo.fetch("a", tmp_path / "cache")
+    assert repo.detect_backend(folder) == "xgboost" == detect_backend(folder)
+    assert listing(root) == before  # reading never writes
+
+    report = repo.verify()
+    assert set(report.problems) == {"broken"} and report.problems["broken"].startswith("unreadable archive")
+    assert repo.get("a").sha256 is not None  # computed by verify, kept in memory
+    assert listing(root) == before
+    repo.verify(update_manifest=True)
+    assert ModelRepository(root).get("b").sha256 is not None and (root / MANIFEST_NAME).exists()
+
+
+def test_unsafe_stored_archive_is_a_corrupt_artifact(tmp_path: Path) -> None:
+    root = tmp_path / "foreign"
+    root.mkdir()
+    with tarfile.open(root / "evil.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tf.addfile(info)
+    repo = ModelRepository(root)
+    with pytest.raises(CorruptArtifactError, match=r"'evil'.*unsafe archive"):
+        repo.fetch("evil.tar.gz", tmp_path / "cache")
+    assert repo.verify().problems["evil"].startswith("unsafe archive")
+
+
+def test_triton_layout(tmp_path: Path, triton_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "triton", layout="triton")
+    entry = repo.add("resnet", triton_dir, backend="onnx")
+    assert (entry.target, entry.key) == ("resnet", "resnet/")
+    assert listing(tmp_path / "triton") == {
+        MANIFEST_NAME, "resnet", "resnet/config.pbtxt", "resnet/1", "resnet/1/model.onnx"
+    }
+    folder = repo.fetch("resnet", tmp_path / "cache")
+    assert listing(folder) == {"config.pbtxt", "1", "1/model.onnx"}
+    assert repo.verify().ok
+
+    with pytest.raises(InvalidModelNameError, match="single folder"):
+        repo.get("a/b")
+    _flip_byte(tmp_path / "triton" / "resnet" / "1" / "model.onnx", 5)
+    assert repo.verify().problems == {"resnet": "sha256 mismatch"}
+    with pytest.raises(CorruptArtifactError, match="resnet"):
+        repo.fetch("resnet", tmp_path / "cache")
+
+
+def test_triton_layout_from_an_archive_and_without_manifest(tmp_path: Path, triton_dir: Path) -> None:
+    archive = tmp_path / "bert.tar.gz"
+    pack(triton_dir, archive, arcname_prefix="bert")  # SageMaker's Triton packaging
+    repo = ModelRepository(tmp_path / "triton", layout="triton")
+    repo.add("bert", archive)
+    assert listing(tmp_path / "triton" / "bert") == {"config.pbtxt", "1", "1/model.onnx"}
+
+    (tmp_path / "triton" / MANIFEST_NAME).unlink()
+    (tmp_path / "triton" / "notes.txt").write_text("ignored: not a folder")
+    foreign = ModelRepository(tmp_path / "triton", layout="triton")
+    assert foreign.names() == ["bert"] and foreign.get("bert").backend is None
+    assert foreign.verify().ok
+
+
+def test_copies_fill_a_repository(repo: ModelRepository, model_dir: Path) -> None:
+    src = repo.add("bert", model_dir)
+    made = repo.copies("bert", 3)
+    assert [e.name for e in made] == ["bert-v0", "bert-v1", "bert-v2"]
+    assert {e.sha256 for e in made} == {src.sha256} and {e.backend for e in made} == {src.backend}
+    assert repo.names() == ["bert", "bert-v0", "bert-v1", "bert-v2"]
+    # Asking for more reuses the identical copies already there.
+    assert [e.name for e in repo.copies("bert", 4)] == ["bert-v0", "bert-v1", "bert-v2", "bert-v3"]
+    assert repo.verify().ok
+    with pytest.raises(ConfigurationError, match=r"\{i\}"):
+        repo.copies("bert", 2, template="{name}-copy")
+    with pytest.raises(ConfigurationError):
+        repo.copies("bert", -1)
+
+
+def test_triton_copies_carry_their_own_name(tmp_path: Path, triton_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "triton", layout="triton")
+    repo.add("resnet", triton_dir)
+    copies = repo.copies("resnet", 2, template="{name}_{i}")
+    assert [c.name for c in copies] == ["resnet_0", "resnet_1"]
+    config = (tmp_path / "triton" / "resnet_1" / "config.pbtxt").read_text()
+    assert config.startswith('name: "resnet_1"\n') and "max_batch_size: 8" in config
+    assert (tmp_path / "triton" / "resnet_1" / "1" / "model.onnx").read_bytes() == (
+        triton_dir / "1" / "model.onnx"
+    ).read_bytes()
+    assert repo.verify().ok
+
+
+def test_layout_mismatch_and_missing_repository(tmp_path: Path, model_dir: Path) -> None:
+    ModelRepository(tmp_path / "repo").add("m", model_dir)
+    with pytest.raises(ConfigurationError, match="sagemaker"):
+        ModelRepository(tmp_path / "repo", layout="triton")
+    with pytest.raises(RepositoryError, match="No model repository"):
+        ModelRepository(tmp_path / "absent", create=False)
+    assert not (tmp_path / "absent").exists()
+    with pytest.raises(ConfigurationError, match="layout"):
+        ModelRepository(tmp_path / "repo", layout="kserve")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="fsspec URL"):
+        ModelRepository("nosuchprotocol://x/y")
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(RepositoryError, match="not valid JSON"):
+        ModelRepository(root)
+    (root / MANIFEST_NAME).write_text(json.dumps({"format": "mmeperf-manifest", "version": 99, "layout": "sagemaker"}))
+    with pytest.raises(RepositoryError, match="version 99"):
+        ModelRepository(root)
+
+
+def test_add_model_round_trips_through_the_xgboost_backend(tmp_path: Path, booster: object) -> None:
+    from mmeperf import get_backend
+
+    repo = ModelRepository(tmp_path / "repo")
+    entry = repo.add_model("m", booster, backend="xgboost")
+    assert entry.backend == "xgboost"
+    folder = repo.fetch("m.tar.gz", tmp_path / "cache")
+    assert listing(folder) == {"xgboost-model"}
+    rows = np.random.default_rng(1).random((4, 3))
+    runner = get_backend(repo.detect_backend(folder, entry=entry) or "").load(folder)
+    import xgboost
+
+    expected = booster.predict(xgboost.DMatrix(rows))  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(runner.predict(rows), expected)
+
+
+def test_repository_files_are_unchanged_by_reads(tmp_path: Path, model_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    repo.add("m", model_dir)
+    before = {p: p.read_bytes() for p in (tmp_path / "repo").iterdir()}
+    repo.list()
+    repo.fetch("m", tmp_path / "cache")
+    repo.verify()
+    assert {p: p.read_bytes() for p in (tmp_path / "repo").iterdir()} == before
+
+
+def test_detecting_a_backend_imports_no_framework(tmp_path: Path, model_dir: Path) -> None:
+    shutil.copytree(model_dir, tmp_path / "copy")
+    code = (
+        "import sys; from mmeperf.repository import detect_backend; "
+        f"print(detect_backend({str(tmp_path / 'copy')!r})); "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'xgboost') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["xgboost", "[]"]
