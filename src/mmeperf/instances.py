@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mmeperf._types import PathLike
 from mmeperf.errors import ConfigurationError
@@ -142,7 +142,10 @@ class InstanceCatalog:
             rows = json.loads(text)
         if not isinstance(rows, list):
             raise ConfigurationError(f"Expected a list of instance profiles in {path}, received {type(rows).__name__}")
-        return cls([InstanceProfile.model_validate(row) for row in rows])
+        try:
+            return cls([InstanceProfile.model_validate(row) for row in rows])
+        except ValidationError as exc:
+            raise ConfigurationError(f"Invalid instance profile in {path}: {exc}") from exc
 
     def get(self, name: str) -> InstanceProfile:
         try:

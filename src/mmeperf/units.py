@@ -13,7 +13,8 @@ _SIZE_UNITS = {
 }
 _DURATION_UNITS = {"": 1.0, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|min|[hms]?)")
+# Parts may be spaced ("1h 30m"); only the last part may omit its unit ("1m30").
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|min|[hms]?)\s*")
 
 
 def parse_size(value: str | int | float) -> int:
@@ -46,6 +47,8 @@ def parse_duration(value: str | int | float) -> float:
     for match in _DURATION_PART_RE.finditer(text):
         if match.start() != pos or not match.group(0):
             break
+        if not match.group(2) and match.end() != len(text):
+            break  # "1 30" is ambiguous: a unitless number must be the last part
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
     if not text or pos != len(text):

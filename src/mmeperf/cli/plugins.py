@@ -8,6 +8,7 @@ from mmeperf.cli import CLI
 def plugins() -> None:
     """List plugins with their group, providing package and version, and whether they load."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from mmeperf._plugins import plugin_status
@@ -17,7 +18,8 @@ def plugins() -> None:
         table.add_column(column)
     for status in plugin_status():
         info = status.info
-        state = "[green]ok[/green]" if status.loads else f"[red]unavailable[/red]: {status.error}"
+        # escape(): the error's "pip install 'mmeperf[onnx]'" is not rich markup.
+        state = "[green]ok[/green]" if status.loads else f"[red]unavailable[/red]: {escape(status.error or '')}"
         table.add_row(info.group.rsplit(".", 1)[-1], info.name, info.provider, info.version, state)
     Console(width=200).print(table)
 

@@ -1,0 +1,455 @@
+"""Request and response bodies <-> numpy batches, for the content types SageMaker's XGBoost speaks.
+
+The server decodes every request through :func:`decode` (hot path: one short CSV row parses in a
+few microseconds, no pandas) and encodes every answer through :func:`encode`; clients and tests
+use the mirror pair :func:`encode_batch` / :func:`decode_predictions`.
+
+Formats, as SageMaker's XGBoost container (algorithm mode, the one multi-model endpoints run)
+reads and writes them:
+
+* ``text/csv``: rows without a header, one per line, ``,``-separated; an empty field is a missing
+  value (NaN), as the container reads it. Parameters (``; charset=utf-8``, ``;label_size=0``)
+  are tolerated. Answers are the container's real-time format: predictions joined by ``,`` on
+  one line (2-D predictions: one row per line), each written with Python's ``str(float)``.
+* ``text/libsvm`` (alias ``text/x-libsvm``): ``[label] index:value ...`` per line, indices as
+  given (0-based columns), the optional leading label ignored; absent entries are missing (NaN).
+* ``application/json``: a row ``[...]``, rows ``[[...], ...]``, ``{"instances": [...]}`` whose
+  items are rows, ``{"features": [...]}`` or ``{"data": {"features": {"values": [...]}}}``
+  (SageMaker's common JSON request format, dense or sparse ``keys``/``shape``/``values``), or a
+  single such record. Answers are a JSON array of the predictions (``json.dumps(p.tolist())``),
+  which is what the container's JSON answer is.
+* ``application/x-npy``: ``numpy.save`` bytes, read with ``allow_pickle=False``.
+
+Every malformed body raises :class:`~mmeperf.errors.PayloadError` (400) saying what was expected
+and what was received; an unknown content type raises UnsupportedContentTypeError (415) and an
+unknown accept type UnsupportedAcceptError (406).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mmeperf._types import Array
+from mmeperf.backends.base import Encoded
+from mmeperf.errors import PayloadError, UnsupportedAcceptError, UnsupportedContentTypeError
+
+__all__ = [
+    "CSV",
+    "JSON",
+    "LIBSVM",
+    "NPY",
+    "decode",
+    "decode_predictions",
+    "encode",
+    "encode_batch",
+    "media_type",
+]
+
+CSV = "text/csv"
+JSON = "application/json"
+NPY = "application/x-npy"
+LIBSVM = "text/libsvm"
+
+#: Spellings SageMaker clients use for the same format.
+_ALIASES = {"text/x-libsvm": LIBSVM, "csv": CSV, "json": JSON, "libsvm": LIBSVM}
+_KNOWN = (CSV, JSON, NPY, LIBSVM)
+_NUMERIC_KINDS = frozenset("iuf")
+# Errors quote at most this much of what they received: bodies can be megabytes.
+_QUOTE = 40
+
+
+@lru_cache(maxsize=256)
+def media_type(header: str) -> str:
+    """``"Text/CSV; charset=utf-8"`` -> ``"text/csv"``; aliases (``text/x-libsvm``) resolved.
+
+    Cached: a load test sends the same few header strings millions of times.
+    """
+    base = header.split(";", 1)[0].strip().lower()
+    return _ALIASES.get(base, base)
+
+
+@lru_cache(maxsize=64)
+def _accepted_set(accepted: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(media_type(a) for a in accepted)
+
+
+def _quote(value: bytes | str) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return repr(text if len(text) <= _QUOTE else text[:_QUOTE] + "...")
+
+
+# --- decode ----------------------------------------------------------------------------------
+
+
+def decode(
+    body: bytes,
+    content_type: str | None,
+    *,
+    accepted: Sequence[str],
+    n_features: int | None = None,
+    dtype: npt.DTypeLike = np.float32,
+) -> Array:
+    """Parse a request body into a batch (rows on the first axis).
+
+    ``accepted`` lists the content types the backend takes; an empty or missing content type
+    means the first of them (the container defaults to CSV the same way). ``n_features``, when
+    known, is checked against the columns of 2-D batches. Numbers are parsed as float64 and then
+    cast to ``dtype`` (float32 by default), the same rounding path the XGBoost container takes.
+    """
+    accepted_t = tuple(accepted)
+    kind = media_type(content_type) if content_type else media_type(accepted_t[0])
+    if kind not in _accepted_set(accepted_t) or kind not in _KNOWN:
+        raise UnsupportedContentTypeError(content_type or "", accepted_t)
+    if not body:
+        raise PayloadError(f"Expected a non-empty {kind} request body, received 0 bytes")
+    if kind == CSV:
+        batch = _decode_csv(body, dtype)
+    elif kind == JSON:
+        batch = _decode_json(body, dtype, n_features)
+    elif kind == NPY:
+        batch = _decode_npy(body, dtype)
+    else:
+        batch = _decode_libsvm(body, dtype, n_features)
+    if n_features is not None and batch.ndim == 2 and batch.shape[1] != n_features:
+        raise PayloadError(
+            f"Expected {n_features} columns per row (the model's features), "
+            f"received {batch.shape[1]} in a {kind} body of {batch.shape[0]} row(s)"
+        )
+    return batch
+
+
+def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
+    text = body.strip()
+    if not text:
+        raise PayloadError(f"Expected CSV rows, received only whitespace ({len(body)} bytes)")
+    if b"\n" not in text:
+        # Hot path: one row. float() on bytes is the fastest validating parser here.
+        try:
+            return np.array(list(map(float, text.split(b","))), dtype=dtype).reshape(1, -1)
+        except ValueError:
+            return np.array([_csv_row_slow(text, 1)], dtype=dtype)
+    rows: list[list[float]] = []
+    width = -1
+    for number, line in enumerate(text.split(b"\n"), start=1):
+        if not line.strip():
+            continue  # blank lines between rows carry nothing
+        try:
+            row = list(map(float, line.split(b",")))
+        except ValueError:
+            row = _csv_row_slow(line, number)
+        if width < 0:
+            width = len(row)
+        elif len(row) != width:
+            raise PayloadError(
+                f"Expected every CSV row to have {width} values like the first, "
+                f"received {len(row)} in row {number}"
+            )
+        rows.append(row)
+    return np.array(rows, dtype=dtype)
+
+
+def _csv_row_slow(line: bytes, number: int) -> list[float]:
+    """Parse one CSV row field by field: empty fields are NaN; anything else must be a number."""
+    row: list[float] = []
+    for column, field in enumerate(line.split(b","), start=1):
+        stripped = field.strip()
+        if not stripped:
+            row.append(math.nan)
+            continue
+        try:
+            row.append(float(stripped))
+        except ValueError:
+            raise PayloadError(
+                f"Expected a number in CSV row {number}, column {column}, received "
+                f"{_quote(stripped)} (CSV bodies carry numbers only, no header row)"
+            ) from None
+    return row
+
+
+def _decode_npy(body: bytes, dtype: npt.DTypeLike) -> Array:
+    try:
+        # Never allow_pickle: an object array in a request body could run code on load.
+        loaded: Any = np.load(io.BytesIO(body), allow_pickle=False)
+    except ValueError as exc:
+        raise PayloadError(f"Expected a numeric .npy array, received one that {exc}") from None
+    except Exception as exc:
+        raise PayloadError(
+            f"Expected an application/x-npy body written by numpy.save, received "
+            f"{len(body)} bytes starting {_quote(body[:16])} ({exc})"
+        ) from None
+    if not isinstance(loaded, np.ndarray):
+        raise PayloadError(f"Expected one .npy array, received {type(loaded).__name__}")
+    array: Array = loaded
+    if array.dtype.kind not in _NUMERIC_KINDS or array.dtype.fields is not None:
+        raise PayloadError(f"Expected a numeric .npy array, received dtype {array.dtype}")
+    if array.ndim == 0 or array.size == 0:
+        raise PayloadError(f"Expected at least one row, received an array of shape {array.shape}")
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    return array.astype(dtype, copy=False)
+
+
+def _decode_json(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> Array:
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"Expected a JSON body, received invalid JSON ({exc})") from None
+    rows = _json_rows(obj, n_features)
+    try:
+        array = np.asarray(rows)
+    except ValueError:
+        lengths = sorted({len(r) for r in rows if isinstance(r, list)})
+        raise PayloadError(
+            f"Expected rows of equal length in the JSON body, received lengths {lengths}"
+        ) from None
+    # numpy turns [true, 1] into integers; JSON booleans are not numbers (rarely in a body, so
+    # the byte search keeps the common case free).
+    if array.dtype.kind not in _NUMERIC_KINDS or (
+        array.dtype.kind in "iu" and (b"true" in body or b"false" in body) and _has_bool(rows)
+    ):
+        raise PayloadError(
+            f"Expected only numbers in the JSON body, received {_first_non_number(rows)}"
+        )
+    if array.size == 0:
+        raise PayloadError(f"Expected at least one row, received {_quote(body)}")
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    return array.astype(dtype, copy=False)
+
+
+def _json_rows(obj: Any, n_features: int | None) -> list[Any]:
+    """The rows of any accepted JSON request shape, as nested lists."""
+    if isinstance(obj, dict):
+        if "instances" in obj:
+            instances = obj["instances"]
+            if not isinstance(instances, list):
+                raise PayloadError(
+                    f"Expected \"instances\" to be a list, received {type(instances).__name__}"
+                )
+            return [_json_record(item, n_features) for item in instances]
+        return [_json_record(obj, n_features)]
+    if isinstance(obj, list):
+        if obj and all(isinstance(item, dict) for item in obj):
+            return [_json_record(item, n_features) for item in obj]
+        return obj
+    raise PayloadError(
+        "Expected a JSON list of rows, a row, or an object with \"instances\" or \"features\", "
+        f"received {type(obj).__name__} {_quote(json.dumps(obj))}"
+    )
+
+
+def _json_record(item: Any, n_features: int | None) -> Any:
+    """One record: a row, ``{"features": row}``, or ``{"data": {"features": {...}}}``."""
+    if not isinstance(item, dict):
+        return item
+    if "features" in item:
+        return _json_features(item["features"], n_features)
+    data = item.get("data")
+    if isinstance(data, dict) and "features" in data:
+        return _json_features(data["features"], n_features)
+    raise PayloadError(
+        "Expected each JSON record to have \"features\" or \"data\": {\"features\": ...}, "
+        f"received keys {sorted(item)}"
+    )
+
+
+def _json_features(features: Any, n_features: int | None) -> Any:
+    if not isinstance(features, dict):
+        return features
+    values = features.get("values")
+    if not isinstance(values, list):
+        raise PayloadError(
+            f"Expected \"features\" to hold a \"values\" list, received keys {sorted(features)}"
+        )
+    keys = features.get("keys")
+    if keys is None:
+        return values
+    # Sparse record: absent entries are missing values, as XGBoost reads sparse input.
+    shape = features.get("shape")
+    width = shape[0] if isinstance(shape, list) and shape else n_features
+    if not isinstance(keys, list) or len(keys) != len(values):
+        raise PayloadError(
+            f"Expected sparse \"keys\" and \"values\" of equal length, received "
+            f"{len(keys) if isinstance(keys, list) else type(keys).__name__} keys and {len(values)} values"
+        )
+    if not isinstance(width, int) or width <= 0:
+        raise PayloadError(f"Expected a sparse record's \"shape\" to be [n_features], received {shape!r}")
+    row = [math.nan] * width
+    for key, value in zip(keys, values, strict=True):
+        if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < width:
+            raise PayloadError(f"Expected sparse keys in 0..{width - 1}, received {key!r}")
+        row[key] = value
+    return row
+
+
+def _has_bool(rows: Any) -> bool:
+    stack = [rows]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool):
+            return True
+    return False
+
+
+def _first_non_number(rows: Any) -> str:
+    stack = [rows]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, bool) or not isinstance(item, int | float):
+            return _quote(json.dumps(item))
+    return "a value that is not a number"
+
+
+def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> Array:
+    text = body.strip()
+    if not text:
+        raise PayloadError(f"Expected libsvm rows, received only whitespace ({len(body)} bytes)")
+    parsed: list[dict[int, float]] = []
+    for number, line in enumerate(text.split(b"\n"), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if b":" not in tokens[0]:
+            tokens = tokens[1:]  # the optional label; the container ignores it at inference
+        entries: dict[int, float] = {}
+        for token in tokens:
+            index_text, sep, value_text = token.partition(b":")
+            try:
+                if not sep:
+                    raise ValueError
+                index, value = int(index_text), float(value_text)
+            except ValueError:
+                raise PayloadError(
+                    f"Expected index:value pairs in libsvm row {number}, received {_quote(token)}"
+                ) from None
+            if index < 0 or (n_features is not None and index >= n_features):
+                limit = f"0..{n_features - 1}" if n_features is not None else "0 or more"
+                raise PayloadError(
+                    f"Expected feature indices {limit} in libsvm row {number}, received {index}"
+                )
+            if index in entries:
+                raise PayloadError(f"Expected each index once per libsvm row, received {index} twice in row {number}")
+            entries[index] = value
+        parsed.append(entries)
+    width = n_features if n_features is not None else 1 + max((max(e) for e in parsed if e), default=-1)
+    if width <= 0:
+        raise PayloadError("Expected at least one index:value pair in the libsvm body, received none")
+    batch = np.full((len(parsed), width), np.nan, dtype=np.float64)
+    for row, entries in enumerate(parsed):
+        if entries:
+            batch[row, list(entries)] = list(entries.values())
+    return batch.astype(dtype, copy=False)
+
+
+# --- encode ----------------------------------------------------------------------------------
+
+
+def _negotiate(accept: str | None, accepted: tuple[str, ...]) -> str:
+    """The response type for an ``Accept`` header: first listed type we produce, else 406."""
+    if not accept:
+        return media_type(accepted[0])
+    produced = [media_type(a) for a in accepted]
+    for part in accept.split(","):
+        wanted = media_type(part)
+        if wanted in ("*/*", "*"):
+            return produced[0]
+        if wanted.endswith("/*"):
+            prefix = wanted[:-1]
+            for candidate in produced:
+                if candidate.startswith(prefix):
+                    return candidate
+        elif wanted in produced:
+            return wanted
+    raise UnsupportedAcceptError(accept, accepted)
+
+
+def encode(predictions: Array, accept: str | None, *, accepted: Sequence[str]) -> Encoded:
+    """Write predictions as the body of type ``accept`` (a header value; ``None``/``*/*``: default).
+
+    ``accepted`` lists what the backend produces, its default first. A 1-D prediction in CSV is
+    one line joined by ``,`` (the container's real-time answer); 2-D is one row per line. JSON is
+    an array of the predictions (nested for 2-D); NPY keeps dtype and shape exactly.
+    """
+    accepted_t = tuple(accepted)
+    kind = _negotiate(accept, accepted_t)
+    array = np.asarray(predictions)
+    if kind == CSV:
+        if array.ndim <= 1:
+            text = ",".join(map(str, array.reshape(-1).tolist()))
+        else:
+            text = "\n".join(",".join(map(str, row)) for row in array.reshape(array.shape[0], -1).tolist())
+        return Encoded(text.encode(), CSV)
+    if kind == JSON:
+        return Encoded(json.dumps(array.tolist()).encode(), JSON)
+    if kind == NPY:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        return Encoded(buffer.getvalue(), NPY)
+    # A backend listed an accept type this module cannot write: a backend bug, but still typed.
+    raise UnsupportedAcceptError(accept or kind, [a for a in accepted_t if media_type(a) in (CSV, JSON, NPY)])
+
+
+def encode_batch(batch: Array, content_type: str) -> bytes:
+    """A request body for ``batch`` (client side; the inverse of :func:`decode`).
+
+    Floats are written with Python's shortest round-tripping repr, so decoding gives back the
+    same float32 values. NaN is written as an empty CSV field / absent libsvm entry.
+    """
+    kind = media_type(content_type)
+    array = np.asarray(batch)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if kind == CSV:
+        return "\n".join(
+            ",".join("" if v != v else str(v) for v in row) for row in array.tolist()
+        ).encode()
+    if kind == JSON:
+        return json.dumps(array.tolist()).encode()
+    if kind == NPY:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        return buffer.getvalue()
+    if kind == LIBSVM:
+        return "\n".join(
+            " ".join(f"{i}:{v}" for i, v in enumerate(row) if v == v) for row in array.tolist()
+        ).encode()
+    raise UnsupportedContentTypeError(content_type, _KNOWN)
+
+
+def decode_predictions(body: bytes, content_type: str) -> Array:
+    """Parse a response body written by :func:`encode` (client side) into a float64 array.
+
+    CSV cannot tell a one-row multi-output answer from several one-value rows; a single line
+    comes back 1-D. Use JSON or NPY where the shape matters.
+    """
+    kind = media_type(content_type)
+    if kind == CSV:
+        lines = [line for line in body.strip().split(b"\n") if line.strip()]
+        try:
+            rows = [list(map(float, line.split(b","))) for line in lines]
+        except ValueError:
+            raise PayloadError(f"Expected numbers in a CSV answer, received {_quote(body)}") from None
+        return np.array(rows[0] if len(rows) == 1 else rows, dtype=np.float64)
+    if kind == JSON:
+        try:
+            return np.asarray(json.loads(body), dtype=np.float64)
+        except ValueError as exc:
+            raise PayloadError(f"Expected a JSON array of numbers, received {_quote(body)} ({exc})") from None
+    if kind == NPY:
+        try:
+            return np.asarray(np.load(io.BytesIO(body), allow_pickle=False))
+        except Exception as exc:
+            raise PayloadError(f"Expected an .npy answer, received {len(body)} bytes ({exc})") from None
+    raise UnsupportedContentTypeError(content_type, (CSV, JSON, NPY))

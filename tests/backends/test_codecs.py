@@ -1,0 +1,284 @@
+"""Request/response codecs: the formats SageMaker's XGBoost container speaks, and typed 4xx errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mmeperf.backends import codecs
+from mmeperf.errors import PayloadError, UnsupportedAcceptError, UnsupportedContentTypeError
+
+ALL = (codecs.CSV, codecs.LIBSVM, codecs.JSON, codecs.NPY)
+OUT = (codecs.CSV, codecs.JSON, codecs.NPY)
+
+
+def dec(body: bytes, content_type: str | None = "text/csv", n_features: int | None = None) -> np.ndarray:
+    return codecs.decode(body, content_type, accepted=ALL, n_features=n_features)
+
+
+def npy(array: np.ndarray, *, allow_pickle: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+
+def test_csv_one_row_is_a_float32_batch_of_one() -> None:
+    batch = dec(b"106,0,274.4,120,46.65\n", n_features=5)
+    assert batch.dtype == np.float32 and batch.shape == (1, 5)
+    assert batch[0, 2] == np.float32(274.4)
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "text/csv; charset=utf-8", "text/csv;label_size=0", "TEXT/CSV", "csv"])
+def test_csv_parameters_and_spellings_are_tolerated(content_type: str) -> None:
+    assert dec(b"1,2,3", content_type).tolist() == [[1, 2, 3]]
+
+
+def test_missing_content_type_means_the_first_accepted() -> None:
+    assert dec(b"1,2", None).tolist() == [[1, 2]]
+    assert dec(b"1,2", "").tolist() == [[1, 2]]
+
+
+def test_csv_many_rows_crlf_blank_lines_and_spaces() -> None:
+    batch = dec(b"1, 2,3\r\n\r\n4,5 ,6\r\n")
+    assert batch.tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_csv_empty_field_is_a_missing_value_like_the_container() -> None:
+    batch = dec(b"1,,3\n4,5,")
+    assert math.isnan(batch[0, 1]) and math.isnan(batch[1, 2]) and batch[1, 0] == 4
+
+
+def test_csv_parses_through_float64_like_the_container() -> None:
+    text = "0.1000000000000000055511151231257827,16777217"
+    expected = np.array([[float(v) for v in text.split(",")]]).astype(np.float32)
+    np.testing.assert_array_equal(dec(text.encode()), expected)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "non-empty text/csv request body, received 0 bytes"),
+        (b" \n ", "received only whitespace"),
+        (b"State,Account Length\n1,2", "row 1, column 1, received 'State' (CSV bodies carry numbers only, no header row)"),
+        (b"1,2,x3", "row 1, column 3, received 'x3'"),
+        (b"1,2,3\n4,5", "Expected every CSV row to have 3 values like the first, received 2 in row 2"),
+    ],
+)
+def test_csv_malformed(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        dec(body)
+    assert message in str(info.value)
+    assert info.value.http_status == 400
+
+
+def test_wrong_column_count_says_expected_and_received() -> None:
+    with pytest.raises(PayloadError) as info:
+        dec(b"1,2,3", n_features=17)
+    assert str(info.value) == "Expected 17 columns per row (the model's features), received 3 in a text/csv body of 1 row(s)"
+
+
+def test_long_garbage_is_quoted_briefly() -> None:
+    with pytest.raises(PayloadError) as info:
+        dec(b"1," + b"z" * 10_000)
+    assert len(str(info.value)) < 200
+
+
+# --- JSON --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2, 3],
+        [[1, 2, 3]],
+        {"instances": [[1, 2, 3]]},
+        {"instances": [{"features": [1, 2, 3]}]},
+        {"features": [1, 2, 3]},
+        {"instances": [{"data": {"features": {"values": [1, 2, 3]}}}]},
+        {"data": {"features": {"values": [1, 2, 3]}}},
+        [{"features": [1, 2, 3]}],
+    ],
+)
+def test_json_request_shapes(body: object) -> None:
+    assert dec(json.dumps(body).encode(), "application/json").tolist() == [[1, 2, 3]]
+
+
+def test_json_several_rows_and_sparse_records() -> None:
+    body = {
+        "instances": [
+            {"features": [1, 2, 3, 4]},
+            {"data": {"features": {"keys": [0, 3], "shape": [4], "values": [5, 6]}}},
+        ]
+    }
+    batch = dec(json.dumps(body).encode(), "application/json")
+    assert batch[0].tolist() == [1, 2, 3, 4]
+    assert batch[1, 0] == 5 and batch[1, 3] == 6 and np.isnan(batch[1, 1:3]).all()
+
+
+def test_json_sparse_width_defaults_to_the_model() -> None:
+    body = {"features": {"keys": [1], "values": [7]}}
+    batch = dec(json.dumps(body).encode(), "application/json", n_features=3)
+    assert batch.shape == (1, 3) and batch[0, 1] == 7
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{nope", "invalid JSON"),
+        (b"[[1, 2], [3]]", "rows of equal length in the JSON body, received lengths [1, 2]"),
+        (b'[1, "2", 3]', "only numbers in the JSON body, received '\"2\"'"),
+        (b"[1, null, 3]", "received 'null'"),
+        (b"[true, 1]", "received 'true'"),
+        (b'{"rows": [[1]]}', "have \"features\" or \"data\""),
+        (b'{"instances": 5}', "\"instances\" to be a list"),
+        (b'"text"', "Expected a JSON list of rows"),
+        (b"[]", "at least one row"),
+        (b'{"features": {"keys": [9], "shape": [3], "values": [1]}}', "sparse keys in 0..2, received 9"),
+        (b'{"features": {"keys": [0, 1], "shape": [3], "values": [1]}}', "equal length"),
+    ],
+)
+def test_json_malformed(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        dec(body, "application/json")
+    assert message in str(info.value)
+
+
+# --- NPY ---------------------------------------------------------------------------------------
+
+
+def test_npy_rows_and_a_flat_row() -> None:
+    assert dec(npy(np.arange(6, dtype=np.float64).reshape(2, 3)), "application/x-npy").tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert dec(npy(np.arange(3, dtype=np.int64)), "application/x-npy").shape == (1, 3)
+
+
+def test_npy_never_unpickles() -> None:
+    with pytest.raises(PayloadError, match=r"numeric \.npy"):
+        dec(npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), "application/x-npy")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\x93NUMPY\x01\x00garbage", b"not npy at all", npy(np.array(["a", "b"])), npy(np.zeros((0, 3))), npy(np.float32(1.0))],
+)
+def test_npy_malformed(body: bytes) -> None:
+    with pytest.raises(PayloadError):
+        dec(body, "application/x-npy")
+
+
+# --- libsvm ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/libsvm", "text/x-libsvm"])
+def test_libsvm_with_and_without_label(content_type: str) -> None:
+    batch = dec(b"1 0:1.5 3:2\n2:7\n", content_type, n_features=4)
+    assert batch.shape == (2, 4)
+    assert batch[0, 0] == 1.5 and batch[0, 3] == 2 and batch[1, 2] == 7
+    assert np.isnan(batch[0, 1]) and np.isnan(batch[1, 0])  # absent entries are missing
+
+
+def test_libsvm_width_without_a_model_is_the_largest_index() -> None:
+    assert dec(b"0 5:1", "text/libsvm").shape == (1, 6)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"1 a:b", "index:value pairs in libsvm row 1, received 'a:b'"),
+        (b"1 0:1 7", "received '7'"),
+        (b"1 4:1", "feature indices 0..3 in libsvm row 1, received 4"),
+        (b"1 -1:1", "received -1"),
+        (b"1 0:1 0:2", "each index once"),
+        (b"1\n2", "at least one index:value"),
+    ],
+)
+def test_libsvm_malformed(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        dec(body, "text/libsvm", n_features=4 if b"1\n2" not in body else None)
+    assert message in str(info.value)
+
+
+# --- content types and accept --------------------------------------------------------------------
+
+
+def test_unknown_or_undeclared_content_type_is_415() -> None:
+    with pytest.raises(UnsupportedContentTypeError) as info:
+        dec(b"1", "image/png")
+    assert info.value.http_status == 415
+    assert str(info.value) == (
+        "Unsupported content type 'image/png'; expected one of: text/csv, text/libsvm, application/json, application/x-npy"
+    )
+    with pytest.raises(UnsupportedContentTypeError):
+        codecs.decode(b"1 0:1", "text/libsvm", accepted=(codecs.CSV,))
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        (None, "text/csv"),
+        ("", "text/csv"),
+        ("*/*", "text/csv"),
+        ("application/json", "application/json"),
+        ("application/json; charset=utf-8", "application/json"),
+        ("text/html, application/json;q=0.9", "application/json"),
+        ("application/*", "application/json"),
+        ("json", "application/json"),
+        ("application/x-npy", "application/x-npy"),
+    ],
+)
+def test_accept_negotiation(accept: str | None, chosen: str) -> None:
+    assert codecs.encode(np.array([0.5]), accept, accepted=OUT).content_type == chosen
+
+
+def test_unknown_accept_is_406() -> None:
+    with pytest.raises(UnsupportedAcceptError) as info:
+        codecs.encode(np.array([0.5]), "text/html", accepted=OUT)
+    assert info.value.http_status == 406
+    assert "'text/html'" in str(info.value) and "text/csv" in str(info.value)
+
+
+# --- encode ------------------------------------------------------------------------------------
+
+
+def test_csv_answer_is_exactly_the_containers() -> None:
+    predictions = np.array([0.1, 0.87654321, 1e-8], dtype=np.float32)
+    body = codecs.encode(predictions, "text/csv", accepted=OUT).body
+    assert body == ",".join(map(str, predictions.tolist())).encode()  # the container's own code
+
+
+def test_csv_answer_of_2d_predictions_is_one_row_per_line() -> None:
+    body = codecs.encode(np.array([[0.1, 0.9], [0.7, 0.3]]), "text/csv", accepted=OUT).body
+    assert body == b"0.1,0.9\n0.7,0.3"
+
+
+def test_json_answer_is_a_json_array_like_the_container() -> None:
+    predictions = np.array([0.25, 0.5], dtype=np.float32)
+    assert codecs.encode(predictions, "application/json", accepted=OUT).body == b"[0.25, 0.5]"
+
+
+@pytest.mark.parametrize("accept", OUT)
+@pytest.mark.parametrize("shape", [(1,), (5,), (3, 2)])
+def test_answers_parse_back_exactly(accept: str, shape: tuple[int, ...]) -> None:
+    predictions = np.random.default_rng(0).random(shape).astype(np.float32)
+    encoded = codecs.encode(predictions, accept, accepted=OUT)
+    parsed = codecs.decode_predictions(encoded.body, encoded.content_type)
+    np.testing.assert_array_equal(parsed.ravel(), predictions.astype(np.float64).ravel())
+
+
+@pytest.mark.parametrize("content_type", ALL)
+def test_request_bodies_round_trip_exactly(content_type: str) -> None:
+    batch = np.random.default_rng(1).normal(size=(4, 6)).astype(np.float32)
+    batch[1, 2] = np.nan
+    decoded = dec(codecs.encode_batch(batch, content_type), content_type, n_features=6)
+    np.testing.assert_array_equal(decoded, batch)
+
+
+def test_encode_batch_of_an_unknown_type() -> None:
+    with pytest.raises(UnsupportedContentTypeError):
+        codecs.encode_batch(np.zeros((1, 2)), "image/png")
