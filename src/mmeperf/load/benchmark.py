@@ -1,0 +1,438 @@
+"""Benchmark: drive a LoadProfile at an endpoint with Locust in subprocesses; results as the run goes.
+
+The library process prepares the run (request table, spec, profile and environment files),
+starts Locust (one process, or a master and N workers), samples the endpoint's server metrics
+every second on the same clock, and reads progress from the result folder. It never imports
+Locust or gevent: those live only in the child processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform as _platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmeperf._types import PathLike
+from mmeperf.endpoints.base import Endpoint
+from mmeperf.errors import ConfigurationError, LoadTestError
+from mmeperf.load.profile import LoadProfile
+from mmeperf.load.spec import ENV_SPEC, AwsAuth, EndpointSpec, RunSpec, UserKind
+from mmeperf.metrics import SERVER_METRIC_COLUMNS, ServerMetrics, interval_row
+from mmeperf.results import files as F
+
+if TYPE_CHECKING:
+    from mmeperf.results.result import BenchmarkResult
+
+__all__ = ["Benchmark", "BenchmarkHandle", "Progress", "locustfile_path"]
+
+log = logging.getLogger(__name__)
+
+_REQUESTS_FILE = ".requests.bin"
+_SPEC_FILE = ".run_spec.json"
+_STOP_FILE = ".stop"
+
+
+def locustfile_path() -> Path:
+    """The locustfile shipped in the package (Locust runs it; the library never imports it)."""
+    return Path(__file__).with_name("locustfile.py")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A run's state, about once a second."""
+
+    status: str
+    users: int
+    rps: float
+    requests: int
+    failures: int
+    elapsed_s: float
+    stage: int
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+class Benchmark:
+    """One load test: ``Benchmark(endpoint, profile).run(out_dir) -> BenchmarkResult``.
+
+    ``endpoint``: an :class:`Endpoint` (its runtime URL, info and server metrics are used) or
+    a runtime base URL. ``user``: ``"http"`` (fast FastHttpUser-based client, SigV4-signed when
+    ``auth`` is given), ``"boto3"`` (sagemaker-runtime ``invoke_endpoint``, the reference's way)
+    or ``"endpoint"`` (the endpoint plugin's own ``invoke``, re-created in each Locust process from
+    ``endpoint_spec``). ``workers=0`` runs one Locust process; ``workers=N`` a master and N workers.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint | str,
+        profile: LoadProfile,
+        *,
+        workers: int = 0,
+        user: UserKind = "http",
+        endpoint_name: str | None = None,
+        runtime_url: str | None = None,
+        auth: AwsAuth | None = None,
+        endpoint_spec: EndpointSpec | Mapping[str, Any] | None = None,
+        boto3_retries: int = 0,
+        instance_type: str | None = None,
+        platform: str | None = None,
+        models_loaded: int | None = None,
+        web_ui: bool = False,
+        web_port: int = 8089,
+        sample_metrics: bool = True,
+        progress: Callable[[Progress], None] | None = None,
+        overwrite: bool = False,
+        python: str | None = None,
+    ) -> None:
+        if workers < 0:
+            raise ConfigurationError(f"workers must be >= 0, received {workers}")
+        if user not in ("http", "boto3", "endpoint"):
+            raise ConfigurationError(f"Unknown user {user!r}; expected one of: http, boto3, endpoint")
+        self.endpoint = endpoint if isinstance(endpoint, Endpoint) else None
+        self.profile = profile
+        self.workers = workers
+        self.user: UserKind = user
+        self.auth = auth
+        self.boto3_retries = boto3_retries
+        self.web_ui = web_ui
+        self.web_port = web_port
+        self.sample_metrics = sample_metrics
+        self.progress = progress
+        self.overwrite = overwrite
+        self.python = python or sys.executable
+        info = self.endpoint.info() if self.endpoint is not None else None
+        self.info = info
+        self.runtime_url = runtime_url or (endpoint if isinstance(endpoint, str) else None) or (
+            info.runtime_url if info else None
+        )
+        self.endpoint_name = endpoint_name or (info.name if info else None) or "mmeperf"
+        self.instance_type = instance_type or (info.instance_type if info else None) or "local"
+        self.platform = platform or (info.kind if info else None) or "http"
+        self.models_loaded = models_loaded
+        if user in ("http", "boto3") and not self.runtime_url:
+            raise ConfigurationError(
+                f"The {user!r} user needs a runtime URL (an endpoint with info().runtime_url, or runtime_url=)"
+            )
+        spec: EndpointSpec | None = None
+        if user == "endpoint":
+            raw = endpoint_spec
+            if raw is None and self.endpoint is not None and hasattr(self.endpoint, "runner_spec"):
+                raw = self.endpoint.runner_spec()
+            if raw is None:
+                raise ConfigurationError(
+                    "The 'endpoint' user re-creates the endpoint in each Locust process: give "
+                    "endpoint_spec={'target': 'module:Class' or plugin name, 'kwargs': {...}}"
+                )
+            spec = raw if isinstance(raw, EndpointSpec) else EndpointSpec.model_validate(dict(raw))
+        self.endpoint_spec = spec
+
+    # --- running --------------------------------------------------------------------------
+
+    def run(self, out_dir: PathLike, *, timeout: float | None = None) -> BenchmarkResult:
+        """Run to the end (Ctrl-C stops it gracefully) and return the result."""
+        handle = self.start(out_dir)
+        try:
+            return handle.wait(timeout=timeout)
+        except KeyboardInterrupt:
+            return handle.stop()
+        finally:
+            handle.cleanup()
+
+    def start(self, out_dir: PathLike) -> BenchmarkHandle:
+        """Start the run without blocking; several benchmarks may run at once."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / F.SUMMARY_CSV).exists() and not self.overwrite:
+            raise ConfigurationError(
+                f"{str(out)!r} already holds a benchmark result; choose another folder or overwrite=True"
+            )
+        for stale in (F.HISTORY_CSV, F.SERVER_METRICS_CSV, _STOP_FILE):
+            (out / stale).unlink(missing_ok=True)
+        t0 = time.time()
+        table = self.profile.traffic.build()
+        table.save(out / _REQUESTS_FILE)
+        models = self.models_loaded if self.models_loaded is not None else len(table.models)
+        prefix = F.locust_csv_prefix(self.instance_type, self.platform, models)
+        labels = {"instance_type": self.instance_type, "platform": self.platform, "max_models_loaded": models}
+        spec = RunSpec(
+            profile=self.profile,
+            user=self.user,
+            runtime_url=self.runtime_url,
+            endpoint_name=self.endpoint_name,
+            auth=self.auth,
+            boto3_retries=self.boto3_retries,
+            endpoint=self.endpoint_spec,
+            requests_path=str(out / _REQUESTS_FILE),
+            out_dir=str(out),
+            t0=t0,
+            workers=self.workers,
+            processes=max(self.workers, 1),
+            csv_prefix=prefix,
+            labels=labels,
+            lag_s=2.0 if self.workers else 1.0,
+        )
+        spec_path = spec.write(out / _SPEC_FILE)
+        profile_doc = self.profile.model_dump(mode="json")
+        profile_doc["traffic"]["source"] = self.profile.traffic.describe()
+        F.atomic_write_json(out / F.PROFILE_JSON, profile_doc)
+        F.atomic_write_json(out / F.ENVIRONMENT_JSON, self._environment(t0, table_size=len(table), models=table.models))
+        return BenchmarkHandle(self, out, spec, spec_path)
+
+    def _environment(self, t0: float, *, table_size: int, models: list[str]) -> dict[str, Any]:
+        return {
+            "started_at": t0,
+            "python": sys.version.split()[0],
+            "platform": _platform.platform(),
+            "machine": _platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "versions": {
+                name: _version(name)
+                for name in ("mmeperf", "locust", "hdrhistogram", "gevent", "geventhttpclient", "boto3", "pandas")
+            },
+            "endpoint": self.info.model_dump(mode="json") if self.info else {"runtime_url": self.runtime_url},
+            "endpoint_name": self.endpoint_name,
+            "user": self.user,
+            "workers": self.workers,
+            "signed": self.auth is not None,
+            "requests_in_table": table_size,
+            "target_models": len(models),
+        }
+
+    def _locust_commands(self, out: Path, spec: RunSpec) -> list[tuple[str, list[str]]]:
+        base = [self.python, "-m", "locust", "-f", str(locustfile_path())]
+        common = ["--stop-timeout", f"{self.profile.stop_timeout:g}", "--exit-code-on-error", "0", "--loglevel", "INFO"]
+        if self.web_ui:
+            ui = ["--autostart", "--autoquit", "0", "--web-host", "127.0.0.1", "--web-port", str(self.web_port)]
+        else:
+            ui = ["--headless", "--only-summary"]
+        master = [*base, *ui, *common, "--csv", str(out / spec.csv_prefix), "--logfile", str(out / "locust-master.log")]
+        if not self.workers:
+            return [("master", master)]
+        port = _free_port()
+        master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                   "--expect-workers", str(self.workers)]
+        commands = [("master", master)]
+        for i in range(self.workers):
+            commands.append(
+                (f"worker-{i}", [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+                                 "--loglevel", "INFO", "--logfile", str(out / f"locust-worker-{i}.log")])
+            )
+        return commands
+
+
+class BenchmarkHandle:
+    """A run in progress: ``wait()``, ``stop()``, ``progress``; the Locust processes share one group."""
+
+    def __init__(self, bench: Benchmark, out_dir: Path, spec: RunSpec, spec_path: Path) -> None:
+        self.bench = bench
+        self.out_dir = out_dir
+        self.spec = spec
+        self.progress: Progress | None = None
+        self._done = threading.Event()
+        self._result: BenchmarkResult | None = None
+        self._cleaned = False
+        env = {**os.environ, ENV_SPEC: str(spec_path), "PYTHONUNBUFFERED": "1"}
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._logs: list[Any] = []
+        commands = bench._locust_commands(out_dir, spec)
+        try:
+            for i, (name, cmd) in enumerate(commands):
+                out = (out_dir / f"locust-{name}.out").open("wb")
+                self._logs.append(out)
+                # One process group for all (same session, so workers may join the master's group).
+                kwargs: dict[str, Any] = {"process_group": 0 if i == 0 else self.processes[0].pid}
+                self.processes.append(
+                    subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs)
+                )
+        except OSError as exc:
+            self.kill()
+            raise LoadTestError(f"Could not start Locust ({exc})") from exc
+        self._sampler: threading.Thread | None = None
+        endpoint = bench.endpoint
+        if endpoint is not None and bench.sample_metrics:
+            self._sampler = threading.Thread(
+                target=self._sample_metrics, args=(endpoint,), name="mmeperf-metrics", daemon=True
+            )
+            self._sampler.start()
+        self._watcher = threading.Thread(target=self._watch, name="mmeperf-progress", daemon=True)
+        self._watcher.start()
+
+    @property
+    def pid(self) -> int:
+        """Process id (and process group id) of the Locust master / single process."""
+        return self.processes[0].pid
+
+    @property
+    def master(self) -> subprocess.Popen[bytes]:
+        return self.processes[0]
+
+    def running(self) -> bool:
+        return self.master.poll() is None
+
+    # --- background threads ---------------------------------------------------------------
+
+    def _sample_metrics(self, endpoint: Endpoint) -> None:
+        """Server metrics every second, in this process, on the same wall clock as the client."""
+        writer = F.AppendingCsv(self.out_dir / F.SERVER_METRICS_CSV, SERVER_METRIC_COLUMNS)
+        prev: ServerMetrics | None = None
+        t0 = self.spec.t0
+        errors = 0
+        try:
+            while True:
+                finished = self._done.is_set() or not self.running()
+                try:
+                    cur = endpoint.metrics()
+                except Exception as exc:  # a flaky metrics read must not end the load test
+                    errors += 1
+                    if errors <= 3:
+                        log.warning("Reading server metrics failed: %s", exc)
+                else:
+                    if prev is not None:
+                        writer.append([interval_row(prev, cur, start=t0)])
+                    prev = cur
+                if finished:
+                    return
+                now = time.time()
+                self._done.wait(1.0 - (now % 1.0) + 0.01)
+        finally:
+            writer.close()
+
+    def _watch(self) -> None:
+        callback = self.bench.progress
+        path = self.out_dir / F.PROGRESS_JSON
+        last = None
+        while self.running():
+            time.sleep(0.5)
+            try:
+                raw = path.read_text(encoding="utf-8")
+            except OSError:
+                continue
+            if raw == last:
+                continue
+            last = raw
+            try:
+                data = json.loads(raw)
+                progress = Progress(
+                    status=str(data["status"]), users=int(data["users"] or 0), rps=float(data["rps"] or 0),
+                    requests=int(data["requests"]), failures=int(data["failures"]),
+                    elapsed_s=float(data["elapsed_s"]), stage=int(data["stage"]),
+                )
+            except (ValueError, KeyError, TypeError):
+                continue
+            self.progress = progress
+            if callback is not None:
+                try:
+                    callback(progress)
+                except Exception as exc:  # the UI must never break the run
+                    log.warning("Progress callback failed: %s", exc)
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> BenchmarkResult:
+        """Block until the run ends; return its result (raise LoadTestError if Locust failed)."""
+        if self._result is not None:
+            return self._result
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self.master.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise LoadTestError(f"The benchmark did not finish within {timeout} s (still running)") from None
+        for proc in self.processes[1:]:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self._finish()
+
+    def stop(self, timeout: float | None = None) -> BenchmarkResult:
+        """End the run now: requests in flight finish (stop_timeout), results are finalised."""
+        if self._result is not None:
+            return self._result
+        with contextlib.suppress(OSError):
+            (self.out_dir / _STOP_FILE).touch()
+        grace = timeout if timeout is not None else self.bench.profile.stop_timeout + 30.0
+        try:
+            self.master.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGTERM)
+            try:
+                self.master.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.wait()
+
+    def kill(self) -> None:
+        """SIGKILL every Locust process of the run at once (results stay as last written)."""
+        self._signal(signal.SIGKILL)
+        for proc in self.processes:
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+
+    def _signal(self, sig: int) -> None:
+        if not self.processes:
+            return
+        try:
+            os.killpg(self.processes[0].pid, sig)
+        except ProcessLookupError:
+            for proc in self.processes:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+
+    def _finish(self) -> BenchmarkResult:
+        from mmeperf.results.result import BenchmarkResult
+
+        self._done.set()
+        if self._sampler is not None:
+            self._sampler.join(timeout=30)
+        self._watcher.join(timeout=5)
+        for fh in self._logs:
+            fh.close()
+        self.cleanup()
+        info_path = self.out_dir / F.RUN_JSON
+        status = None
+        with contextlib.suppress(OSError, ValueError):
+            status = json.loads(info_path.read_text(encoding="utf-8")).get("status")
+        if status not in ("completed", "stopped"):
+            tail = ""
+            for name in ("locust-master.out", "locust-master.log"):
+                with contextlib.suppress(OSError):
+                    tail += (self.out_dir / name).read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise LoadTestError(
+                f"Locust ended (exit code {self.master.returncode}) without finishing the run "
+                f"(status {status!r}); see {self.out_dir}/locust-master.*:\n{tail}"
+            )
+        self._result = BenchmarkResult.load(self.out_dir)
+        return self._result
+
+    def cleanup(self) -> None:
+        """Remove the run's private files (request table, spec) once Locust is gone."""
+        if self._cleaned or self.running():
+            return
+        self._cleaned = True
+        for name in (_REQUESTS_FILE, _SPEC_FILE, _STOP_FILE):
+            (self.out_dir / name).unlink(missing_ok=True)

@@ -1,0 +1,75 @@
+"""Recorder -> Aggregator: exact counts, stage/second/model views and stop conditions (no Locust)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from mmeperf.load import LoadProfile
+from mmeperf.load.recorder import Aggregator, Recorder
+
+
+def _record(r: Recorder, *, t: float, n: int, latency_us: int, model: str = "m", ok: bool = True, kind: str = "warm", stage: int = 0) -> None:
+    for _ in range(n):
+        r.record(stage=stage, model=model, latency_us=latency_us, ok=ok, kind=kind, sent_at=t, done_at=t + 0.001,
+                 status=200 if ok else 404, error_code=None if ok else "ValidationError", message="nope")
+
+
+def test_two_processes_merge_exactly(tmp_path: Path) -> None:
+    profile = LoadProfile.steps(users=[1, 2], step_duration="10s")
+    start = 1_000_000.0
+    agg = Aggregator(tmp_path, profile=profile, t0=start - 1, lag_s=1)
+    agg.load_start = start
+    a, b = Recorder(), Recorder()
+    _record(a, t=start + 1, n=90, latency_us=10_000)
+    _record(b, t=start + 1, n=10, latency_us=100_000, kind="cold")
+    _record(b, t=start + 12, n=5, latency_us=1_000, model="gone", ok=False, kind="unknown", stage=1)
+    agg.merge(a.drain())
+    agg.merge(b.drain())
+    assert a.drain()["requests"] == 0  # drained once
+    agg.flush(start + 20, final=True)
+    agg.close()
+    summary = pd.read_csv(tmp_path / "summary_results.csv")
+    assert summary["requests"].tolist() == [100, 5]
+    assert summary["failures"].tolist() == [0, 5]
+    first = summary.iloc[0]
+    # HDR percentiles are the top of their bucket: exact to 3 significant digits.
+    assert abs(first["p50_ms"] - 10.0) < 0.011 and abs(first["p95_ms"] - 100.0) < 0.1
+    assert first["cold_share"] == 0.1 and first["max_ms"] == 100.0
+    assert abs(first["cold_p50_ms"] - 100.0) < 0.1 and abs(first["warm_p99_ms"] - 10.0) < 0.011
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert int(history["requests"].sum()) == 105
+    assert history["elapsed_s"].iloc[0] == 2.0  # the end of the load's first second, from t0
+    failures = pd.read_csv(tmp_path / "failures.csv")
+    assert failures.to_dict("records")[0] | {"message": "nope"} == {
+        "stage": 1, "model": "gone", "status": 404, "error_code": "ValidationError", "count": 5, "message": "nope"}
+    per_model = pd.read_csv(tmp_path / "per_model_stats.csv").set_index("model")
+    assert per_model.loc["m", "requests"] == 100 and per_model.loc["gone", "failures"] == 5
+
+
+def test_stop_conditions(tmp_path: Path) -> None:
+    now = time.time()
+    slow = LoadProfile.constant(users=1, duration="60s", stop={"latency": {"threshold_ms": 50, "window": 3, "min_requests": 5}})
+    (tmp_path / "a").mkdir()
+    agg = Aggregator(tmp_path / "a", profile=slow, t0=now - 10, lag_s=1)
+    agg.load_start = now - 10
+    r = Recorder()
+    _record(r, t=now - 5, n=10, latency_us=5_000)
+    agg.merge(r.drain())
+    agg.flush(now)
+    assert agg.check_stop(now) is None
+    _record(r, t=now, n=10, latency_us=80_000)
+    agg.merge(r.drain())
+    agg.flush(now + 2)
+    assert "p99 latency" in (agg.check_stop(now + 2) or "")
+
+    (tmp_path / "b").mkdir()
+    plateau = LoadProfile.steps(users=[1, 2], step_duration="5s", stop={"throughput_plateau": {"min_growth": 0.1}})
+    agg = Aggregator(tmp_path / "b", profile=plateau, t0=now - 20, lag_s=1)
+    agg.load_start = now - 20
+    _record(r, t=now - 18, n=50, latency_us=1_000, stage=0)
+    _record(r, t=now - 13, n=52, latency_us=1_000, stage=1)
+    agg.merge(r.drain())
+    assert "stopped growing" in (agg.check_stop(now) or "")
