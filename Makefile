@@ -29,6 +29,7 @@ test: $(VENV)/.test-installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.test-installed
+	$(PIP) -e '.[all,dev]'
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 

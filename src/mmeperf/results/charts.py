@@ -87,7 +87,6 @@ def dashboard_panel(
         ax.set_xlabel("seconds since start")
         if xs.notna().any():
             ax.set_xlim(0, max(float(xs.max()), 1.0))
-        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         if secondary:
@@ -98,6 +97,14 @@ def dashboard_panel(
             h2, l2 = ax2.get_legend_handles_labels()
             handles, labels = handles + h2, labels + l2
         ax.legend(handles, labels, fontsize=7, loc="upper left")
+    # Only now, with every endpoint drawn: the shared axis must span all of them.
+    tops = [
+        _numeric(frame, column).max()
+        for frame in frames.values()
+        for column, _ in series
+    ]
+    finite = [float(t) for t in tops if pd.notna(t)]
+    axes[0][0].set_ylim(0, max(finite) * 1.08 if finite and max(finite) > 0 else 1.0)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
