@@ -1,9 +1,69 @@
-"""Commands of this area are registered here (filled in by its issue)."""
+"""``mmeperf serve``: run the embedded local multi-model endpoint in the foreground.
+
+A thin skin over :func:`mmeperf.endpoints.local.server.run`; the server and its options are
+described in docs/local-mme.md.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from mmeperf.cli import CLI
+
+__all__ = ["register", "serve"]
+
+
+def serve(
+    repository: Annotated[str, typer.Argument(help="Model repository: a folder, s3:// or any fsspec URL of <name>.tar.gz files.")],
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8080,
+    memory_budget: Annotated[str | None, typer.Option(help="Bytes loaded models may hold, e.g. 512MiB (default: the profile's, else no limit).")] = None,
+    instance_profile: Annotated[str | None, typer.Option(help="Emulate this SageMaker instance's memory, e.g. ml.c5.xlarge (CPU is not emulated).")] = None,
+    per_model_overhead: Annotated[str | None, typer.Option(help="Bytes charged per loaded model on top of its own, e.g. 200MiB.")] = None,
+    workers: Annotated[int, typer.Option(help="Server processes (only 1: see docs/local-mme.md).")] = 1,
+    max_payload: Annotated[str, typer.Option(help="Largest request body; larger ones get 413.")] = "6MiB",
+    allow_pickle: Annotated[bool, typer.Option(help="Let backends load pickle-based artifacts (trusted repositories only).")] = False,
+    endpoint_name: Annotated[str, typer.Option(help="EndpointName in /endpoints/{EndpointName}/invocations.")] = "local-mme",
+    max_batch_size: Annotated[int, typer.Option(help="Most rows of concurrent requests to one model predicted together.")] = 64,
+    cache_dir: Annotated[str | None, typer.Option(help="Where downloaded artifacts are unpacked (default: a temporary folder).")] = None,
+    ready_file: Annotated[str | None, typer.Option(hidden=True, help="Write {host, port, pid} here once serving.")] = None,
+    log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
+) -> None:
+    """Serve REPOSITORY as a SageMaker-compatible multi-model endpoint until Ctrl-C."""
+    from mmeperf.endpoints.local.config import ServerConfig
+    from mmeperf.endpoints.local.server import run
+    from mmeperf.errors import ConfigurationError
+    from mmeperf.units import parse_size
+
+    try:
+        config = ServerConfig(
+            repository=repository,
+            host=host,
+            port=port,
+            memory_budget_bytes=None if memory_budget is None else parse_size(memory_budget),
+            instance_profile=instance_profile,
+            per_model_overhead_bytes=None if per_model_overhead is None else parse_size(per_model_overhead),
+            workers=workers,
+            max_payload_bytes=parse_size(max_payload),
+            allow_pickle=allow_pickle,
+            endpoint_name=endpoint_name,
+            max_batch_size=max_batch_size,
+            cache_dir=cache_dir,
+        ).check()
+    except (ConfigurationError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    budget = config.effective_budget()
+    typer.echo(
+        f"mmeperf local MME on http://{host}:{port} serving {repository} "
+        f"(endpoint {endpoint_name!r}, budget {'unlimited' if budget is None else budget} bytes"
+        f"{', emulating ' + instance_profile if instance_profile else ''})",
+        err=True,
+    )
+    run(config, ready_file=ready_file, log_level=log_level)
 
 
 def register(cli: CLI) -> None:
-    """Placeholder until this area's commands land."""
+    """Add ``mmeperf serve``."""
+    cli.app.command("serve")(serve)

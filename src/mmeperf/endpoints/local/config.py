@@ -1,0 +1,117 @@
+"""Configuration of the embedded local MME server (``mmeperf serve`` and ``LocalEndpoint``).
+
+One pydantic model holds every option; ``resolved()`` applies an instance profile's emulation
+rule (memory budget, per-model overhead, inference threads) from :mod:`mmeperf.instances`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmeperf.errors import ConfigurationError
+from mmeperf.instances import DEFAULT_CATALOG, InstanceProfile
+
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "EMULATION_NOTE", "ServerConfig"]
+
+#: SageMaker's InvokeEndpoint limit on the request body: 6 MB (6291456 bytes in its API model).
+DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+#: What reports say about emulating an instance type on this machine.
+EMULATION_NOTE = (
+    "Memory emulated: the model cache is limited to the instance's memory less a base overhead, "
+    "and each loaded model is charged a per-model overhead, so models are unloaded when the real "
+    "instance would unload them. CPU is not emulated: the server runs on this host's cores "
+    "(inference threads = min(instance vCPUs, host cores)); latency and throughput are this "
+    "host's, not the instance's."
+)
+
+
+class ServerConfig(BaseModel):
+    """Every option of the local MME server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    repository: str
+    """URL or path of the model repository (ours, or a plain prefix of ``<name>.tar.gz``)."""
+    host: str = "127.0.0.1"
+    """Interface to bind; loopback unless told otherwise."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port; 0 picks a free one (the server reports it in its ready file)."""
+    endpoint_name: str = "local-mme"
+    """Name in ``/endpoints/{EndpointName}/invocations``; other names get ValidationError."""
+    variant_name: str = "AllTraffic"
+    """Production variant named in ``x-Amzn-Invoked-Production-Variant``."""
+    memory_budget_bytes: int | None = Field(default=None, ge=0)
+    """Bytes the loaded models may hold (model bytes plus per-model overhead); None: no limit."""
+    per_model_overhead_bytes: int | None = Field(default=None, ge=0)
+    """Bytes charged per loaded model on top of its own (None: the profile's, else 0)."""
+    instance_profile: str | None = None
+    """SageMaker instance type to emulate (memory only), e.g. ``ml.c5.xlarge``."""
+    workers: int = Field(default=1, ge=1)
+    """Server processes; only 1 is supported (see docs/local-mme.md)."""
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1)
+    """Largest request body accepted; larger ones get 413."""
+    allow_pickle: bool = False
+    """Let backends load pickle-based artifacts (only for repositories you trust)."""
+    cache_dir: str | None = None
+    """Disk cache for downloaded artifacts; None: a temporary folder removed on exit."""
+    invocation_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest a model may take to answer once loaded (SageMaker's limit is 60 s)."""
+    model_load_wait_s: float = Field(default=60.0, gt=0)
+    """Longest a request waits for its model to download and load before ModelNotReadyException."""
+    max_batch_size: int = Field(default=64, ge=1)
+    """Most rows stacked into one predict call for concurrent requests to one model."""
+    max_batch_wait_s: float = Field(default=0.0, ge=0)
+    """Extra time a batch waits to fill up (0: batch only what queued during the previous predict)."""
+    max_concurrent_requests: int = Field(default=4096, ge=1)
+    """Requests in progress beyond which the server answers ServiceUnavailable (503)."""
+    fast_path: bool = True
+    """Serve small batches of XGBoost models through compiled trees verified bit-exact at load."""
+    inference_threads: int | None = Field(default=None, ge=1)
+    """Threads that run predict (None: min(instance vCPUs, host cores), or host cores)."""
+    loader_threads: int = Field(default=4, ge=1)
+    """Threads that download and load models (loads never run on the event loop)."""
+    graceful_shutdown_s: float = Field(default=10.0, ge=0)
+    """Time in-flight requests get to finish on SIGTERM."""
+
+    def profile(self) -> InstanceProfile | None:
+        """The emulated instance profile, if any (ConfigurationError for unknown names)."""
+        if self.instance_profile is None:
+            return None
+        return DEFAULT_CATALOG.get(self.instance_profile)
+
+    def effective_budget(self) -> int | None:
+        """The model-cache budget: the explicit one, else the profile's, else None (no limit)."""
+        if self.memory_budget_bytes is not None:
+            return self.memory_budget_bytes
+        profile = self.profile()
+        return profile.memory_budget_bytes if profile is not None else None
+
+    def effective_overhead(self) -> int:
+        """Bytes charged per loaded model beyond its own."""
+        if self.per_model_overhead_bytes is not None:
+            return self.per_model_overhead_bytes
+        profile = self.profile()
+        return profile.per_model_overhead_bytes if profile is not None else 0
+
+    def effective_inference_threads(self) -> int:
+        """Threads of the inference pool (CPU is not emulated: never more than host cores)."""
+        if self.inference_threads is not None:
+            return self.inference_threads
+        cores = os.cpu_count() or 1
+        profile = self.profile()
+        return max(1, min(profile.vcpus, cores) if profile is not None else cores)
+
+    def check(self) -> ServerConfig:
+        """Validate combinations pydantic cannot; returns self."""
+        self.profile()
+        if self.workers != 1:
+            raise ConfigurationError(
+                f"Expected --workers 1, received {self.workers}: the local MME is one process "
+                "whose inference threads already use every core (XGBoost, ONNX Runtime and "
+                "torch release the GIL while predicting); several processes would each need "
+                "their own cache and budget, which is not how one SageMaker instance behaves"
+            )
+        return self

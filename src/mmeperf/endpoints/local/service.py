@@ -1,0 +1,473 @@
+"""The local MME without its transport: invoke, load, list, unload, metrics, as plain coroutines.
+
+The ASGI app (:mod:`.app`) and the in-process :class:`~mmeperf.endpoints.memory.MemoryEndpoint`
+both call this one class, so HTTP and socket-free tests exercise the same cache, batching and
+metrics. Answers are :class:`Reply` objects; errors are turned into SageMaker-shaped replies here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmeperf.backends.base import Backend, Runner
+from mmeperf.endpoints.base import (
+    HEADER_CACHE,
+    HEADER_LOAD_US,
+    HEADER_MODEL_LATENCY_US,
+    HEADER_WAIT_US,
+)
+from mmeperf.endpoints.local.batching import Batcher, Dispatcher
+from mmeperf.endpoints.local.cache import Lease, ModelCache, ModelNotReadyError
+from mmeperf.endpoints.local.config import EMULATION_NOTE, ServerConfig
+from mmeperf.endpoints.local.stats import ServerStats
+from mmeperf.errors import (
+    CorruptArtifactError,
+    EndpointError,
+    InsufficientMemoryError,
+    InvalidModelNameError,
+    MmeperfError,
+    ModelLoadError,
+    ModelNotFoundError,
+    PayloadError,
+    PluginError,
+    RepositoryError,
+)
+
+if TYPE_CHECKING:
+    from mmeperf.repository import ModelEntry, ModelRepository
+
+__all__ = ["MMEService", "Reply", "ServiceUnavailableError"]
+
+log = logging.getLogger("mmeperf.serve")
+
+Headers = list[tuple[bytes, bytes]]
+_JSON = b"application/json"
+#: Placeholder account in ARNs (the local endpoint has no AWS account).
+LOCAL_ACCOUNT = "000000000000"
+
+
+class ServiceUnavailableError(EndpointError):
+    """Too many requests in progress (503, retried by AWS SDKs)."""
+
+    http_status = 503
+    error_code = "ServiceUnavailable"
+
+
+class _InvocationTimeout(EndpointError):
+    http_status = 504
+    error_code = "ModelError"
+
+
+@dataclass(slots=True)
+class Reply:
+    """An HTTP answer: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+def _json_reply(status: int, payload: Any, headers: Headers | None = None) -> Reply:
+    body = json.dumps(payload).encode()
+    return Reply(status, [(b"content-type", _JSON), *(headers or [])], body)
+
+
+class MMEService:
+    """One local multi-model endpoint: repository, cache, inference pool, metrics."""
+
+    def __init__(self, config: ServerConfig, *, repository: ModelRepository | None = None) -> None:
+        self.config = config.check()
+        self._repository = repository
+        self._profile = config.profile()
+        self._work_dir = Path(tempfile.mkdtemp(prefix="mmeperf-mme-", dir=config.cache_dir))
+        self.stats = ServerStats(
+            memory_total_bytes=self._profile.memory_bytes if self._profile else None,
+            disk_path=str(self._work_dir),
+        )
+        self._infer_pool: ThreadPoolExecutor | None = None
+        self._load_pool: ThreadPoolExecutor | None = None
+        self._cache: ModelCache | None = None
+        self._in_flight = 0
+        self.started_at = time.time()
+        self._endpoint_path = f"/endpoints/{config.endpoint_name}/invocations"
+        self._variant = config.variant_name.encode()
+        self.log_stream_arn = (
+            f"arn:aws:logs:local:{LOCAL_ACCOUNT}:log-group:/aws/sagemaker/Endpoints/"
+            f"{config.endpoint_name}"
+        )
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the repository and the thread pools (call on the loop that will serve)."""
+        if self._repository is None:
+            from mmeperf.repository import ModelRepository
+
+            self._repository = ModelRepository(self.config.repository, create=False)
+        loop = asyncio.get_running_loop()
+        self._infer_pool = ThreadPoolExecutor(
+            self.config.effective_inference_threads(), thread_name_prefix="mme-infer"
+        )
+        self._load_pool = ThreadPoolExecutor(self.config.loader_threads, thread_name_prefix="mme-load")
+        max_rows, max_wait = self.config.max_batch_size, self.config.max_batch_wait_s
+        dispatcher = Dispatcher(self._infer_pool, loop=loop, threads=self.config.effective_inference_threads())
+
+        def make_batcher(runner: Runner, backend: Backend) -> Batcher:
+            return Batcher(
+                runner, dispatcher, loop=loop, max_rows=max_rows, max_wait_s=max_wait,
+                supports_batching=backend.supports_batching, on_batch=self._on_batch,
+            )
+
+        self._cache = ModelCache(
+            repository=self._repository,
+            stats=self.stats,
+            budget_bytes=self.config.effective_budget(),
+            per_model_overhead_bytes=self.config.effective_overhead(),
+            disk_dir=self._work_dir / "models",
+            loader=self._load_pool,
+            allow_pickle=self.config.allow_pickle,
+            load_wait_s=self.config.model_load_wait_s,
+            make_batcher=make_batcher,
+            resolve_backend=_resolve_backend,
+            optimize=_optimize if self.config.fast_path else None,
+        )
+        # Import the repository's frameworks now, not inside the first request's load time
+        # (a SageMaker container has its framework imported before it answers /ping).
+        await loop.run_in_executor(self._load_pool, _warm_backends, self._repository)
+
+    async def stop(self) -> None:
+        """Release models, pools and the disk cache (after in-flight requests finished)."""
+        if self._cache is not None:
+            self._cache.close()
+        for pool in (self._infer_pool, self._load_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        import shutil
+
+        shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    @property
+    def cache(self) -> ModelCache:
+        if self._cache is None:
+            raise RuntimeError("MMEService.start() has not run")
+        return self._cache
+
+    def _on_batch(self, rows: int) -> None:
+        self.stats.batches += 1
+        self.stats.batched_rows += rows
+
+    # --- invocations ------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        target: str | None,
+        body: bytes,
+        *,
+        content_type: str | None,
+        accept: str | None,
+        runtime: bool = True,
+        load: bool = True,
+    ) -> Reply:
+        """One invocation. ``runtime``: SageMaker runtime error shapes (else the container's
+        plain statuses); ``load``: load the model on a miss (``/models/{name}/invoke`` does not)."""
+        t0 = time.perf_counter()
+        stats = self.stats
+        lease: Lease | None = None
+        model_us: float | None = None
+        try:
+            if self._in_flight >= self.config.max_concurrent_requests:
+                raise ServiceUnavailableError(
+                    f"The endpoint has {self._in_flight} requests in progress "
+                    f"(limit {self.config.max_concurrent_requests}); try again"
+                )
+            self._in_flight += 1
+            try:
+                if target is None:
+                    raise InvalidModelNameError(
+                        "This is a multi-model endpoint: the X-Amzn-SageMaker-Target-Model "
+                        "header (TargetModel) is required"
+                    )
+                cache = self.cache
+                lease = cache.try_hit(target)
+                if lease is None:
+                    _validate_target(target)
+                    if not load:
+                        raise ModelNotFoundError(f"Model {target!r} is not loaded")
+                    lease = await cache.acquire(target)
+                model = lease.model
+                t_model = time.perf_counter()
+                backend = model.backend
+                batch = backend.decode(body, content_type or "", model.runner)
+                fut = model.batcher.submit(batch)
+                timer = asyncio.get_running_loop().call_later(
+                    self.config.invocation_timeout_s, _expire, fut, target
+                )
+                try:
+                    prediction = await fut
+                finally:
+                    timer.cancel()
+                encoded = backend.encode(prediction.output, accept)
+                model_us = (time.perf_counter() - t_model) * 1e6
+                model.invocations += 1
+            finally:
+                self._in_flight -= 1
+            headers: Headers = [
+                (b"content-type", encoded.content_type.encode()),
+                (b"x-amzn-invoked-production-variant", self._variant),
+                (b"x-amzn-requestid", uuid.uuid4().hex.encode()),
+                *_attribution(lease, model_us),
+            ]
+            total_us = (time.perf_counter() - t0) * 1e6
+            stats.latency["ModelLatency"].add(model_us)
+            stats.latency["OverheadLatency"].add(max(total_us - model_us - lease.wait_us, 0.0))
+            stats.count_response(200)
+            return Reply(200, headers, encoded.body)
+        except Exception as exc:
+            reply, counted_status = self._error_reply(exc, target, runtime=runtime)
+            reply.headers.extend(_attribution(lease, model_us))
+            stats.count_response(counted_status)
+            return reply
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _error_reply(self, exc: Exception, target: str | None, *, runtime: bool) -> tuple[Reply, int]:
+        """The reply for ``exc`` and the status CloudWatch would count it under."""
+        if not isinstance(exc, MmeperfError):
+            log.exception("Unexpected error serving %r", target)
+        status, code, message = _classify(exc, target, self.config.repository)
+        request_id = uuid.uuid4().hex.encode()
+        payload: dict[str, Any]
+        if not runtime:
+            payload = {"code": status, "type": type(exc).__name__, "message": message}
+            return _json_reply(status, payload, [(b"x-amzn-requestid", request_id)]), status
+        if code == "ModelError":
+            # What SageMaker says when the container answered an error: 424 wrapping it.
+            kind = "client" if 400 <= status < 500 else "server"
+            original = 0 if isinstance(exc, _InvocationTimeout) else status
+            payload = {
+                "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
+                "Message": (
+                    f"Received {kind} error ({original}) from model with message \"{message}\". "
+                    f"See {self.log_stream_arn} in account {LOCAL_ACCOUNT} for more information."
+                ),
+                "OriginalStatusCode": original,
+                "OriginalMessage": message,
+                "LogStreamArn": self.log_stream_arn,
+            }
+            http_status, counted = 424, status
+        else:
+            payload = {"Message": message}
+            http_status = 413 if status == 413 else _RUNTIME_STATUS.get(code, status)
+            counted = http_status
+        headers: Headers = [(b"x-amzn-errortype", code.encode()), (b"x-amzn-requestid", request_id)]
+        return _json_reply(http_status, payload, headers), counted
+
+    def count_rejected(self, status: int) -> None:
+        """Count an invocation the transport refused before it reached the service (413...)."""
+        self.stats.count_response(status)
+
+    def error_reply(self, exc: Exception, *, runtime: bool) -> Reply:
+        """A reply for an error raised outside ``invoke`` (e.g. a body over the size limit)."""
+        return self._error_reply(exc, None, runtime=runtime)[0]
+
+    # --- container API ----------------------------------------------------------------------
+
+    async def load_model(self, model_name: str, url: str | None) -> Reply:
+        """``POST /models``: 200 when loaded, 409 when already loaded, 507 when it cannot fit."""
+        try:
+            target = _validate_target(url or model_name)
+            _, was_loaded = await self.cache.load(target)
+        except Exception as exc:
+            return self._error_reply(exc, url or model_name, runtime=False)[0]
+        if was_loaded:
+            return _json_reply(409, {"code": 409, "type": "ModelAlreadyLoaded",
+                                     "message": f"Model {target!r} is already loaded"})
+        return _json_reply(200, {"status": f"Model {target!r} loaded"})
+
+    def list_models(self, *, next_page_token: str | None, max_results: int | None) -> Reply:
+        """``GET /models`` with SageMaker's pagination (``next_page_token``)."""
+        models = self.cache.loaded()
+        try:
+            start = int(next_page_token) if next_page_token else 0
+            size = int(max_results) if max_results else len(models) or 1
+        except ValueError:
+            return _json_reply(400, {"code": 400, "type": "BadRequest",
+                                     "message": "next_page_token and max_results must be integers"})
+        page = models[start: start + max(size, 1)]
+        payload: dict[str, Any] = {"models": [self._describe(m.target) for m in page]}
+        if start + len(page) < len(models):
+            payload["nextPageToken"] = str(start + len(page))
+        return _json_reply(200, payload)
+
+    def get_model(self, model_name: str) -> Reply:
+        """``GET /models/{name}``: the model, or 404 when it is not loaded."""
+        try:
+            target = _validate_target(model_name)
+        except Exception as exc:
+            return self._error_reply(exc, model_name, runtime=False)[0]
+        if self.cache.get_loaded(target) is None:
+            return _json_reply(404, {"code": 404, "type": "ModelNotFound",
+                                     "message": f"Model {target!r} is not loaded"})
+        return _json_reply(200, self._describe(target))
+
+    async def unload_model(self, model_name: str) -> Reply:
+        """``DELETE /models/{name}``: 200 once unloaded (after its requests), 404 if not loaded."""
+        try:
+            target = _validate_target(model_name)
+            found = await self.cache.unload(target, wait_s=self.config.invocation_timeout_s)
+        except Exception as exc:
+            return self._error_reply(exc, model_name, runtime=False)[0]
+        if not found:
+            return _json_reply(404, {"code": 404, "type": "ModelNotFound",
+                                     "message": f"Model {target!r} is not loaded"})
+        return _json_reply(200, {"status": f"Model {target!r} unloaded"})
+
+    def _describe(self, target: str) -> dict[str, Any]:
+        model = self.cache.get_loaded(target)
+        out: dict[str, Any] = {"modelName": target, "modelUrl": f"{self.config.repository.rstrip('/')}/{target}"}
+        if model is not None:
+            out.update(
+                backend=model.backend.name, runner=type(model.runner).__name__,
+                chargedBytes=model.charged_bytes,
+                inUse=model.leases, invocations=model.invocations, loadedAt=model.loaded_at,
+            )
+        return out
+
+    # --- status -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """``GET /mmeperf/status``: configuration, emulation and the cache right now."""
+        cache = self.cache
+        s = self.stats
+        return {
+            "endpoint_name": self.config.endpoint_name,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "repository": self.config.repository,
+            "instance_profile": self.config.instance_profile,
+            "emulated": self._profile is not None,
+            "emulation_note": EMULATION_NOTE if self._profile is not None else None,
+            "memory_budget_bytes": cache.budget_bytes,
+            "per_model_overhead_bytes": cache.overhead_bytes,
+            "memory_used_bytes": cache.used_bytes,
+            "peak_memory_used_bytes": s.peak_memory_used_bytes,
+            "loaded_models": [m.target for m in cache.loaded()],
+            "loading_models": cache.loading(),
+            "peak_loaded_model_count": s.peak_loaded_model_count,
+            "model_load_failures": s.model_load_failures,
+            "batches": s.batches,
+            "batched_rows": s.batched_rows,
+            "inference_threads": self.config.effective_inference_threads(),
+            "in_flight": self._in_flight,
+        }
+
+    @property
+    def endpoint_path(self) -> str:
+        return self._endpoint_path
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+_RUNTIME_STATUS = {
+    "ValidationError": 400,
+    "ModelNotReadyException": 429,
+    "ServiceUnavailable": 503,
+    "InternalFailure": 500,
+}
+
+
+def _expire(fut: asyncio.Future[Any], target: str) -> None:
+    if not fut.done():
+        fut.set_exception(_InvocationTimeout(
+            f"Your invocation timed out while waiting for a response from model {target!r}"
+        ))
+
+
+def _attribution(lease: Lease | None, model_us: float | None) -> Headers:
+    if lease is None:
+        return []
+    headers = [
+        (HEADER_CACHE.encode(), b"hit" if lease.hit else b"miss"),
+        (HEADER_WAIT_US.encode(), str(round(lease.wait_us)).encode()),
+        (HEADER_LOAD_US.encode(), str(round(lease.load_us)).encode()),
+    ]
+    if model_us is not None:
+        headers.append((HEADER_MODEL_LATENCY_US.encode(), str(round(model_us)).encode()))
+    return headers
+
+
+def _optimize(runner: Runner) -> Runner:
+    from mmeperf.endpoints.local.fastpath import compile_runner
+
+    return compile_runner(runner)
+
+
+def _warm_backends(repository: ModelRepository) -> None:
+    from mmeperf._plugins import get_backend
+
+    for name in sorted({e.backend for e in repository.list() if e.backend}):
+        try:
+            get_backend(name)
+        except Exception as exc:  # a model of that backend will fail to load and say why
+            log.warning("Backend %r is not usable: %s", name, exc)
+
+
+def _validate_target(target: str) -> str:
+    from mmeperf.repository import validate_model_name
+
+    return validate_model_name(target)
+
+
+def _resolve_backend(entry: ModelEntry, folder: Path) -> Backend:
+    """The backend for an artifact: the manifest's, else the one whose files it has."""
+    from mmeperf._plugins import get_backend
+    from mmeperf.repository import detect_backend
+
+    name = detect_backend(folder, hint=entry.backend)
+    if name is None:
+        files = sorted(p.name for p in folder.rglob("*") if p.is_file())[:10]
+        raise ModelLoadError(
+            f"Model {entry.target!r}: no backend recognizes its files {files}; "
+            "add it with mmeperf so the manifest names its backend"
+        )
+    try:
+        return get_backend(name)
+    except PluginError as exc:
+        raise ModelLoadError(f"Model {entry.target!r} needs the {name!r} backend: {exc}") from exc
+
+
+def _classify(exc: Exception, target: str | None, repository: str) -> tuple[int, str, str]:
+    """(container-side status, SageMaker error code, message) for an exception."""
+    if isinstance(exc, ModelNotFoundError):
+        return 404, "ValidationError", (
+            f"Failed to download model data for {target!r} from {repository}. Please ensure "
+            f"that there is an object located at the URL. ({exc})"
+        )
+    if isinstance(exc, InvalidModelNameError):
+        return 400, "ValidationError", str(exc)
+    if isinstance(exc, PayloadError):  # includes UnsupportedContentTypeError (415)
+        return exc.http_status, "ModelError", str(exc)
+    if isinstance(exc, InsufficientMemoryError):
+        return 507, "ModelError", str(exc)
+    if isinstance(exc, CorruptArtifactError | ModelLoadError | RepositoryError):
+        return 500, "ModelError", f"Model {target!r} failed to load: {exc}"
+    if isinstance(exc, ModelNotReadyError | ServiceUnavailableError):
+        return exc.http_status, exc.error_code, str(exc)
+    if isinstance(exc, _InvocationTimeout):
+        return 504, "ModelError", str(exc)
+    if isinstance(exc, MmeperfError) and exc.error_code == "ModelError":
+        return 500, "ModelError", f"Model {target!r} failed: {exc}"
+    if isinstance(exc, MmeperfError) and 400 <= exc.http_status < 500:
+        return exc.http_status, exc.error_code, str(exc)
+    return 500, "InternalFailure", f"An internal failure occurred: {type(exc).__name__}"

@@ -1,0 +1,52 @@
+"""MemoryEndpoint: the local MME's service in this process, no sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmeperf.endpoints.memory import MemoryEndpoint
+from mmeperf.repository import ModelRepository
+
+
+@pytest.fixture
+def two_models(tmp_path: Path) -> tuple[ModelRepository, dict[str, object]]:
+    import xgboost
+
+    rng = np.random.default_rng(0)
+    repo = ModelRepository(tmp_path / "repo")
+    boosters: dict[str, object] = {}
+    for i, name in enumerate(("alpha", "beta")):
+        x = rng.normal(size=(200, 4)).astype(np.float32)
+        y = (x[:, i] > 0).astype(np.float32)
+        booster = xgboost.train({"objective": "binary:logistic"}, xgboost.DMatrix(x, label=y), 5)
+        repo.add_model(name, booster, backend="xgboost")
+        boosters[f"{name}.tar.gz"] = booster
+    return repo, boosters
+
+
+def test_memory_endpoint_serves_like_the_local_one(two_models: tuple[ModelRepository, dict[str, object]]) -> None:
+    import xgboost
+
+    repo, boosters = two_models
+    rows = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    body = "\n".join(",".join(repr(float(v)) for v in row) for row in rows).encode()
+    with MemoryEndpoint(memory_budget="10MiB").deploy(repo) as ep:
+        for target, booster in boosters.items():
+            result = ep.invoke(target, body)
+            assert result.ok and result.cache_hit is False, result.error_message
+            got = np.array(result.body.decode().split(","), dtype=np.float32)
+            np.testing.assert_array_equal(got, booster.predict(xgboost.DMatrix(rows)))  # type: ignore[attr-defined]
+        assert ep.invoke("alpha.tar.gz", body).cache_hit is True
+        missing = ep.invoke("nope.tar.gz", b"1")
+        assert (missing.status, missing.error_code) == (400, "ValidationError")
+        bad = ep.invoke("alpha.tar.gz", b"1,2")
+        assert (bad.status, bad.error_code) == (424, "ModelError")
+        assert sorted(ep.loaded_models()) == ["alpha.tar.gz", "beta.tar.gz"]
+        metrics = ep.metrics()
+        assert metrics.invocations == 5 and metrics.invocation_4xx_errors == 2
+        assert metrics.model_loads == 2 and metrics.model_cache_hits == 2
+        assert ep.info().kind == "memory"
+    ep.delete()
