@@ -2,6 +2,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mmeperf.results.compare import compare
 from mmeperf.results.report import CHART_IDS, latest_values, write_report
@@ -41,6 +42,24 @@ def test_latest_values_average_the_last_window() -> None:
     frame = pd.DataFrame({"elapsed_s": [1.0, 50.0, 100.0, 110.0], "LoadedModelCount": [1, 2, 30, 32], "Invocations": [5, 5, 10, 20]})
     values = latest_values(frame, window_s=20)
     assert values["LoadedModelCount"] == 31 and values["Invocations"] == 15 and values["ModelLatency"] is None
+
+
+def test_latest_latencies_are_weighted_by_their_sample_counts() -> None:
+    frame = pd.DataFrame(
+        {
+            "elapsed_s": [1.0, 2.0],
+            "Invocations": [1, 999],
+            "ModelLatency": [1000.0, 10.0],
+            "ModelCacheHit": [0.0, 0.9],  # 1 miss, then 99.9 misses
+            "ModelLoadingWaitTime": [5000.0, 100.0],
+            "ModelLoads": [0, 4],
+            "ModelLoadingTime": [None, 300.0],
+        }
+    )
+    values = latest_values(frame)
+    assert values["ModelLatency"] == pytest.approx((1000 + 999 * 10) / 1000)
+    assert values["ModelLoadingWaitTime"] == pytest.approx((5000 + 99.9 * 100) / 100.9)
+    assert values["ModelLoadingTime"] == 300.0 and values["ModelUnloadingTime"] is None
 
 
 @needs_chromium

@@ -103,6 +103,9 @@ class Endpoint(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: The pip extra that installs ``requires``.
     extra: ClassVar[str | None] = None
+    #: How often a benchmark should sample ``metrics()``: once a second for a local server,
+    #: once a period for CloudWatch-backed endpoints (each read costs API calls).
+    metrics_interval_s: ClassVar[float] = 1.0
 
     @classmethod
     def check_dependencies(cls) -> None:

@@ -143,6 +143,8 @@ class SageMakerEndpoint(Endpoint):
     kind = "sagemaker"
     requires = ("boto3",)
     extra = "aws"
+    #: CloudWatch aggregates MME metrics per minute: reading more often only costs API calls.
+    metrics_interval_s = 60.0
 
     def __init__(
         self,

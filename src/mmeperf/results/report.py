@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mmeperf.results import charts
@@ -61,16 +62,49 @@ window.addEventListener('load', function () {
 """
 
 
+#: How each banner metric is weighted when averaging the per-interval rows of the window: a
+#: latency averaged over an interval with 1,000 requests counts 1,000 times one with 1.
+_BANNER_WEIGHTS: dict[str, str | None] = {
+    "Invocations": None,
+    "ModelLatency": "Invocations",
+    "OverheadLatency": "Invocations",
+    "ModelLoadingWaitTime": "_misses",
+    "ModelLoadingTime": "ModelLoads",
+    "ModelUnloadingTime": "ModelUnloads",
+    "LoadedModelCount": None,
+}
+
+
 def latest_values(frame: pd.DataFrame, *, window_s: float = 60.0) -> dict[str, float | None]:
-    """Averages over the last ``window_s`` seconds of server metrics (the dashboard's banner)."""
+    """The dashboard's banner: the last ``window_s`` seconds of server metrics.
+
+    Latencies are averaged with the interval's sample count as weight (invocations, cache
+    misses, loads, unloads), so the banner is the window's true average, not a mean of means;
+    counts and gauges are plain averages per interval.
+    """
     if frame.empty or "elapsed_s" not in frame:
         return {m: None for m, _ in BANNER_METRICS}
     elapsed = pd.to_numeric(frame["elapsed_s"], errors="coerce")
     tail = frame[elapsed >= elapsed.max() - window_s]
+
+    def column(name: str) -> pd.Series:
+        if name == "_misses":
+            hit = column("ModelCacheHit")
+            return column("Invocations") * (1 - hit)
+        return pd.to_numeric(tail.get(name, pd.Series(np.nan, index=tail.index)), errors="coerce")
+
     out: dict[str, float | None] = {}
     for metric, _ in BANNER_METRICS:
-        values = pd.to_numeric(tail.get(metric, pd.Series(dtype=float)), errors="coerce").dropna()
-        out[metric] = float(values.mean()) if len(values) else None
+        values = column(metric)
+        weight_name = _BANNER_WEIGHTS.get(metric)
+        if weight_name is None:
+            values = values.dropna()
+            out[metric] = float(values.mean()) if len(values) else None
+            continue
+        weights = column(weight_name)
+        ok = values.notna() & weights.notna() & (weights > 0)
+        total = float(weights[ok].sum())
+        out[metric] = float((values[ok] * weights[ok]).sum() / total) if total > 0 else None
     return out
 
 
