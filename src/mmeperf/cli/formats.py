@@ -1,9 +1,87 @@
-"""Commands of this area are registered here (filled in by its issue)."""
+"""``mmeperf demo formats``: one model as TorchScript, ONNX and TensorRT on the local MME."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import typer
+
 from mmeperf.cli import CLI
+
+_DEFAULT_OUT = Path("mmeperf-out/formats")
+
+
+def formats(
+    model: str = typer.Option("resnet50", "--model", help="Sample model: resnet50, vit or bert."),
+    tiny: bool = typer.Option(
+        False, "--tiny", help="Tiny model variant and 5 s steps (about two minutes)."
+    ),
+    copies: int = typer.Option(
+        8, "--copies", min=1, help="Copies of each format in the repository."
+    ),
+    out: Path = typer.Option(  # noqa: B008 - typer declares options in defaults
+        _DEFAULT_OUT,
+        "--out",
+        help="Output folder (exports, repositories, runs, charts).",
+    ),
+    users: str = typer.Option(
+        "", "--users", help="User steps, comma-separated (default 1,2,4,8 tiny; 10,20,40,60,80)."
+    ),
+    step_duration: float = typer.Option(
+        0.0, "--step-duration", min=0.0, help="Seconds per step (default 5 tiny, 30)."
+    ),
+    memory_budget: str = typer.Option(
+        "",
+        "--memory-budget",
+        help="Local MME model budget, e.g. 2GiB (default: copies of the smallest format / 0.9).",
+    ),
+    payload: str = typer.Option(
+        "npy", "--payload", help="Request encoding: npy (NPZ for NLP) or json (KServe v2)."
+    ),
+    fmt: list[str] | None = typer.Option(  # noqa: B008 - typer's way of declaring a repeatable option
+        None, "--format", help="Formats to try (repeat; default pytorch, onnx, tensorrt)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights and payloads."),
+) -> None:
+    """Export a sample model to every format available here, serve N copies of each through the
+    local MME under one memory budget, step users up, and compare (summary_results.csv, charts)."""
+    from rich.console import Console
+
+    from mmeperf.demos.formats import FORMATS, FormatsDemoOptions, run_formats_demo
+    from mmeperf.errors import MmeperfError
+
+    console = Console(highlight=False, markup=False, soft_wrap=True)
+    try:
+        steps = [int(u) for u in users.split(",") if u.strip()] if users.strip() else None
+        options = FormatsDemoOptions(
+            model=model,  # type: ignore[arg-type]
+            tiny=tiny,
+            copies=copies,
+            out=out,
+            users=steps,
+            step_duration_s=step_duration or None,
+            memory_budget=memory_budget or None,
+            payload=payload,  # type: ignore[arg-type]
+            formats=list(fmt or []) or list(FORMATS),
+            seed=seed,
+        )
+        result = run_formats_demo(options, progress=lambda m: console.print(m))
+    except (MmeperfError, ValueError) as exc:
+        console.print(f"error: {exc}", style="red")
+        raise typer.Exit(2) from exc
+    console.print(result.summary.to_string(index=False))
+    for outcome in result.outcomes:
+        if not outcome.available:
+            console.print(f"{outcome.format}: not run: {outcome.reason}")
+    if result.onnx_vs_torchscript_rps is not None:
+        console.print(
+            f"ONNX Runtime vs TorchScript, highest req/s: {result.onnx_vs_torchscript_rps:.2f}x"
+        )
+    console.print(f"Summary: {result.summary_csv}")
+    for chart in result.charts:
+        console.print(f"Chart:   {chart}")
 
 
 def register(cli: CLI) -> None:
-    """Placeholder until this area's commands land."""
+    """Add ``mmeperf demo formats``."""
+    cli.demo.command("formats")(formats)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 __all__ = ["ExportResult", "Exporter", "ParityReport"]
 
@@ -47,6 +47,8 @@ class ExportResult(BaseModel):
     load_time_s: float
     """Time to load the artifact through the target backend."""
     parity: ParityReport
+    details: dict[str, Any] = Field(default_factory=dict)
+    """Format-specific facts: trace or script, ONNX opset, TensorRT profile and precision."""
 
 
 class Exporter(ABC):

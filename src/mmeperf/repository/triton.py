@@ -10,11 +10,12 @@ that Triton's own ``model_config_pb2`` parses. :func:`package_model` lays an art
 from __future__ import annotations
 
 import builtins
+import functools
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -262,7 +263,9 @@ class TritonModelConfig(BaseModel):
             if dupes:
                 raise ValueError(f"{group} names repeat: {dupes}")
         if self.platform in ("pytorch_libtorch", "fil") and not (self.inputs and self.outputs):
-            raise ValueError(f"{self.platform} models need their inputs and outputs listed (no auto-complete)")
+            raise ValueError(
+                f"{self.platform} models need their inputs and outputs listed (no auto-complete)"
+            )
         if bool(self.inputs) != bool(self.outputs) and self.platform != "python":
             raise ValueError("list both inputs and outputs, or neither (auto-complete)")
         batching = self.dynamic_batching
@@ -282,13 +285,17 @@ class TritonModelConfig(BaseModel):
                     f"{self.max_batch_size}"
                 )
             if self.max_batch_size == 0 and entry.batch_size != 1:
-                raise ValueError("without a batch axis (max_batch_size 0) warmup batch_size must be 1")
+                raise ValueError(
+                    "without a batch axis (max_batch_size 0) warmup batch_size must be 1"
+                )
             unknown = sorted(set(entry.inputs) - input_names) if input_names else []
             if unknown:
                 raise ValueError(f"warmup {entry.name!r} names unknown inputs {unknown}")
         if self.platform == "fil":
             if len(self.inputs) != 1 or len(self.outputs) != 1:
-                raise ValueError("fil models take one input (input__0) and give one output (output__0)")
+                raise ValueError(
+                    "fil models take one input (input__0) and give one output (output__0)"
+                )
             wrong = [t.name for t in (*self.inputs, *self.outputs) if t.data_type != "TYPE_FP32"]
             if wrong:
                 raise ValueError(f"fil tensors must be TYPE_FP32; not so: {wrong}")
@@ -349,7 +356,9 @@ class TritonModelConfig(BaseModel):
                 sizes = ", ".join(map(str, batching.preferred_batch_size))
                 lines.append(f"  preferred_batch_size: [ {sizes} ]")
             if batching.max_queue_delay_microseconds:
-                lines.append(f"  max_queue_delay_microseconds: {batching.max_queue_delay_microseconds}")
+                lines.append(
+                    f"  max_queue_delay_microseconds: {batching.max_queue_delay_microseconds}"
+                )
             lines.append("}")
         if self.warmup:
             lines.append("model_warmup [")
@@ -398,10 +407,13 @@ def build_config(**fields: Any) -> TritonModelConfig:
     try:
         return TritonModelConfig(**fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigurationError(f"Invalid Triton model config: {problems}") from exc
+        raise ConfigurationError(f"Invalid Triton model config: {_problems(exc)}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def parse_config(text: str) -> Any:
@@ -412,8 +424,18 @@ def parse_config(text: str) -> Any:
     """
     from mmeperf._deps import require
 
-    pb = require("tritonclient.grpc.model_config_pb2", what="Parsing Triton configs", extra="triton", package="tritonclient")
-    text_format = require("google.protobuf.text_format", what="Parsing Triton configs", extra="triton", package="protobuf")
+    pb = require(
+        "tritonclient.grpc.model_config_pb2",
+        what="Parsing Triton configs",
+        extra="triton",
+        package="tritonclient",
+    )
+    text_format = require(
+        "google.protobuf.text_format",
+        what="Parsing Triton configs",
+        extra="triton",
+        package="protobuf",
+    )
     try:
         return text_format.Parse(text, pb.ModelConfig())
     except text_format.ParseError as exc:
@@ -422,14 +444,36 @@ def parse_config(text: str) -> Any:
 
 # --- builders ------------------------------------------------------------------------------------
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _configuration_errors(builder: _F) -> _F:
+    """Builders raise ConfigurationError (400) for what the typed spec refuses."""
+
+    @functools.wraps(builder)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return builder(*args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigurationError(f"Invalid Triton model config: {_problems(exc)}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
 
 def _instances(kind: InstanceKind, count: int) -> list[InstanceGroup]:
     return [InstanceGroup(kind=kind, count=count)]
 
 
 def _batching(
-    preferred: Sequence[int] | None, max_queue_delay_microseconds: int, max_batch_size: int
+    preferred: Sequence[int] | None,
+    max_queue_delay_microseconds: int,
+    max_batch_size: int,
+    enabled: bool = True,
 ) -> BatchingSpec | None:
+    if not enabled:
+        if preferred:
+            raise ConfigurationError("preferred batch sizes need dynamic_batching=True")
+        return None
     if max_batch_size == 0:
         if preferred:
             raise ConfigurationError("preferred batch sizes need max_batch_size > 0")
@@ -446,6 +490,7 @@ def _warmup_for(inputs: list[TritonTensor], enabled: bool, batch_size: int = 1) 
     return [WarmupSpec(batch_size=batch_size, inputs={t.name: t for t in inputs})]
 
 
+@_configuration_errors
 def cv_config(
     platform: Platform,
     *,
@@ -459,6 +504,7 @@ def cv_config(
     max_queue_delay_microseconds: int = 0,
     instance_kind: InstanceKind = "KIND_GPU",
     instance_count: int = 1,
+    dynamic_batching: bool = True,
     warmup: bool = False,
     io: bool = True,
 ) -> TritonModelConfig:
@@ -467,20 +513,27 @@ def cv_config(
     The defaults are the reference's CV PyTorch config (max batch 32, preferred 16, one GPU
     instance). ``io=False`` leaves inputs and outputs to Triton's auto-complete.
     """
-    inputs = [TritonTensor(name=input_name, data_type="TYPE_FP32", dims=list(image_shape))] if io else []
-    outputs = [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[num_classes])] if io else []
+    inputs = (
+        [TritonTensor(name=input_name, data_type="TYPE_FP32", dims=list(image_shape))] if io else []
+    )
+    outputs = (
+        [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[num_classes])] if io else []
+    )
     return build_config(
         platform=platform,
         name=name,
         max_batch_size=max_batch_size,
         inputs=inputs,
         outputs=outputs,
-        dynamic_batching=_batching(preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size),
+        dynamic_batching=_batching(
+            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
+        ),
         instance_groups=_instances(instance_kind, instance_count),
         warmup=_warmup_for(inputs, warmup),
     )
 
 
+@_configuration_errors
 def nlp_config(
     platform: Platform,
     *,
@@ -495,6 +548,7 @@ def nlp_config(
     max_queue_delay_microseconds: int = 0,
     instance_kind: InstanceKind = "KIND_GPU",
     instance_count: int = 1,
+    dynamic_batching: bool = True,
     warmup: bool = False,
     io: bool = True,
 ) -> TritonModelConfig:
@@ -503,20 +557,31 @@ def nlp_config(
     The reference's NLP PyTorch config used INT32 tokens and max batch 128; our exports take
     INT64 (what tokenizers and ONNX produce). ``io=False``: auto-complete (its TensorRT config).
     """
-    inputs = [TritonTensor(name=n, data_type=input_dtype, dims=[seq_len]) for n in input_names] if io else []
-    outputs = [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[seq_len, hidden_size])] if io else []
+    inputs = (
+        [TritonTensor(name=n, data_type=input_dtype, dims=[seq_len]) for n in input_names]
+        if io
+        else []
+    )
+    outputs = (
+        [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[seq_len, hidden_size])]
+        if io
+        else []
+    )
     return build_config(
         platform=platform,
         name=name,
         max_batch_size=max_batch_size,
         inputs=inputs,
         outputs=outputs,
-        dynamic_batching=_batching(preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size),
+        dynamic_batching=_batching(
+            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
+        ),
         instance_groups=_instances(instance_kind, instance_count),
         warmup=_warmup_for(inputs, warmup),
     )
 
 
+@_configuration_errors
 def fil_config(
     *,
     num_features: int,
@@ -531,9 +596,14 @@ def fil_config(
     instance_kind: InstanceKind = "KIND_GPU",
     instance_count: int = 1,
     extra_parameters: dict[str, str] | None = None,
+    default_model_filename: str | None = None,
 ) -> TritonModelConfig:
     """An XGBoost (or LightGBM/Treelite) model on Triton's FIL backend: ``input__0`` FP32
-    [num_features] -> ``output__0`` FP32 [num_outputs]; binary classifiers have one output."""
+    [num_features] -> ``output__0`` FP32 [num_outputs]; binary classifiers have one output.
+
+    SageMaker-style artifacts (``xgboost-model`` in UBJSON, as mmeperf's xgboost backend saves
+    them) need ``model_type="xgboost_ubj", default_model_filename="xgboost-model"``.
+    """
     if num_features < 1:
         raise ConfigurationError(f"num_features must be >= 1, got {num_features}")
     parameters = {
@@ -554,9 +624,11 @@ def fil_config(
         dynamic_batching=BatchingSpec(max_queue_delay_microseconds=max_queue_delay_microseconds),
         instance_groups=_instances(instance_kind, instance_count),
         parameters=parameters,
+        default_model_filename=default_model_filename,
     )
 
 
+@_configuration_errors
 def python_config(
     *,
     inputs: Sequence[TritonTensor] = (),
@@ -579,6 +651,7 @@ def python_config(
     )
 
 
+@_configuration_errors
 def config_for_signature(
     backend: str,
     signature: Signature,
@@ -589,6 +662,7 @@ def config_for_signature(
     max_queue_delay_microseconds: int = 0,
     instance_kind: InstanceKind = "KIND_GPU",
     instance_count: int = 1,
+    dynamic_batching: bool = True,
     warmup: bool = False,
     engine_profile: EngineProfile | None = None,
     allow_unused_profile: bool = False,
@@ -608,7 +682,9 @@ def config_for_signature(
                 f"Tensor {spec.name!r} has no recorded dtype/shape; export with mmeperf.exporters "
                 f"so signature.json is written"
             )
-        return TritonTensor(name=spec.name, data_type=triton_datatype(spec.dtype), dims=spec.item_shape)
+        return TritonTensor.model_validate(
+            {"name": spec.name, "data_type": triton_datatype(spec.dtype), "dims": spec.item_shape}
+        )
 
     try:
         inputs = [tensor(s) for s in signature.inputs]
@@ -621,7 +697,9 @@ def config_for_signature(
         max_batch_size=max_batch_size,
         inputs=inputs,
         outputs=outputs,
-        dynamic_batching=_batching(preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size),
+        dynamic_batching=_batching(
+            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
+        ),
         instance_groups=_instances(instance_kind, instance_count),
         warmup=_warmup_for(inputs, warmup),
     )
@@ -640,7 +718,9 @@ def check_engine_profile(
     too, unless ``allow_unused_profile``.
     """
     if config.platform != "tensorrt_plan":
-        raise ConfigurationError(f"Engine profiles apply to tensorrt_plan configs, not {config.platform}")
+        raise ConfigurationError(
+            f"Engine profiles apply to tensorrt_plan configs, not {config.platform}"
+        )
     if config.max_batch_size > profile.max_batch:
         raise ConfigurationError(
             f"max_batch_size {config.max_batch_size} exceeds the engine's profile max batch "
@@ -742,7 +822,9 @@ def package_model(
     with tempfile.TemporaryDirectory(prefix="mmeperf-triton-") as tmp:
         folder = triton_model_folder(Path(tmp) / name, config, artifact_dir)
         prefix = name if repository.layout == "sagemaker" else None
-        entry = repository.add(name, folder, backend=backend, arcname_prefix=prefix, overwrite=overwrite)
+        entry = repository.add(
+            name, folder, backend=backend, arcname_prefix=prefix, overwrite=overwrite
+        )
     entries = [entry]
     if copies:
         entries.extend(repository.copies(name, copies, template=template, overwrite=overwrite))

@@ -1,0 +1,218 @@
+"""What every exporter does the same way: normalize example inputs, draw parity inputs, compare
+outputs, and stage the artifact in a temporary folder so a failed export writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmeperf._types import Tensors
+from mmeperf.errors import ExportError
+from mmeperf.exporters.base import ParityReport
+
+__all__ = [
+    "DEFAULT_TOLERANCES",
+    "InputSampler",
+    "compare_outputs",
+    "default_sampler",
+    "folder_size",
+    "forward_names",
+    "staged_export",
+    "to_numpy_inputs",
+]
+
+#: A function (batch_size, seed) -> named inputs; ``SampleModel.example_inputs`` is one.
+InputSampler = Callable[..., Tensors]
+
+#: (atol, rtol) an artifact must meet against its source, per target format. fp32 exports of
+#: the same graph agree to float rounding; TensorRT picks other kernels (and TF32 when allowed).
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
+    "pytorch": (1e-4, 1e-4),
+    "onnx": (1e-4, 1e-4),
+    "tensorrt": (1e-3, 1e-3),
+    "tensorrt-fp16": (5e-2, 2e-2),
+}
+
+
+def forward_names(model: Any) -> list[str] | None:
+    """Parameter names of ``model.forward`` (torch modules), or None when not inspectable."""
+    forward = getattr(model, "forward", None)
+    if forward is None:
+        return None
+    try:
+        params = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds]
+
+
+def to_numpy_inputs(example: Any, names: Sequence[str] | None) -> Tensors:
+    """An example input (array, tensor, tuple/list of them, or a dict) as named numpy arrays.
+
+    Names come from the dict, else ``names`` (the exporter's ``input_names`` or forward's
+    parameters), else ``INPUT__<i>``.
+    """
+
+    def as_array(value: Any, what: str) -> np.ndarray[Any, Any]:
+        if hasattr(value, "detach") and hasattr(
+            value, "cpu"
+        ):  # torch.Tensor, without importing torch
+            value = value.detach().cpu().numpy()
+        array = np.asarray(value)
+        if array.dtype.kind not in "iubf" or array.ndim == 0:
+            raise ExportError(
+                f"Example input {what} must be a numeric tensor with a batch axis, got "
+                f"{array.dtype.name} of shape {list(array.shape)}"
+            )
+        return array
+
+    if isinstance(example, dict):
+        if not example:
+            raise ExportError("Example input is an empty dict; expected named tensors")
+        out = {str(k): as_array(v, repr(k)) for k, v in example.items()}
+        if names is None:
+            return out
+        if set(out) == set(names):
+            return {n: out[n] for n in names}  # the model's order
+        if len(out) == len(names):
+            return out  # other names than forward's parameters: positional, in the dict's order
+        raise ExportError(
+            f"Example has {len(out)} tensors {list(out)} but the model takes {len(names)} inputs {list(names)}"
+        )
+    values = list(example) if isinstance(example, (tuple, list)) else [example]
+    if not values:
+        raise ExportError("Example input is empty; expected one tensor per model input")
+    if names is not None and len(names) < len(values):
+        raise ExportError(
+            f"Example has {len(values)} tensors but the model takes {len(names)} inputs {list(names)}"
+        )
+    labels = (
+        list(names)[: len(values)]
+        if names is not None
+        else [f"INPUT__{i}" for i in range(len(values))]
+    )
+    return {label: as_array(v, repr(label)) for label, v in zip(labels, values, strict=True)}
+
+
+def default_sampler(example: Tensors) -> InputSampler:
+    """Random inputs shaped like ``example``: normal floats with the example's mean and spread;
+    integers uniform over the example's range; 0/1 masks as prefixes of ones (padding)."""
+
+    def sample(batch_size: int = 1, *, seed: int = 0) -> Tensors:
+        rng = np.random.default_rng(seed)
+        out: Tensors = {}
+        for name, array in example.items():
+            shape = (batch_size, *array.shape[1:])
+            if array.dtype.kind == "f":
+                spread = float(array.std()) or 1.0
+                out[name] = (rng.standard_normal(shape) * spread + float(array.mean())).astype(
+                    array.dtype
+                )
+            elif array.dtype.kind == "b":
+                out[name] = rng.integers(0, 2, size=shape).astype(bool)
+            elif "mask" in name and set(np.unique(array).tolist()) <= {0, 1} and array.ndim == 2:
+                lengths = rng.integers(1, shape[-1] + 1, size=batch_size)
+                out[name] = (np.arange(shape[-1])[None, :] < lengths[:, None]).astype(array.dtype)
+            else:
+                low, high = int(array.min()), int(array.max())
+                out[name] = rng.integers(low, high + 1, size=shape).astype(array.dtype)
+        return out
+
+    return sample
+
+
+def parity_batches(n_inputs: int, *, min_batch: int = 1, max_batch: int = 3) -> list[int]:
+    """Batch sizes for the parity inputs: 1, 2, 3, ... within the allowed range, so the check
+    also proves the batch axis is dynamic."""
+    top = max(min_batch, max_batch)
+    return [min_batch + (i % (top - min_batch + 1)) for i in range(n_inputs)]
+
+
+def compare_outputs(
+    pairs: Sequence[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]],
+    *,
+    atol: float,
+    rtol: float,
+) -> ParityReport:
+    """Worst errors over (reference, candidate) pairs.
+
+    The relative error is max |candidate - reference| / max |reference| per pair: relative to the
+    output's scale, so values near zero do not blow it up.
+    """
+    max_abs = 0.0
+    max_rel = 0.0
+    for reference, candidate in pairs:
+        if reference.shape != candidate.shape:
+            raise ExportError(
+                f"The artifact's output has shape {list(candidate.shape)}, the source's "
+                f"{list(reference.shape)}"
+            )
+        ref = reference.astype(np.float64)
+        diff = np.abs(candidate.astype(np.float64) - ref)
+        if not np.all(np.isfinite(diff)):
+            max_abs = max_rel = float("inf")
+            continue
+        worst = float(diff.max()) if diff.size else 0.0
+        scale = float(np.abs(ref).max()) if ref.size else 0.0
+        max_abs = max(max_abs, worst)
+        max_rel = max(
+            max_rel, worst / scale if scale > 0 else (0.0 if worst == 0 else float("inf"))
+        )
+    return ParityReport(
+        n_inputs=len(pairs), max_abs_error=max_abs, max_rel_error=max_rel, atol=atol, rtol=rtol
+    )
+
+
+def folder_size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+@contextlib.contextmanager
+def staged_export(
+    directory: Path, artifact_names: Sequence[str], *, overwrite: bool
+) -> Iterator[Path]:
+    """A temporary folder to build an artifact in, moved into ``directory`` only on success.
+
+    Refuses up front (before any work) when ``directory`` already holds one of the artifact
+    files and ``overwrite`` is False. On any error the temporary folder is removed and
+    ``directory`` is left as it was.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ExportError(f"{directory} exists and is not a folder")
+    clashes = [n for n in artifact_names if (directory / n).exists()]
+    if clashes and not overwrite:
+        raise ExportError(
+            f"{directory} already holds {clashes}; pass overwrite=True to replace them"
+        )
+    staging = Path(tempfile.mkdtemp(prefix="mmeperf-export-"))
+    try:
+        yield staging
+        directory.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            target = directory / item.name
+            if target.exists():
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            shutil.move(str(item), str(target))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first meaningful line of an exception's message (torch's are pages long)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
