@@ -17,7 +17,7 @@ def churn(
     out: Path = typer.Option(Path("mmeperf-out/churn"), "--out", help="Output folder."),
     users: int = typer.Option(100, "--users", min=1, help="Users per endpoint (reference: 300)."),
     spawn_rate: float = typer.Option(5.0, "--spawn-rate", min=0.001, help="Users started per second."),
-    duration: str = typer.Option("60s", "--duration", help="Load duration, e.g. 60s or 15m (reference: 15m)."),
+    duration: str = typer.Option("45s", "--duration", help="Load duration, e.g. 45s or 15m (reference: 15m)."),
     instance_type: list[str] = typer.Option(
         ["ml.c5.xlarge", "ml.c5.2xlarge"], "--instance-type", help="Instance types to emulate (repeat)."
     ),

@@ -50,7 +50,7 @@ class ChurnDemoOptions(BaseModel):
     """Concurrent users per endpoint (reference: 300)."""
     spawn_rate: float = Field(5.0, gt=0)
     """Users started per second (reference: 5)."""
-    duration: Duration = 60.0
+    duration: Duration = 45.0
     """Load duration, ramp-up included (reference: 15m)."""
     wait_min_s: float = Field(0.0, ge=0)
     """Each user waits between wait_min_s and wait_max_s between requests (reference: 0-2 s)."""
