@@ -97,6 +97,6 @@ def test_report_renders_every_chart(demo: ChurnDemoResult) -> None:
 
 
 def test_unknown_instance_type_fails_before_any_work(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="ml.c5.xlarge"):
+    with pytest.raises(ConfigurationError, match=r"ml\.c5\.xlarge"):
         run_churn_demo(ChurnDemoOptions(out=tmp_path, instance_types=["ml.c5.huge"]))
     assert not (tmp_path / "repository").exists()

@@ -19,7 +19,7 @@ def test_zero_throughput_costs_infinity() -> None:
 
 
 def test_unknown_instance_lists_known() -> None:
-    with pytest.raises(ConfigurationError, match="ml.c5.xlarge"):
+    with pytest.raises(ConfigurationError, match=r"ml\.c5\.xlarge"):
         endpoint_cost("ml.nope.large", 1.0)
 
 

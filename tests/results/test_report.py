@@ -7,7 +7,14 @@ import pytest
 from mmeperf.results.compare import compare
 from mmeperf.results.report import CHART_IDS, latest_values, write_report
 
-from .conftest import chromium_dump_dom, distribution_frame, needs_chromium, run_summary, server_frame, stages_frame
+from .conftest import (
+    chromium_dump_dom,
+    distribution_frame,
+    needs_chromium,
+    run_summary,
+    server_frame,
+    stages_frame,
+)
 
 
 def _report(tmp_path: Path) -> Path:

@@ -26,7 +26,12 @@ def test_load_a_written_folder(tmp_path: Path) -> None:
     agg.close()
     result = BenchmarkResult.load(tmp_path)
     assert (result.total_requests, result.total_failures, result.status) == (20, 1, "completed")
-    assert result.rps == 2.0
+    assert result.rps == 2.0  # every request per second
+    assert result.ok_rps == 1.9  # successful requests per second (one failed)
+    assert list(result.summary[["rps", "ok_rps"]].iloc[0]) == [2.0, 1.9]
+    # A folder from before ok_rps was written: the same figure from its totals.
+    del result.info["run"]["totals"]["ok_rps"]
+    assert result.ok_rps == 1.9
     # HDR percentiles are the top of a bucket: exact to 3 significant digits.
     assert abs(result.p50_ms - 10.0) < 0.011 and result.p99_ms == 20.0
     assert list(result.per_model["model"]) == ["m0", "m1"]
@@ -40,3 +45,4 @@ def test_missing_folder_is_a_configuration_error(tmp_path: Path) -> None:
         BenchmarkResult.load(tmp_path / "nope")
     empty = BenchmarkResult.load(tmp_path)
     assert empty.total_requests == 0 and empty.summary.empty and empty.p99_ms is None
+    assert empty.ok_rps is None

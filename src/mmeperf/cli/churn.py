@@ -49,9 +49,12 @@ def churn(
         last[label] = line
 
     try:
-        options = ChurnDemoOptions(
-            out=out, users=users, spawn_rate=spawn_rate, duration=duration, instance_types=instance_type,
-            workers=workers, user=user, p99_budget_ms=p99_budget_ms, rows=rows, seed=seed,
+        options = ChurnDemoOptions.model_validate(
+            {
+                "out": out, "users": users, "spawn_rate": spawn_rate, "duration": duration,
+                "instance_types": instance_type, "workers": workers, "user": user,
+                "p99_budget_ms": p99_budget_ms, "rows": rows, "seed": seed,
+            }
         )
         result = run_churn_demo(
             options, progress=lambda m: console.print(m, highlight=False, soft_wrap=True), on_load_progress=on_load

@@ -22,9 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmeperf.instances import DEFAULT_CATALOG
 from mmeperf.load.profile import Duration
-from mmeperf.results.cost import DEFAULT_P99_BUDGET_MS
-
 from mmeperf.metrics import ServerMetrics
+from mmeperf.results.cost import DEFAULT_P99_BUDGET_MS
 
 if TYPE_CHECKING:
     from mmeperf.endpoints.base import Endpoint
@@ -46,22 +45,22 @@ class ChurnDemoOptions(BaseModel):
     """Where the repository, the runs, summary_results.csv and report.html go."""
     instance_types: list[str] = Field(default_factory=lambda: ["ml.c5.xlarge", "ml.c5.2xlarge"], min_length=1)
     """Instance types to emulate, one local endpoint each, loaded at the same time."""
-    users: int = Field(100, ge=1)
+    users: int = Field(default=100, ge=1)
     """Concurrent users per endpoint (reference: 300)."""
-    spawn_rate: float = Field(5.0, gt=0)
+    spawn_rate: float = Field(default=5.0, gt=0)
     """Users started per second (reference: 5)."""
     duration: Duration = 45.0
     """Load duration, ramp-up included (reference: 15m)."""
-    wait_min_s: float = Field(0.0, ge=0)
+    wait_min_s: float = Field(default=0.0, ge=0)
     """Each user waits between wait_min_s and wait_max_s between requests (reference: 0-2 s)."""
-    wait_max_s: float = Field(2.0, ge=0)
-    workers: int = Field(0, ge=0)
+    wait_max_s: float = Field(default=2.0, ge=0)
+    workers: int = Field(default=0, ge=0)
     """Locust workers per endpoint (0: one process; the reference used a master and 2)."""
     user: str = "http"
     """Load user: "http" (fast SageMaker-runtime HTTP client) or "boto3" (the reference's)."""
-    p99_budget_ms: float = Field(DEFAULT_P99_BUDGET_MS, gt=0)
+    p99_budget_ms: float = Field(default=DEFAULT_P99_BUDGET_MS, gt=0)
     """Latency budget the recommendation must meet (exact client-side p99)."""
-    rows: int = Field(5000, ge=510)
+    rows: int = Field(default=5000, ge=510)
     """Rows of synthetic churn data (the reference has ~5,000)."""
     seed: int = 0
     """Seed of the data, the splits and the training."""

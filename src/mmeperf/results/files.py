@@ -64,7 +64,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "requests",
     "failures",
     "failure_pct",
-    "rps",
+    "rps",  # every request, successful or failed, per second of the stage
+    "ok_rps",  # successful (2xx) requests per second: the throughput a comparison or cost uses
     "send_rate",
     "p50_ms",
     "p90_ms",
@@ -89,7 +90,8 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "users",
     "requests",
     "failures",
-    "rps",
+    "rps",  # requests completed in that second, successful or failed
+    "ok_rps",  # successful requests completed in that second
     "failures_per_s",
     "p50_ms",
     "p90_ms",

@@ -12,7 +12,7 @@ import base64
 import html
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +91,8 @@ def latest_values(frame: pd.DataFrame, *, window_s: float = 60.0) -> dict[str, f
         if name == "_misses":
             hit = column("ModelCacheHit")
             return column("Invocations") * (1 - hit)
-        return pd.to_numeric(tail.get(name, pd.Series(np.nan, index=tail.index)), errors="coerce")
+        raw = tail[name] if name in tail else pd.Series(np.nan, index=tail.index)
+        return pd.Series(pd.to_numeric(raw, errors="coerce"), index=tail.index)
 
     out: dict[str, float | None] = {}
     for metric, _ in BANNER_METRICS:
@@ -200,7 +201,7 @@ def write_report(
     client = _img("latency_users", pngs["latency_users"], "Latency and throughput against users, successful and failed requests") + _img(
         "warm_cold", pngs["warm_cold"], "Warm vs cold latency distributions (exact, HDR histograms)"
     )
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>

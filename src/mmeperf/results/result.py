@@ -123,9 +123,21 @@ class BenchmarkResult:
 
     @property
     def rps(self) -> float | None:
-        """Requests per second over the load's duration (all stages)."""
+        """Requests per second over the load's duration (all stages), failed ones included."""
         value = self._total("rps")
         return None if value is None else float(value)
+
+    @property
+    def ok_rps(self) -> float | None:
+        """Successful requests per second over the load's duration (what a comparison ranks by)."""
+        value = self._total("ok_rps")
+        if value is None:
+            # A folder written before ok_rps existed: the same figure from its totals.
+            duration = self.duration_s
+            if not duration or duration <= 0 or self._total("requests") is None:
+                return None
+            return (self.total_requests - self.total_failures) / duration
+        return float(value)
 
     @property
     def p50_ms(self) -> float | None:
