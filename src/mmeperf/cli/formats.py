@@ -19,7 +19,7 @@ def formats(
     copies: int = typer.Option(
         8, "--copies", min=1, help="Copies of each format in the repository."
     ),
-    out: Path = typer.Option(  # noqa: B008 - typer declares options in defaults
+    out: Path = typer.Option(
         _DEFAULT_OUT,
         "--out",
         help="Output folder (exports, repositories, runs, charts).",
@@ -38,7 +38,7 @@ def formats(
     payload: str = typer.Option(
         "npy", "--payload", help="Request encoding: npy (NPZ for NLP) or json (KServe v2)."
     ),
-    fmt: list[str] | None = typer.Option(  # noqa: B008 - typer's way of declaring a repeatable option
+    fmt: list[str] | None = typer.Option(
         None, "--format", help="Formats to try (repeat; default pytorch, onnx, tensorrt)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights and payloads."),

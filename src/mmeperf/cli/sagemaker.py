@@ -86,11 +86,11 @@ def deploy_sagemaker(
 
 
 def dashboard_command(
-    endpoints: list[str] = typer.Option(..., "--endpoint", help="Endpoint name; give it once or twice."),  # noqa: B008
+    endpoints: list[str] = typer.Option(..., "--endpoint", help="Endpoint name; give it once or twice."),
     name: str | None = typer.Option(None, "--name", help="Dashboard name (default mmeperf-{endpoint}[--{endpoint2}])."),
     region: str | None = typer.Option(None, "--region", help="AWS region (default: boto3's chain)."),
     variant_name: str = typer.Option("AllTraffic", "--variant-name", help="Production variant."),
-    cloudformation: Path | None = typer.Option(None, "--cloudformation", help="Also write the CloudFormation template here."),  # noqa: B008
+    cloudformation: Path | None = typer.Option(None, "--cloudformation", help="Also write the CloudFormation template here."),
     template_only: bool = typer.Option(False, "--template-only", help="Only write the template; create nothing."),
 ) -> None:
     """Create the reference CloudWatch dashboard for one or two endpoints."""
