@@ -63,3 +63,29 @@ def test_sagemaker_invoke_reports_local_errors_as_results(fake_credentials: None
     assert missing.error_code == "ValidationError"
     malformed = endpoint.invoke("churn-xgb-CA.tar.gz", b"not,numbers")
     assert not malformed.ok and malformed.status in (400, 424)
+
+
+def test_signed_fast_path_benchmarks_a_sagemaker_endpoint(
+    fake_credentials: None, local_mme: Any, tmp_path: Any
+) -> None:
+    """The load runner's SigV4-signed HTTP user against a SageMakerEndpoint, checked on the local MME."""
+    from mmeperf.load import Benchmark, LoadProfile, Traffic
+    from mmeperf.load.spec import AwsAuth
+
+    info = local_mme.info()
+    endpoint = SageMakerEndpoint(name=info.name, endpoint_urls={"sagemaker-runtime": info.runtime_url})
+    assert endpoint.info().runtime_url == info.runtime_url
+    traffic = Traffic(
+        models=["churn-xgb-CA.tar.gz", "churn-xgb-NY.tar.gz"], payloads=["0.1,0.2,0.3,0.4"], content_type="text/csv"
+    )
+    profile = LoadProfile.constant(users=4, spawn_rate=50, duration="3s", traffic=traffic, wait={"min": 0, "max": 0.01})
+    before = local_mme.metrics()
+    result = Benchmark(
+        endpoint,
+        profile,
+        auth=AwsAuth(region="us-east-1", access_key="testing", secret_key="testing"),
+        sample_metrics=False,  # CloudWatch is not there; the local MME's own counters are the check
+    ).run(tmp_path / "run")
+    after = local_mme.metrics()
+    assert result.total_requests > 20 and result.total_failures == 0
+    assert after.invocations - before.invocations == result.total_requests
