@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -17,6 +18,9 @@ class EchoEndpoint(Endpoint):
     def __init__(self, *, missing: str = "") -> None:
         self.missing = missing
         self.seen: set[str] = set()
+        self.metrics_calls = 0
+        #: Set on every metrics() call, so a test can wait for a read (a gate, not a sleep).
+        self.metrics_read = threading.Event()
 
     def deploy(self, repository: Any) -> EchoEndpoint:
         return self
@@ -30,7 +34,9 @@ class EchoEndpoint(Endpoint):
         return InvokeResult(200, body, content_type, time.perf_counter() - start, cache_hit=hit)
 
     def metrics(self) -> ServerMetrics:
-        return ServerMetrics(timestamp=time.time())
+        self.metrics_calls += 1
+        self.metrics_read.set()
+        return ServerMetrics(timestamp=time.time(), invocations=self.metrics_calls)
 
     def loaded_models(self) -> list[str]:
         return sorted(self.seen)

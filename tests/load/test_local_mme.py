@@ -41,6 +41,6 @@ def test_client_counts_equal_server_invocations_and_4xx(tmp_path: Path) -> None:
     assert int(result.per_model.loc[result.per_model.model != "churn-xgb-ZZ.tar.gz", "cold_requests"].min()) >= 1
     # Server metrics were sampled in this process on the run's clock; their intervals add up.
     metrics = result.server_metrics
-    assert len(metrics) >= 25
+    assert len(metrics) >= 25  # one row a second (LocalEndpoint keeps the default interval)
     assert int(metrics["Invocations"].sum()) <= invocations
     assert metrics["elapsed_s"].is_monotonic_increasing

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmeperf.load import LoadProfile
-from mmeperf.load.recorder import Aggregator, Recorder
+from mmeperf.load.recorder import Aggregator, Recorder, WorkerReporter
 
 
 def _record(r: Recorder, *, t: float, n: int, latency_us: int, model: str = "m", ok: bool = True, kind: str = "warm", stage: int = 0) -> None:
@@ -34,6 +34,8 @@ def test_two_processes_merge_exactly(tmp_path: Path) -> None:
     summary = pd.read_csv(tmp_path / "summary_results.csv")
     assert summary["requests"].tolist() == [100, 5]
     assert summary["failures"].tolist() == [0, 5]
+    # rps counts every request, ok_rps only the successful ones (10 s stages).
+    assert summary["rps"].tolist() == [10.0, 0.5] and summary["ok_rps"].tolist() == [10.0, 0.0]
     first = summary.iloc[0]
     # HDR percentiles are the top of their bucket: exact to 3 significant digits.
     assert abs(first["p50_ms"] - 10.0) < 0.011 and abs(first["p95_ms"] - 100.0) < 0.1
@@ -41,6 +43,7 @@ def test_two_processes_merge_exactly(tmp_path: Path) -> None:
     assert abs(first["cold_p50_ms"] - 100.0) < 0.1 and abs(first["warm_p99_ms"] - 10.0) < 0.011
     history = pd.read_csv(tmp_path / "history.csv")
     assert int(history["requests"].sum()) == 105
+    assert int(history["ok_rps"].sum()) == 100 and int(history["rps"].sum()) == 105
     assert history["elapsed_s"].iloc[0] == 2.0  # the end of the load's first second, from t0
     failures = pd.read_csv(tmp_path / "failures.csv")
     assert failures.to_dict("records")[0] | {"message": "nope"} == {
@@ -73,3 +76,35 @@ def test_stop_conditions(tmp_path: Path) -> None:
     _record(r, t=now - 13, n=52, latency_us=1_000, stage=1)
     agg.merge(r.drain())
     assert "stopped growing" in (agg.check_stop(now) or "")
+
+
+def test_master_waits_for_a_report_the_final_one_overtook(tmp_path: Path) -> None:
+    start = 1_000_000.0
+    agg = Aggregator(tmp_path, profile=LoadProfile.constant(users=1, duration="10s"), t0=start - 1, lag_s=1)
+    agg.load_start = start
+    recorder = Recorder()
+    arrived: list[dict[str, object]] = []  # in the order the master receives them
+    reporter = WorkerReporter(recorder, arrived.append)
+    for i in range(40):  # > 16 models: the drain yields (pause) midway
+        _record(recorder, t=start + 1, n=1, latency_us=1_000, model=f"m{i}")
+
+    def pause() -> None:
+        # Another greenlet runs here: the finish handler records its last requests and sends
+        # the final report while the regular report is still being built.
+        if not reporter.finished:
+            _record(recorder, t=start + 2, n=3, latency_us=2_000, model="last")
+            reporter.final()
+
+    reporter.report(pause)
+    assert [m["final"] for m in arrived] == [True, False]  # the final report overtook
+    agg.receive("worker-1", arrived[0])
+    assert agg.workers_done() == 0  # its count says one report is still on the way
+    agg.receive("worker-1", arrived[1])
+    assert agg.workers_done() == 1
+    reporter.report()  # nothing is sent after the final report
+    assert len(arrived) == 2
+    agg.flush(start + 11, final=True)
+    agg.close()
+    summary = pd.read_csv(tmp_path / "summary_results.csv")
+    assert int(summary["requests"].sum()) == 43
+    assert agg.run_info(start + 11)["worker_reports"] == {"worker-1": {"received": 2, "sent": 2}}

@@ -81,3 +81,18 @@ def test_numpy_rows_and_raw_files(tmp_path: Path) -> None:
 def test_bad_traffic_is_a_configuration_error(make: object) -> None:
     with pytest.raises(ConfigurationError):
         make()  # type: ignore[operator]
+
+
+def test_value_with_a_line_break_is_a_configuration_error() -> None:
+    # Each CSV body must be one line aligned with its row's model; a quoted line break would
+    # shift every later body onto the wrong model.
+    frame = pd.DataFrame({"State": ["CA", "NY", "TX"], "note": ["a", "two\nlines", "c"], "x": [1, 2, 3]})
+    with pytest.raises(ConfigurationError, match="line break"):
+        Traffic.from_frame(frame, model_column="State").build()
+    crlf = frame.assign(note=["a", "b", "c\r"])
+    with pytest.raises(ConfigurationError, match="line break"):
+        Traffic.from_frame(crlf, model_column="State").build()
+    # Quoted commas are fine: still one line per row, each with its own model.
+    table = Traffic.from_frame(frame.assign(note=["a", "b,c", "d"]), model_column="State").build()
+    assert table.bodies == [b"a,1", b'"b,c",2', b"d,3"]
+    assert [table.models[i] for i in table.row_models or []] == ["CA.tar.gz", "NY.tar.gz", "TX.tar.gz"]

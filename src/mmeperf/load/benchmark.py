@@ -2,8 +2,8 @@
 
 The library process prepares the run (request table, spec, profile and environment files),
 starts Locust (one process, or a master and N workers), samples the endpoint's server metrics
-every second on the same clock, and reads progress from the result folder. It never imports
-Locust or gevent: those live only in the child processes.
+on the same clock (every second, or the endpoint's ``metrics_interval_s``), and reads progress
+from the result folder. It never imports Locust or gevent: those live only in the child processes.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import platform as _platform
 import signal
@@ -23,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mmeperf._types import PathLike
@@ -36,7 +38,7 @@ from mmeperf.results import files as F
 if TYPE_CHECKING:
     from mmeperf.results.result import BenchmarkResult
 
-__all__ = ["Benchmark", "BenchmarkHandle", "Progress", "locustfile_path"]
+__all__ = ["Benchmark", "BenchmarkHandle", "MetricsSampler", "Progress", "locustfile_path"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,24 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _metrics_interval(endpoint: Endpoint | None, override: float | None) -> float:
+    """Seconds between server metric reads: the override, else the endpoint's own, else 1 s."""
+    if override is not None:
+        value: Any = override
+        source = "metrics_interval_s"
+    else:
+        # getattr: an endpoint class may predate the attribute (the base class gives 1 s).
+        value = getattr(endpoint, "metrics_interval_s", 1.0) if endpoint is not None else 1.0
+        source = f"{type(endpoint).__name__}.metrics_interval_s"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigurationError(f"{source} must be a positive number of seconds, received {value!r}")
+    return seconds
+
+
 class Benchmark:
     """One load test: ``Benchmark(endpoint, profile).run(out_dir) -> BenchmarkResult``.
 
@@ -84,6 +104,9 @@ class Benchmark:
     ``auth`` is given), ``"boto3"`` (sagemaker-runtime ``invoke_endpoint``, the reference's way)
     or ``"endpoint"`` (the endpoint plugin's own ``invoke``, re-created in each Locust process from
     ``endpoint_spec``). ``workers=0`` runs one Locust process; ``workers=N`` a master and N workers.
+    Server metrics are read every ``metrics_interval_s`` seconds (default: the endpoint's own
+    ``metrics_interval_s``, else 1 s: a SageMaker endpoint's CloudWatch metrics have 60 s
+    periods, and each read costs GetMetricData queries); ``sample_metrics=False`` reads none.
     """
 
     def __init__(
@@ -104,6 +127,7 @@ class Benchmark:
         web_ui: bool = False,
         web_port: int = 8089,
         sample_metrics: bool = True,
+        metrics_interval_s: float | None = None,
         progress: Callable[[Progress], None] | None = None,
         overwrite: bool = False,
         python: str | None = None,
@@ -121,6 +145,7 @@ class Benchmark:
         self.web_ui = web_ui
         self.web_port = web_port
         self.sample_metrics = sample_metrics
+        self.metrics_interval_s = _metrics_interval(self.endpoint, metrics_interval_s)
         self.progress = progress
         self.overwrite = overwrite
         self.python = python or sys.executable
@@ -153,14 +178,26 @@ class Benchmark:
     # --- running --------------------------------------------------------------------------
 
     def run(self, out_dir: PathLike, *, timeout: float | None = None) -> BenchmarkResult:
-        """Run to the end (Ctrl-C stops it gracefully) and return the result."""
+        """Run to the end and return the result.
+
+        A first Ctrl-C stops the run gracefully and returns what it measured; a second one, a
+        ``timeout`` or any other error ends it (a bounded graceful stop, then SIGKILL) and is
+        raised: no Locust process outlives this call.
+        """
         handle = self.start(out_dir)
-        try:
-            return handle.wait(timeout=timeout)
-        except KeyboardInterrupt:
-            return handle.stop()
-        finally:
-            handle.cleanup()
+        with handle:  # whatever happens below, the Locust processes are gone on the way out
+            try:
+                return handle.wait(timeout=timeout)
+            except KeyboardInterrupt:
+                return handle.stop()
+            except LoadTestError as exc:
+                if not handle.running():
+                    raise
+                handle.close()
+                raise LoadTestError(
+                    f"The benchmark did not finish within {timeout} s; it was stopped, and what it "
+                    f"measured so far is in {str(handle.out_dir)!r}"
+                ) from exc
 
     def start(self, out_dir: PathLike) -> BenchmarkHandle:
         """Start the run without blocking; several benchmarks may run at once."""
@@ -218,6 +255,7 @@ class Benchmark:
             "user": self.user,
             "workers": self.workers,
             "signed": self.auth is not None,
+            "metrics_interval_s": self.metrics_interval_s if self.endpoint is not None and self.sample_metrics else None,
             "requests_in_table": table_size,
             "target_models": len(models),
         }
@@ -244,20 +282,91 @@ class Benchmark:
         return commands
 
 
+class MetricsSampler:
+    """Reads ``endpoint.metrics()`` every ``interval_s`` in a thread and appends server_metrics.csv.
+
+    Reads fall on multiples of the interval on the wall clock (the run's clock), one row per
+    interval after the first read; :meth:`stop` takes a last read at once, so the run's final
+    interval is written however long ``interval_s`` is.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        path: Path,
+        *,
+        t0: float,
+        interval_s: float = 1.0,
+        running: Callable[[], bool] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.path = path
+        self.t0 = t0
+        self.interval_s = interval_s
+        self._running = running
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mmeperf-metrics", daemon=True)
+
+    def start(self) -> MetricsSampler:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Take the last read and end the thread (waits at most ``timeout`` for a slow read)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        writer = F.AppendingCsv(self.path, SERVER_METRIC_COLUMNS)
+        prev: ServerMetrics | None = None
+        errors = 0
+        try:
+            while True:
+                finished = self._stop.is_set() or (self._running is not None and not self._running())
+                try:
+                    cur = self.endpoint.metrics()
+                except Exception as exc:  # a flaky metrics read must not end the load test
+                    errors += 1
+                    if errors <= 3:
+                        log.warning("Reading server metrics failed: %s", exc)
+                else:
+                    if prev is not None:
+                        writer.append([interval_row(prev, cur, start=self.t0)])
+                    prev = cur
+                if finished:
+                    return
+                now = time.time()
+                self._stop.wait(self.interval_s - (now % self.interval_s) + 0.01)
+        finally:
+            writer.close()
+
+
 class BenchmarkHandle:
-    """A run in progress: ``wait()``, ``stop()``, ``progress``; the Locust processes share one group."""
+    """A run in progress: ``wait()``, ``stop()``, ``kill()``, ``progress``; the Locust processes share one group.
+
+    Use it as a context manager to be sure no Locust process outlives it::
+
+        with bench.start(out) as handle:
+            result = handle.wait()
+
+    Leaving the block ends a run still going: on a normal exit or an exception, a graceful
+    stop bounded by the profile's ``stop_timeout`` plus 30 s, then SIGKILL; on Ctrl-C
+    (KeyboardInterrupt), SIGKILL at once. :meth:`kill` and :meth:`close` may be called any number
+    of times, from any ``finally``.
+    """
 
     def __init__(self, bench: Benchmark, out_dir: Path, spec: RunSpec, spec_path: Path) -> None:
         self.bench = bench
         self.out_dir = out_dir
         self.spec = spec
         self.progress: Progress | None = None
-        self._done = threading.Event()
         self._result: BenchmarkResult | None = None
         self._cleaned = False
         env = {**os.environ, ENV_SPEC: str(spec_path), "PYTHONUNBUFFERED": "1"}
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: list[Any] = []
+        self._sampler: MetricsSampler | None = None
         commands = bench._locust_commands(out_dir, spec)
         try:
             for i, (name, cmd) in enumerate(commands):
@@ -271,13 +380,12 @@ class BenchmarkHandle:
         except OSError as exc:
             self.kill()
             raise LoadTestError(f"Could not start Locust ({exc})") from exc
-        self._sampler: threading.Thread | None = None
         endpoint = bench.endpoint
         if endpoint is not None and bench.sample_metrics:
-            self._sampler = threading.Thread(
-                target=self._sample_metrics, args=(endpoint,), name="mmeperf-metrics", daemon=True
-            )
-            self._sampler.start()
+            self._sampler = MetricsSampler(
+                endpoint, out_dir / F.SERVER_METRICS_CSV, t0=spec.t0, interval_s=bench.metrics_interval_s,
+                running=self.running,
+            ).start()
         self._watcher = threading.Thread(target=self._watch, name="mmeperf-progress", daemon=True)
         self._watcher.start()
 
@@ -293,33 +401,19 @@ class BenchmarkHandle:
     def running(self) -> bool:
         return self.master.poll() is None
 
-    # --- background threads ---------------------------------------------------------------
+    def alive(self) -> bool:
+        """Whether any Locust process of the run (master or worker) is still running."""
+        return any(proc.poll() is None for proc in self.processes)
 
-    def _sample_metrics(self, endpoint: Endpoint) -> None:
-        """Server metrics every second, in this process, on the same wall clock as the client."""
-        writer = F.AppendingCsv(self.out_dir / F.SERVER_METRICS_CSV, SERVER_METRIC_COLUMNS)
-        prev: ServerMetrics | None = None
-        t0 = self.spec.t0
-        errors = 0
-        try:
-            while True:
-                finished = self._done.is_set() or not self.running()
-                try:
-                    cur = endpoint.metrics()
-                except Exception as exc:  # a flaky metrics read must not end the load test
-                    errors += 1
-                    if errors <= 3:
-                        log.warning("Reading server metrics failed: %s", exc)
-                else:
-                    if prev is not None:
-                        writer.append([interval_row(prev, cur, start=t0)])
-                    prev = cur
-                if finished:
-                    return
-                now = time.time()
-                self._done.wait(1.0 - (now % 1.0) + 0.01)
-        finally:
-            writer.close()
+    def __enter__(self) -> BenchmarkHandle:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close(graceful=not (exc_type is not None and issubclass(exc_type, KeyboardInterrupt)))
+
+    # --- background threads ---------------------------------------------------------------
 
     def _watch(self) -> None:
         callback = self.bench.progress
@@ -353,7 +447,10 @@ class BenchmarkHandle:
     # --- ending ---------------------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> BenchmarkResult:
-        """Block until the run ends; return its result (raise LoadTestError if Locust failed)."""
+        """Block until the run ends; return its result (raise LoadTestError if Locust failed).
+
+        After a ``timeout`` the run is still going: stop, kill or close it (or use ``with``).
+        """
         if self._result is not None:
             return self._result
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -370,7 +467,11 @@ class BenchmarkHandle:
         return self._finish()
 
     def stop(self, timeout: float | None = None) -> BenchmarkResult:
-        """End the run now: requests in flight finish (stop_timeout), results are finalised."""
+        """End the run now: requests in flight finish (stop_timeout), results are finalised.
+
+        ``timeout`` bounds the graceful part (default: stop_timeout + 30 s); after it, SIGTERM,
+        then SIGKILL.
+        """
         if self._result is not None:
             return self._result
         with contextlib.suppress(OSError):
@@ -386,29 +487,58 @@ class BenchmarkHandle:
                 self.kill()
         return self.wait()
 
+    def close(self, *, graceful: bool = True, timeout: float | None = None) -> None:
+        """Make sure every Locust process of the run is gone; idempotent, never raises a run error.
+
+        A run still going is first stopped gracefully (``graceful``, bounded by ``timeout`` as in
+        :meth:`stop`), then whatever is left is SIGKILLed, and the private files are removed. A
+        KeyboardInterrupt during the graceful stop still kills everything before it propagates.
+        """
+        try:
+            if graceful and self.alive():
+                with contextlib.suppress(Exception):
+                    self.stop(timeout=timeout)
+        finally:
+            self.kill()
+
     def kill(self) -> None:
-        """SIGKILL every Locust process of the run at once (results stay as last written)."""
-        self._signal(signal.SIGKILL)
-        for proc in self.processes:
-            with contextlib.suppress(Exception):
-                proc.wait(timeout=5)
+        """SIGKILL every Locust process of the run at once (results stay as last written).
+
+        Idempotent and safe in a ``finally``: a run already over is left alone, and no signal is
+        sent once every process has been reaped (its process group id could be reused).
+        """
+        try:
+            self._signal(signal.SIGKILL)
+        finally:
+            for proc in self.processes:
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=5)
+            if self._sampler is not None:
+                self._sampler.stop(timeout=5)
+            for fh in self._logs:
+                with contextlib.suppress(Exception):
+                    fh.close()
+            if not self.alive():
+                self.cleanup()
 
     def _signal(self, sig: int) -> None:
-        if not self.processes:
+        # returncode is None until we reap a process: while one of ours is unreaped (running or a
+        # zombie), the group id stays ours, so killpg cannot reach anybody else's processes.
+        live = [proc for proc in self.processes if proc.returncode is None]
+        if not live:
             return
         try:
             os.killpg(self.processes[0].pid, sig)
-        except ProcessLookupError:
-            for proc in self.processes:
+        except (ProcessLookupError, PermissionError):
+            for proc in live:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(sig)
 
     def _finish(self) -> BenchmarkResult:
         from mmeperf.results.result import BenchmarkResult
 
-        self._done.set()
         if self._sampler is not None:
-            self._sampler.join(timeout=30)
+            self._sampler.stop(timeout=30)
         self._watcher.join(timeout=5)
         for fh in self._logs:
             fh.close()
@@ -431,7 +561,7 @@ class BenchmarkHandle:
 
     def cleanup(self) -> None:
         """Remove the run's private files (request table, spec) once Locust is gone."""
-        if self._cleaned or self.running():
+        if self._cleaned or self.alive():
             return
         self._cleaned = True
         for name in (_REQUESTS_FILE, _SPEC_FILE, _STOP_FILE):

@@ -152,12 +152,6 @@ class Histogram:
     def percentiles_ms(self, percentiles: Iterable[float]) -> dict[float, float | None]:
         return {p: (None if v is None else v / 1000.0) for p, v in self.values_at(percentiles).items()}
 
-    def mean_us(self) -> float | None:
-        """Mean of the bucket midpoints (use exact sums where you have them)."""
-        if self.total == 0:
-            return None
-        return float((self.counts * _HIGHEST).sum() / self.total)
-
     # --- the standard wire format ---------------------------------------------------------
 
     def to_hdr(self) -> HdrHistogram:

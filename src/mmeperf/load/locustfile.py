@@ -25,7 +25,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from mmeperf.endpoints.base import HEADER_CACHE
-from mmeperf.load.recorder import Aggregator, Recorder, stage_index_at
+from mmeperf.load.recorder import Aggregator, Recorder, WorkerReporter, stage_index_at
 from mmeperf.load.schedule import OpenLoopSchedule
 from mmeperf.load.spec import ENV_SPEC, RunSpec
 from mmeperf.load.traffic import RequestSampler, RequestTable
@@ -55,7 +55,7 @@ class _State:
     finished = False  # final files written: the writer and report loops end
     quit_ready = False  # the shape returns None at its next tick, and Locust quits
     aggregator: Aggregator | None = None
-    final_reports: set[str] = set()  # noqa: RUF012 - one instance per process
+    reporter: WorkerReporter | None = None  # workers: numbered reports to the master
 
     def begin(self, load_start: float, index: int, processes: int) -> None:
         self.load_start = load_start
@@ -354,11 +354,10 @@ def _pause() -> None:
     gevent.sleep(0)
 
 
-def _worker_report_loop(environment: Environment) -> None:
-    while not STATE.finished:
+def _worker_report_loop(reporter: WorkerReporter) -> None:
+    while not reporter.finished:
         gevent.sleep(1.0)
-        if RECORDER.pending and not STATE.finished:
-            environment.runner.send_message(_MSG_REPORT, {"final": False, "payload": RECORDER.drain(_pause)})  # type: ignore[union-attr]
+        reporter.report(_pause)
 
 
 def _on_worker_start(environment: Environment, msg: Any, **_: Any) -> None:
@@ -371,14 +370,13 @@ def _on_worker_finish(environment: Environment, msg: Any, **_: Any) -> None:
     STATE.stopping = True
     environment.runner.stop()  # type: ignore[union-attr,no-untyped-call]  # graceful: in-flight requests finish (stop_timeout)
     STATE.finished = True
-    environment.runner.send_message(_MSG_REPORT, {"final": True, "payload": RECORDER.drain()})  # type: ignore[union-attr]
+    assert STATE.reporter is not None
+    STATE.reporter.final()
 
 
 def _on_master_report(environment: Environment, msg: Any, **_: Any) -> None:
     if STATE.aggregator is not None:
-        STATE.aggregator.merge(msg.data["payload"])
-        if msg.data.get("final"):
-            STATE.final_reports.add(str(msg.node_id))
+        STATE.aggregator.receive(str(msg.node_id), msg.data)
 
 
 def _finish(environment: Environment, aggregator: Aggregator, status: str, reason: str | None) -> None:
@@ -391,10 +389,14 @@ def _finish(environment: Environment, aggregator: Aggregator, status: str, reaso
     if isinstance(runner, MasterRunner):
         runner.send_message(_MSG_FINISH, {})
         deadline = time.time() + PROFILE.stop_timeout + 15.0
-        while len(STATE.final_reports) < SPEC.workers and time.time() < deadline:
+        # A worker is done once its final report and every report it numbered before it are in
+        # (a regular report built while the final one was sent may arrive after it).
+        while aggregator.workers_done() < SPEC.workers and time.time() < deadline:
             gevent.sleep(0.05)
-        if len(STATE.final_reports) < SPEC.workers:
-            aggregator.stop_reason = (reason or "") + f" (only {len(STATE.final_reports)} of {SPEC.workers} workers sent their final report)"
+        if aggregator.workers_done() < SPEC.workers:
+            aggregator.stop_reason = (
+                (reason or "") + f" (only {aggregator.workers_done()} of {SPEC.workers} workers sent all their reports)"
+            )
     else:
         # Stop the users, not the runner: runner.stop() would end the shape greenlet, and Locust's
         # main would quit before the final results are written. In-flight requests finish
@@ -453,7 +455,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         runner.register_message(_MSG_START, _on_worker_start)
         runner.register_message(_MSG_FINISH, _on_worker_finish, concurrent=True)
-        gevent.spawn(_worker_report_loop, environment)
+        STATE.reporter = WorkerReporter(RECORDER, lambda data: runner.send_message(_MSG_REPORT, data))
+        gevent.spawn(_worker_report_loop, STATE.reporter)
         return
     aggregator = Aggregator(
         OUT_DIR, profile=PROFILE, t0=SPEC.t0, labels=SPEC.labels,

@@ -20,7 +20,7 @@ from mmeperf.load.hist import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS, Histogr
 from mmeperf.load.profile import LoadProfile, StagePlan
 from mmeperf.results import files as F
 
-__all__ = ["KINDS", "Aggregator", "Counts", "Recorder", "stage_index_at"]
+__all__ = ["KINDS", "Aggregator", "Counts", "Recorder", "WorkerReporter", "stage_index_at"]
 
 #: Cold/warm attribution of a request, from the MME's response headers.
 KINDS: tuple[str, ...] = ("warm", "cold", "unknown")
@@ -185,6 +185,37 @@ class Recorder:
         return payload
 
 
+class WorkerReporter:
+    """A worker's side of the reports to the master: every report is numbered, the final one says how many.
+
+    A regular report's drain yields to other greenlets (``pause``), so the final report, sent
+    by another greenlet meanwhile, can reach the master *before* it; the count in the final
+    report lets the master wait for every report instead of stopping at the final one.
+    """
+
+    def __init__(self, recorder: Recorder, send: Callable[[dict[str, Any]], None]) -> None:
+        self.recorder = recorder
+        self.send = send
+        self.sent = 0
+        self.finished = False
+
+    def report(self, pause: Callable[[], None] | None = None) -> None:
+        """Send what was recorded since the last report (nothing once the final one is out)."""
+        if self.finished or not self.recorder.pending:
+            return
+        # Counted before the drain can yield: a final report sent meanwhile includes this one.
+        self.sent += 1
+        payload = self.recorder.drain(pause)
+        self.send({"final": False, "payload": payload})
+
+    def final(self) -> None:
+        """Send the last report, with the number of reports sent in all (itself included)."""
+        self.finished = True
+        payload = self.recorder.drain()
+        self.sent += 1
+        self.send({"final": True, "sent": self.sent, "payload": payload})
+
+
 def _sparse(values: list[int]) -> dict[str, Any]:
     return Histogram.sparse_of(values)
 
@@ -226,6 +257,8 @@ class Aggregator:
         self.requests_merged = 0
         self.late_history_requests = 0
         self.payloads_merged = 0
+        self.reports_received: dict[str, int] = {}
+        self.reports_expected: dict[str, int] = {}
         self._next_second: int | None = None
         self._plateau_checked: set[int] = set()
         self._last_histograms_write = 0.0
@@ -268,6 +301,17 @@ class Aggregator:
                 self.failures[key] = [int(count), message]
             else:
                 entry[0] += int(count)
+
+    def receive(self, node: str, message: dict[str, Any]) -> None:
+        """A worker's report (see :class:`WorkerReporter`): merge its payload and count it."""
+        self.merge(message["payload"])
+        received = self.reports_received[node] = self.reports_received.get(node, 0) + 1
+        if message.get("final"):
+            self.reports_expected[node] = int(message.get("sent", received))
+
+    def workers_done(self) -> int:
+        """Workers whose final report and every report before it have been merged."""
+        return sum(1 for node, n in self.reports_expected.items() if self.reports_received.get(node, 0) >= n)
 
     def note_users(self, now: float, users: int) -> None:
         self.users_at[int(now)] = users
@@ -384,6 +428,7 @@ class Aggregator:
                     "requests": counts.requests,
                     "failures": counts.failures,
                     "rps": counts.requests,
+                    "ok_rps": counts.requests - counts.failures,
                     "failures_per_s": counts.failures,
                     "p50_ms": pct.get(50.0),
                     "p90_ms": pct.get(90.0),
@@ -438,6 +483,7 @@ class Aggregator:
                     "failures": counts.failures,
                     "failure_pct": 100.0 * counts.failures / counts.requests if counts.requests else 0.0,
                     "rps": counts.requests / duration if duration > 0 else None,
+                    "ok_rps": (counts.requests - counts.failures) / duration if duration > 0 else None,
                     "send_rate": counts.send_rate,
                     "p50_ms": all_pct[50.0],
                     "p90_ms": all_pct[90.0],
@@ -550,6 +596,7 @@ class Aggregator:
             "late_sends": total.late,
             "duration_s": round(duration, 3),
             "rps": total.requests / duration if duration > 0 else None,
+            "ok_rps": (total.requests - total.failures) / duration if duration > 0 else None,
             "p50_ms": pct[50.0],
             "p90_ms": pct[90.0],
             "p95_ms": pct[95.0],
@@ -569,6 +616,10 @@ class Aggregator:
             "totals": self.totals(now),
             "late_history_requests": self.late_history_requests,
             "payloads_merged": self.payloads_merged,
+            "worker_reports": {
+                node: {"received": n, "sent": self.reports_expected.get(node)}
+                for node, n in sorted(self.reports_received.items())
+            },
         }
 
     def progress(self, now: float) -> dict[str, Any]:

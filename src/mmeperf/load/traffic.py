@@ -199,9 +199,19 @@ class Traffic(BaseModel):
         features = frame.drop(columns=drop)
         if features.shape[1] == 0:
             raise ConfigurationError("No payload columns are left after dropping routing/label columns")
+        _reject_line_breaks(features)
         # pandas formats each value exactly as a CSV writer would; one line per request.
         text = features.to_csv(header=False, index=False, lineterminator="\n")
-        bodies = [line.encode() for line in text.split("\n")[: len(features)]]
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if len(lines) != len(features):
+            # Bodies must stay aligned with the rows' models: never guess which line is which.
+            raise ConfigurationError(
+                f"The payload rows became {len(lines)} CSV lines for {len(features)} rows; each row "
+                "must be one line (a value holds a line break?)"
+            )
+        bodies = [line.encode() for line in lines]
         ctypes = [self._ctype("text/csv")]
         if self.model_column:
             names = [self.model_name(v) for v in frame[self.model_column].tolist()]
@@ -274,6 +284,22 @@ class Traffic(BaseModel):
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ConfigurationError(f"weights must be >= 0 with a positive sum, received {weights}")
         return weights
+
+
+def _reject_line_breaks(features: Any) -> None:
+    """A CSV payload is one line per request: a value holding a line break cannot be sent as one."""
+    for column in features.columns:
+        values = features[column]
+        if values.dtype.kind not in "OSU" and str(values.dtype) not in ("string", "category"):
+            continue  # numbers, booleans and dates never format with a line break
+        text = values.astype(str)
+        spans = text.str.contains("\n", regex=False) | text.str.contains("\r", regex=False)
+        if spans.any():
+            row = int(np.flatnonzero(spans.to_numpy())[0])
+            raise ConfigurationError(
+                f"Column {str(column)!r} holds a line break (first in row {row}: {text.iloc[row][:60]!r}); "
+                "a CSV payload is sent one line per request: remove the line breaks or drop the column"
+            )
 
 
 @dataclass
