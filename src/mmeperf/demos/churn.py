@@ -9,6 +9,7 @@ drive the same :class:`~mmeperf.load.profile.LoadProfile` at both at the same ti
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import threading
 import time
@@ -278,21 +279,26 @@ def run_churn_demo(
 
             return report
 
-        handles = {
-            itype: Benchmark(
-                ep,
-                profile,
-                workers=opts.workers,
-                user=opts.user,  # type: ignore[arg-type]
-                instance_type=itype,
-                platform="xgboost",
-                models_loaded=n_models,
-                progress=reporter(itype),
-                overwrite=True,
-            ).start(out / "runs" / itype)
-            for itype, ep in endpoints.items()
-        }
-        results = {itype: handle.wait() for itype, handle in handles.items()}
+        # Each handle is a context manager: if one run fails or Ctrl-C arrives, every Locust
+        # process group still running is stopped before the endpoints go away.
+        with contextlib.ExitStack() as stack:
+            handles = {
+                itype: stack.enter_context(
+                    Benchmark(
+                        ep,
+                        profile,
+                        workers=opts.workers,
+                        user=opts.user,  # type: ignore[arg-type]
+                        instance_type=itype,
+                        platform="xgboost",
+                        models_loaded=n_models,
+                        progress=reporter(itype),
+                        overwrite=True,
+                    ).start(out / "runs" / itype)
+                )
+                for itype, ep in endpoints.items()
+            }
+            results = {itype: handle.wait() for itype, handle in handles.items()}
         ends = {itype: ep.metrics() for itype, ep in endpoints.items()}
         infos = {itype: ep.info() for itype, ep in endpoints.items()}
     finally:
