@@ -69,6 +69,10 @@ def test_csv_parses_through_float64_like_the_container() -> None:
         (b"State,Account Length\n1,2", "row 1, column 1, received 'State' (CSV bodies carry numbers only, no header row)"),
         (b"1,2,x3", "row 1, column 3, received 'x3'"),
         (b"1,2,3\n4,5", "Expected every CSV row to have 3 values like the first, received 2 in row 2"),
+        # float() reads "1_0" as 10 (Python literal syntax); no CSV writer means that.
+        (b"1_0,2", "row 1, column 1, received '1_0'"),
+        (b"1,2\n3,4_5", "row 2, column 2, received '4_5'"),
+        (b"1,2,\n3,_4,5", "row 2, column 2, received '_4'"),
     ],
 )
 def test_csv_malformed(body: bytes, message: str) -> None:
@@ -122,6 +126,27 @@ def test_json_several_rows_and_sparse_records() -> None:
     assert batch[1, 0] == 5 and batch[1, 3] == 6 and np.isnan(batch[1, 1:3]).all()
 
 
+def test_json_sparse_width_is_the_models_and_the_request_must_agree() -> None:
+    body = {"features": {"keys": [1], "shape": [3], "values": [7]}}
+    assert dec(json.dumps(body).encode(), "application/json", n_features=3).shape == (1, 3)
+    body["features"]["shape"] = [2_000_000]
+    with pytest.raises(PayloadError) as info:
+        dec(json.dumps(body).encode(), "application/json", n_features=3)
+    assert "shape\" to be [3] (the model's features), received [2000000]" in str(info.value)
+
+
+def test_json_sparse_width_from_the_request_is_bounded() -> None:
+    wide = b'{"features": {"keys": [0], "values": [1.0], "shape": [2000000]}}'
+    with pytest.raises(PayloadError, match=r"at most \[1000000\], received \[2000000\]"):
+        dec(wide, "application/json")
+    # Each record within the limit, but together a tiny body would claim 80 MB of floats.
+    record = {"features": {"keys": [0], "values": [1.0], "shape": [codecs.MAX_SPARSE_WIDTH]}}
+    many = json.dumps({"instances": [record] * 11}).encode()
+    assert len(many) < 1000
+    with pytest.raises(PayloadError, match="at most 10000000 values in all"):
+        dec(many, "application/json")
+
+
 def test_json_sparse_width_defaults_to_the_model() -> None:
     body = {"features": {"keys": [1], "values": [7]}}
     batch = dec(json.dumps(body).encode(), "application/json", n_features=3)
@@ -142,6 +167,10 @@ def test_json_sparse_width_defaults_to_the_model() -> None:
         (b"[]", "at least one row"),
         (b'{"features": {"keys": [9], "shape": [3], "values": [1]}}', "sparse keys in 0..2, received 9"),
         (b'{"features": {"keys": [0, 1], "shape": [3], "values": [1]}}', "equal length"),
+        (b'{"features": {"keys": [0], "values": [1]}}', "shape\" to be [n_features] (the model's width is not known"),
+        (b'{"features": {"keys": [0], "shape": [true], "values": [1]}}', "received '[true]'"),
+        (b'{"features": {"keys": [0], "shape": [3, 2], "values": [1]}}', "received '[3, 2]'"),
+        (b'{"features": {"keys": [0], "shape": [0], "values": [1]}}', "received '[0]'"),
     ],
 )
 def test_json_malformed(body: bytes, message: str) -> None:
@@ -196,12 +225,23 @@ def test_libsvm_width_without_a_model_is_the_largest_index() -> None:
         (b"1 -1:1", "received -1"),
         (b"1 0:1 0:2", "each index once"),
         (b"1\n2", "at least one index:value"),
+        (b"1 0:1_0", "received '0:1_0'"),  # int() and float() read "1_0" as 10
+        (b"1 1_0:1", "received '1_0:1'"),
     ],
 )
 def test_libsvm_malformed(body: bytes, message: str) -> None:
     with pytest.raises(PayloadError) as info:
         dec(body, "text/libsvm", n_features=4 if b"1\n2" not in body else None)
     assert message in str(info.value)
+
+
+def test_libsvm_dense_size_is_bounded() -> None:
+    with pytest.raises(PayloadError, match=r"indices below 1000000 .*received 2000000"):
+        dec(b"0:1 2000000:1", "text/libsvm")
+    # 40 kB of one-entry rows, each made 1,000 wide by the model: 80 MB dense.
+    with pytest.raises(PayloadError, match="10001 rows of 1000 features"):
+        dec(b"0:1\n" * 10_001, "text/libsvm", n_features=1000)
+    assert dec(b"0:1\n" * 100, "text/libsvm", n_features=1000).shape == (100, 1000)
 
 
 # --- content types and accept --------------------------------------------------------------------

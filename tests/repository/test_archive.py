@@ -62,6 +62,13 @@ HOSTILE: dict[str, Callable[[Path], list[tuple[tarfile.TarInfo, bytes]]]] = {
     "fifo": lambda box: [_special("pipe", tarfile.FIFOTYPE)],
     "duplicate": lambda box: [_file("ok.txt"), _file("./ok.txt", b"other")],
     "backslash": lambda box: [_file("..\\evil.txt")],
+    # Members that cannot all exist on a file system: extraction would fail half-way.
+    "file-then-child": lambda box: [_file("a"), _file("a/b")],
+    "file-then-deep-child": lambda box: [_file("a"), _file("a/b/c")],
+    "child-then-file": lambda box: [_file("a/b"), _file("a")],
+    "file-then-folder": lambda box: [_file("a"), _special("a", tarfile.DIRTYPE)],
+    "folder-then-file": lambda box: [_special("a", tarfile.DIRTYPE), _file("a")],
+    "segment-too-long": lambda box: [_file("x" * 256)],
 }
 
 
@@ -79,6 +86,29 @@ def test_hostile_archives_are_refused_and_leave_nothing(sandbox: Path, tmp_path:
     # check_archive applies the same rules without writing.
     with pytest.raises(UnsafeArchiveError):
         check_archive(archive)
+
+
+def test_write_errors_during_extraction_are_typed(sandbox: Path, tmp_path: Path) -> None:
+    # Every segment is a valid file name, but the whole path is longer than the OS takes.
+    deep = "/".join(["d" * 200] * 25) + "/model.bin"
+    archive = _build(tmp_path / "deep.tar.gz", [_file("ok.txt"), _file(deep)])
+    before = listing(sandbox)
+    with pytest.raises(UnsafeArchiveError, match="cannot be extracted") as info:
+        safe_extract(archive, sandbox / "dest")
+    assert info.value.http_status == 400 and listing(sandbox) == before
+
+
+def test_folders_may_repeat_and_files_may_share_a_parent(tmp_path: Path) -> None:
+    members = [
+        _special("a", tarfile.DIRTYPE), _file("a/x"), _special("a/", tarfile.DIRTYPE), _file("a/y"),
+        _file("b/c/z"), _special("b/c", tarfile.DIRTYPE), _file("b/w"),
+    ]
+    archive = _build(tmp_path / "ok.tar.gz", members)
+    assert check_archive(archive).files == ("a/x", "a/y", "b/c/z", "b/w")
+    safe_extract(archive, tmp_path / "dest")
+    assert {p for p in listing(tmp_path / "dest") if (tmp_path / "dest" / p).is_file()} == {
+        "a/x", "a/y", "b/c/z", "b/w"
+    }
 
 
 def test_refusal_empties_a_pre_existing_empty_dest(sandbox: Path, tmp_path: Path) -> None:

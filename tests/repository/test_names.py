@@ -12,7 +12,10 @@ GOOD = [
     "churn-xgb-CA.tar.gz",
     "bert_base-v12",
     "sub/model.tar.gz",
-    "a" * 255,
+    "a" * 248,  # the longest segment: "<name>.tar.gz" is then exactly 255 bytes
+    "é" * 124,  # 248 UTF-8 bytes
+    "é" * 124 + ".tar.gz",  # its target: exactly 255 bytes
+    "a" * 120 + "/" + "b" * 120,
     "model%20one",  # decodes to "model one": harmless
     "naïve-模型",
 ]
@@ -20,6 +23,11 @@ GOOD = [
 BAD = [
     "",
     "a" * 256,
+    "a" * 249,  # "<name>.tar.gz" would be 256 bytes: the OS refuses such a file name
+    "é" * 125,  # 125 characters but 250 UTF-8 bytes
+    "sub/" + "x" * 249,
+    "x" * 249 + ".tar.gz",  # 256 bytes as a file name
+    "a\udc80b",  # a lone surrogate: no file name and no UTF-8 request carries one
     "..",
     "../x.tar.gz",
     "a/../../x",
@@ -63,6 +71,11 @@ def test_bad_names_are_refused_with_400(name: str) -> None:
         validate_model_name(name)
     assert info.value.http_status == 400
     assert "Invalid model name" in str(info.value) or "URL" in str(info.value)
+
+
+def test_long_segment_message_counts_utf8_bytes() -> None:
+    with pytest.raises(InvalidModelNameError, match="250 bytes long in UTF-8 \\(at most 248"):
+        validate_model_name("é" * 125)
 
 
 def test_non_strings_are_refused() -> None:

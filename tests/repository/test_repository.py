@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -349,3 +350,114 @@ def test_detecting_a_backend_imports_no_framework(tmp_path: Path, model_dir: Pat
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["xgboost", "[]"]
+
+
+# --- links and special files never lead out of a local repository -------------------------------
+
+
+def _triton_model(root: Path, name: str = "m") -> None:
+    (root / name / "1").mkdir(parents=True)
+    (root / name / "config.pbtxt").write_text(f'name: "{name}"\n')
+    (root / name / "1" / "model.onnx").write_bytes(b"onnx bytes")
+
+
+def _plant(case: str, root: Path, outside: Path) -> None:
+    """Replace part of model ``m`` with a link (or a FIFO) of the given kind."""
+    model = root / "m"
+    if case == "file-link-out":
+        (model / "1" / "model.onnx").unlink()
+        (model / "1" / "model.onnx").symlink_to(outside / "secret.txt")
+    elif case == "folder-link-out":
+        shutil.rmtree(model / "1")
+        (model / "1").symlink_to(outside, target_is_directory=True)
+    elif case == "model-link-out":
+        shutil.rmtree(model)
+        model.symlink_to(outside, target_is_directory=True)
+    elif case == "file-link-in":
+        _triton_model(root, "other")
+        (model / "1" / "model.onnx").unlink()
+        (model / "1" / "model.onnx").symlink_to(root / "other" / "1" / "model.onnx")
+    else:  # a FIFO: reading it would block the server forever
+        (model / "1" / "model.onnx").unlink()
+        os.mkfifo(model / "1" / "model.onnx")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("manifest", [True, False], ids=["manifest", "foreign"])
+@pytest.mark.parametrize("case", ["file-link-out", "folder-link-out", "model-link-out", "file-link-in", "fifo"])
+def test_triton_model_with_links_is_refused(tmp_path: Path, triton_dir: Path, case: str, manifest: bool) -> None:
+    root, outside = tmp_path / "triton", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("SECRET")
+    (outside / "config.pbtxt").write_text('name: "m"\n')
+    repo = ModelRepository(root, layout="triton")
+    if manifest:
+        repo.add("m", triton_dir)
+    else:
+        _triton_model(root)
+    _plant(case, root, outside)
+    repo = ModelRepository(root, layout="triton")
+
+    assert "m" in repo.names()  # listed, so that verify names it
+    with pytest.raises(CorruptArtifactError, match=r"Model 'm': .*refused") as info:
+        repo.fetch("m", tmp_path / "cache")
+    assert info.value.http_status == 424
+    assert not any("SECRET" in p.read_text() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    problems = repo.verify().problems
+    assert set(problems) - {"other"} == {"m"} and "refused" in problems["m"]
+    with pytest.raises(CorruptArtifactError, match="'m'"):
+        repo.copies("m", 1)
+    repo.remove("m")  # the links go; what they point at stays
+    assert "m" not in repo.names() and (outside / "secret.txt").read_text() == "SECRET"
+
+
+def test_sagemaker_archive_linked_from_outside_is_refused(tmp_path: Path, model_dir: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    pack(model_dir, outside / "private.tar.gz")  # a valid archive someone else owns
+    root = tmp_path / "repo"
+    repo = ModelRepository(root)
+    repo.add("known", model_dir)
+    (root / "known.tar.gz").unlink()
+    (root / "known.tar.gz").symlink_to(outside / "private.tar.gz")
+    (root / "foreign.tar.gz").symlink_to(outside / "private.tar.gz")
+
+    for name in ("known", "foreign"):
+        with pytest.raises(CorruptArtifactError, match=rf"Model '{name}': .*symbolic link"):
+            repo.fetch(name, tmp_path / "cache")
+    assert not any((tmp_path / "cache").rglob("xgboost-model"))
+    report = repo.verify()
+    assert set(report.problems) == {"known", "foreign"}
+    with pytest.raises(CorruptArtifactError, match="'known'"):
+        repo.copies("known", 1)
+    repo.remove("foreign")
+    assert (outside / "private.tar.gz").exists() and not (root / "foreign.tar.gz").is_symlink()
+
+
+# --- names the file system refuses are the caller's mistake (400), not a server error ---------
+
+
+def test_names_too_long_for_a_file_name_are_400(tmp_path: Path, model_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    for bad in ["x" * 255, "é" * 200, "x" * 249 + ".tar.gz"]:
+        with pytest.raises(InvalidModelNameError) as info:
+            repo.get(bad)
+        assert info.value.http_status == 400
+        assert bad not in repo
+    # The longest accepted name round-trips: temporary upload names and cache folders fit too.
+    longest = "é" * 124
+    repo.add(longest, model_dir)
+    assert listing(repo.fetch(longest + ".tar.gz", tmp_path / "cache")) == {"xgboost-model"}
+    triton = ModelRepository(tmp_path / "triton", layout="triton")
+    triton.add("t" * 248, model_dir)
+    assert triton.verify().ok
+
+
+def test_path_the_os_refuses_under_a_deep_root_is_400(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["d" * 200] * ((3900 - len(str(tmp_path))) // 201))
+    repo = ModelRepository(deep)
+    name = "x" * 240  # a valid name, but root + name passes the OS's limit on a whole path
+    assert len(str(deep)) + len(name) > 4096
+    with pytest.raises(InvalidModelNameError, match="storage refuses its path") as info:
+        repo.get(name)
+    assert info.value.http_status == 400 and name not in repo

@@ -45,6 +45,8 @@ __all__ = [
     "CSV",
     "JSON",
     "LIBSVM",
+    "MAX_SPARSE_CELLS",
+    "MAX_SPARSE_WIDTH",
     "NPY",
     "decode",
     "decode_predictions",
@@ -64,6 +66,12 @@ _KNOWN = (CSV, JSON, NPY, LIBSVM)
 _NUMERIC_KINDS = frozenset("iuf")
 # Errors quote at most this much of what they received: bodies can be megabytes.
 _QUOTE = 40
+#: Widest sparse record (JSON or libsvm) accepted when the model's width is unknown: the width
+#: then comes from the request, and the record is made dense before anything else can check it.
+MAX_SPARSE_WIDTH = 1_000_000
+#: Most values the sparse records (JSON or libsvm) of one body may expand to: 40 MB as float32,
+#: far over any real-time payload written densely; a tiny body cannot claim gigabytes.
+MAX_SPARSE_CELLS = 10_000_000
 
 
 @lru_cache(maxsize=256)
@@ -130,7 +138,10 @@ def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
     text = body.strip()
     if not text:
         raise PayloadError(f"Expected CSV rows, received only whitespace ({len(body)} bytes)")
-    if b"\n" not in text:
+    # float() takes "1_000" as 1000 (Python literal syntax), which no CSV number is; one byte
+    # search over the body keeps float() as the parser on the hot path.
+    fast = b"_" not in text
+    if fast and b"\n" not in text:
         # Hot path: one row. float() on bytes is the fastest validating parser here.
         try:
             return np.array(list(map(float, text.split(b","))), dtype=dtype).reshape(1, -1)
@@ -142,6 +153,8 @@ def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
         if not line.strip():
             continue  # blank lines between rows carry nothing
         try:
+            if not fast:
+                raise ValueError
             row = list(map(float, line.split(b",")))
         except ValueError:
             row = _csv_row_slow(line, number)
@@ -165,6 +178,8 @@ def _csv_row_slow(line: bytes, number: int) -> list[float]:
             row.append(math.nan)
             continue
         try:
+            if b"_" in stripped:
+                raise ValueError
             row.append(float(stripped))
         except ValueError:
             raise PayloadError(
@@ -202,7 +217,7 @@ def _decode_json(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> A
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"Expected a JSON body, received invalid JSON ({exc})") from None
-    rows = _json_rows(obj, n_features)
+    rows = _json_rows(obj, n_features, [MAX_SPARSE_CELLS])
     try:
         array = np.asarray(rows)
     except ValueError:
@@ -225,8 +240,11 @@ def _decode_json(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> A
     return array.astype(dtype, copy=False)
 
 
-def _json_rows(obj: Any, n_features: int | None) -> list[Any]:
-    """The rows of any accepted JSON request shape, as nested lists."""
+def _json_rows(obj: Any, n_features: int | None, budget: list[int]) -> list[Any]:
+    """The rows of any accepted JSON request shape, as nested lists.
+
+    ``budget`` holds the cells sparse records may still expand to (shared by all records).
+    """
     if isinstance(obj, dict):
         if "instances" in obj:
             instances = obj["instances"]
@@ -234,11 +252,11 @@ def _json_rows(obj: Any, n_features: int | None) -> list[Any]:
                 raise PayloadError(
                     f"Expected \"instances\" to be a list, received {type(instances).__name__}"
                 )
-            return [_json_record(item, n_features) for item in instances]
-        return [_json_record(obj, n_features)]
+            return [_json_record(item, n_features, budget) for item in instances]
+        return [_json_record(obj, n_features, budget)]
     if isinstance(obj, list):
         if obj and all(isinstance(item, dict) for item in obj):
-            return [_json_record(item, n_features) for item in obj]
+            return [_json_record(item, n_features, budget) for item in obj]
         return obj
     raise PayloadError(
         "Expected a JSON list of rows, a row, or an object with \"instances\" or \"features\", "
@@ -246,22 +264,22 @@ def _json_rows(obj: Any, n_features: int | None) -> list[Any]:
     )
 
 
-def _json_record(item: Any, n_features: int | None) -> Any:
+def _json_record(item: Any, n_features: int | None, budget: list[int]) -> Any:
     """One record: a row, ``{"features": row}``, or ``{"data": {"features": {...}}}``."""
     if not isinstance(item, dict):
         return item
     if "features" in item:
-        return _json_features(item["features"], n_features)
+        return _json_features(item["features"], n_features, budget)
     data = item.get("data")
     if isinstance(data, dict) and "features" in data:
-        return _json_features(data["features"], n_features)
+        return _json_features(data["features"], n_features, budget)
     raise PayloadError(
         "Expected each JSON record to have \"features\" or \"data\": {\"features\": ...}, "
         f"received keys {sorted(item)}"
     )
 
 
-def _json_features(features: Any, n_features: int | None) -> Any:
+def _json_features(features: Any, n_features: int | None, budget: list[int]) -> Any:
     if not isinstance(features, dict):
         return features
     values = features.get("values")
@@ -273,21 +291,55 @@ def _json_features(features: Any, n_features: int | None) -> Any:
     if keys is None:
         return values
     # Sparse record: absent entries are missing values, as XGBoost reads sparse input.
-    shape = features.get("shape")
-    width = shape[0] if isinstance(shape, list) and shape else n_features
     if not isinstance(keys, list) or len(keys) != len(values):
         raise PayloadError(
             f"Expected sparse \"keys\" and \"values\" of equal length, received "
             f"{len(keys) if isinstance(keys, list) else type(keys).__name__} keys and {len(values)} values"
         )
-    if not isinstance(width, int) or width <= 0:
-        raise PayloadError(f"Expected a sparse record's \"shape\" to be [n_features], received {shape!r}")
+    width = _sparse_width(features.get("shape"), n_features)
+    if width > budget[0]:
+        raise PayloadError(
+            f"Expected sparse records that expand to at most {MAX_SPARSE_CELLS} values in all, "
+            f"received more (this record alone is {width} wide); send fewer rows per request"
+        )
+    budget[0] -= width
     row = [math.nan] * width
     for key, value in zip(keys, values, strict=True):
         if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < width:
             raise PayloadError(f"Expected sparse keys in 0..{width - 1}, received {key!r}")
         row[key] = value
     return row
+
+
+def _sparse_width(shape: Any, n_features: int | None) -> int:
+    """The width of a sparse record: the model's when known (the request's must agree)."""
+    given: int | None = None
+    if shape is not None:
+        if (
+            not isinstance(shape, list) or len(shape) != 1 or not isinstance(shape[0], int)
+            or isinstance(shape[0], bool) or shape[0] <= 0
+        ):
+            raise PayloadError(
+                f"Expected a sparse record's \"shape\" to be [n_features], received {_quote(json.dumps(shape))}"
+            )
+        given = shape[0]
+    if n_features is not None:
+        if given is not None and given != n_features:
+            raise PayloadError(
+                f"Expected a sparse record's \"shape\" to be [{n_features}] (the model's features), "
+                f"received [{given}]"
+            )
+        return n_features
+    if given is None:
+        raise PayloadError(
+            "Expected a sparse record's \"shape\" to be [n_features] (the model's width is not "
+            "known here), received none"
+        )
+    if given > MAX_SPARSE_WIDTH:
+        raise PayloadError(
+            f"Expected a sparse record's \"shape\" to be at most [{MAX_SPARSE_WIDTH}], received [{given}]"
+        )
+    return given
 
 
 def _has_bool(rows: Any) -> bool:
@@ -317,6 +369,7 @@ def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) ->
     if not text:
         raise PayloadError(f"Expected libsvm rows, received only whitespace ({len(body)} bytes)")
     parsed: list[dict[int, float]] = []
+    strict = b"_" in text  # int() and float() take "1_0" (Python literal syntax); libsvm does not
     for number, line in enumerate(text.split(b"\n"), start=1):
         tokens = line.split()
         if not tokens:
@@ -327,7 +380,7 @@ def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) ->
         for token in tokens:
             index_text, sep, value_text = token.partition(b":")
             try:
-                if not sep:
+                if not sep or (strict and b"_" in token):
                     raise ValueError
                 index, value = int(index_text), float(value_text)
             except ValueError:
@@ -346,6 +399,17 @@ def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) ->
     width = n_features if n_features is not None else 1 + max((max(e) for e in parsed if e), default=-1)
     if width <= 0:
         raise PayloadError("Expected at least one index:value pair in the libsvm body, received none")
+    # The batch is made dense: "0:1 400000000:1" must not become gigabytes.
+    if n_features is None and width > MAX_SPARSE_WIDTH:
+        raise PayloadError(
+            f"Expected libsvm feature indices below {MAX_SPARSE_WIDTH} (the model's width is not "
+            f"known here), received {width - 1}"
+        )
+    if len(parsed) * width > MAX_SPARSE_CELLS:
+        raise PayloadError(
+            f"Expected a libsvm body that expands to at most {MAX_SPARSE_CELLS} values, received "
+            f"{len(parsed)} rows of {width} features; send fewer rows per request"
+        )
     batch = np.full((len(parsed), width), np.nan, dtype=np.float64)
     for row, entries in enumerate(parsed):
         if entries:

@@ -6,6 +6,7 @@ over a size or member limit, counting bytes as they stream, and leaves nothing b
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import shutil
@@ -41,6 +42,10 @@ _CHUNK = 1 << 20
 # Bytes of tar headers, pax records and padding allowed on top of the members' data.
 _HEADER_SLACK_PER_MEMBER = 4096
 _HEADER_SLACK = 1 << 20
+# Longest member path segment, in bytes: what a file system takes as one file name.
+_MAX_SEGMENT_BYTES = 255
+# Write errors that are the machine's, not the archive's: they stay OSError.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class Readable(Protocol):
@@ -163,6 +168,9 @@ def _walk(
         limited = _LimitedReader(stream, limit)
         files: list[str] = []
         seen: set[str] = set()
+        # Folders the members imply ("a" for "a/b"): a file may not take one's name, nor sit
+        # under a file seen before; both would make extraction fail half-way.
+        folders: set[str] = set()
         total = 0
         try:
             with tarfile.open(fileobj=limited, mode="r|") as tf:  # type: ignore[call-overload]
@@ -187,12 +195,12 @@ def _walk(
                             f"Archive member {member.name!r} refused: {exc}"
                         ) from exc
                     rel = "/".join(parts)
+                    _check_layout(rel, parts, is_dir=member.isdir(), files=seen, folders=folders)
                     if member.isdir():
+                        folders.add(rel)
                         if on_dir is not None:
                             on_dir(parts)
                         continue
-                    if rel in seen:
-                        raise UnsafeArchiveError(f"Archive member {rel!r} appears twice; refused")
                     seen.add(rel)
                     if total + member.size > max_bytes:
                         raise UnsafeArchiveError(
@@ -216,6 +224,29 @@ def _walk(
     finally:
         if own_file is not None:
             own_file.close()
+
+
+def _check_layout(
+    rel: str, parts: list[str], *, is_dir: bool, files: set[str], folders: set[str]
+) -> None:
+    """Refuse a member that cannot coexist with those before it on a file system."""
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > _MAX_SEGMENT_BYTES:
+            raise UnsafeArchiveError(
+                f"Archive member {rel[:80]!r} has a path segment over {_MAX_SEGMENT_BYTES} bytes; refused"
+            )
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        if parent in files:
+            raise UnsafeArchiveError(
+                f"Archive member {rel!r} lies under {parent!r}, which is a file in the archive; refused"
+            )
+        folders.add(parent)
+    if rel in files:
+        what = "is both a file and a folder" if is_dir else "appears twice"
+        raise UnsafeArchiveError(f"Archive member {rel!r} {what}; refused")
+    if not is_dir and rel in folders:
+        raise UnsafeArchiveError(f"Archive member {rel!r} is both a folder and a file; refused")
 
 
 class _CountingReader:
@@ -286,25 +317,40 @@ def safe_extract(
             raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} escapes the folder")
         return target
 
+    def refused(parts: list[str], exc: OSError) -> UnsafeArchiveError | OSError:
+        """The typed error for a write that failed because of what the archive holds."""
+        if exc.errno in _DISK_ERRNOS:
+            return exc
+        return UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} cannot be extracted: {exc.strerror or exc}")
+
     def on_dir(parts: list[str]) -> None:
         target = target_of(parts)
         if target.exists() and not target.is_dir():
             raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} is both a file and a folder")
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise refused(parts, exc) from exc
 
     def on_file(parts: list[str], member: tarfile.TarInfo, data: Readable) -> int:
         target = target_of(parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
         mode = 0o755 if member.mode & stat.S_IXUSR else 0o644
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(target, flags, mode)
         except FileExistsError as exc:
             raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} collides with a folder") from exc
+        except OSError as exc:
+            raise refused(parts, exc) from exc
         written = 0
         with os.fdopen(fd, "wb") as out:
             while chunk := data.read(_CHUNK):
-                out.write(chunk)
+                # Only the write is wrapped: a read error is the source's, not the archive's.
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise refused(parts, exc) from exc
                 written += len(chunk)
         return written
 

@@ -1,7 +1,8 @@
 """Model-name validation: the one gate every name and TargetModel passes before it touches storage.
 
-A name is a relative, printable path of at most 255 characters that cannot escape the repository
-root, in any of its URL-decoded forms. The local MME uses this to answer 400 to hostile targets.
+A name is a relative, printable path of at most 255 characters, each segment short enough to be a
+file name with ``.tar.gz`` appended, that cannot escape the repository root in any URL-decoded form.
+The local MME uses this to answer 400 to hostile targets.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ from urllib.parse import unquote
 
 from mmeperf.errors import InvalidModelNameError
 
-__all__ = ["MAX_NAME_LENGTH", "RESERVED_NAMES", "key_under_root", "validate_model_name"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_SEGMENT_BYTES",
+    "RESERVED_NAMES",
+    "key_under_root",
+    "validate_model_name",
+]
 
 #: Longest model name accepted (the SageMaker MME limit on one path segment is of that order).
 MAX_NAME_LENGTH = 255
+#: Longest path segment in UTF-8 bytes: file systems allow 255 per segment, and the SageMaker
+#: layout stores ``<name>.tar.gz``, so the last segment needs room for the suffix.
+MAX_SEGMENT_BYTES = 255 - len(".tar.gz")
+_SUFFIX = ".tar.gz"
 #: Names that belong to the repository itself and can never be models.
 RESERVED_NAMES = frozenset({"mmeperf-manifest.json"})
 # A name is decoded at most this many times: "%252e" -> "%2e" -> "."; beyond that it is refused.
@@ -30,7 +41,8 @@ def _problem(form: str) -> str | None:
         return f"it is {len(form)} characters long (at most {MAX_NAME_LENGTH})"
     for ch in form:
         # Cc: control characters incl. NUL, DEL; Cf/Zl/Zp: invisible format and line separators.
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+        # Cs: lone surrogates, which no file system name and no UTF-8 request can carry.
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
             return f"it contains the control character {ch!r}"
     if "\\" in form:
         return "it contains a backslash"
@@ -44,6 +56,15 @@ def _problem(form: str) -> str | None:
     if any(seg.startswith(".") for seg in segments):
         # Hidden names are where the repository keeps temporary uploads.
         return "a path segment starts with '.'"
+    for seg in segments:
+        size = len(seg.encode())
+        # A target already carries its suffix: "<248 bytes>.tar.gz" is the longest file name.
+        limit = MAX_SEGMENT_BYTES + len(_SUFFIX) if seg.endswith(_SUFFIX) else MAX_SEGMENT_BYTES
+        if size > limit:
+            return (
+                f"a path segment is {size} bytes long in UTF-8 (at most {MAX_SEGMENT_BYTES}, so "
+                "that '<segment>.tar.gz' fits the 255-byte limit of a file name)"
+            )
     if form in RESERVED_NAMES:
         return "it is reserved for the repository manifest"
     return None
@@ -52,7 +73,8 @@ def _problem(form: str) -> str | None:
 def validate_model_name(name: object) -> str:
     """Return ``name`` unchanged when it is a safe model name; raise InvalidModelNameError (400).
 
-    Refused: non-strings, empty, longer than 255 characters, control characters (NUL included),
+    Refused: non-strings, empty, longer than 255 characters or with a path segment longer than
+    248 UTF-8 bytes (255 less ``.tar.gz``), control characters (NUL included), lone surrogates,
     backslashes, absolute paths, empty/``.``/``..`` segments, hidden segments, the manifest's
     name, and any of these hidden behind URL encoding (``%2e%2e%2f``, double encoding too).
     """

@@ -8,16 +8,18 @@ backend, size and sha256; repositories written by other tools open and list with
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mmeperf._types import Layout, PathLike
 from mmeperf.errors import (
@@ -43,12 +45,17 @@ from mmeperf.repository.detect import detect_backend
 from mmeperf.repository.manifest import MANIFEST_NAME, Manifest, ModelEntry, VerifyReport
 from mmeperf.repository.names import key_under_root, validate_model_name
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = ["ModelRepository"]
 
 LayoutName = Layout
 _ARCHIVE_SUFFIX = ".tar.gz"
 _CHUNK = 1 << 20
 # Triton's config.pbtxt may name the model; a copy must carry its own folder's name.
+# Errors of a path the caller's name made unusable (too long, not encodable): a 400, not ours.
+_NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
 _CONFIG_NAME_RE = re.compile(r'^(\s*name\s*:\s*)"[^"\n]*"', re.MULTILINE)
 
 
@@ -69,6 +76,11 @@ class _HashingReader:
         while self.read(_CHUNK):
             pass
         return self.sha.hexdigest()
+
+
+def _partial_name(target: Path) -> Path:
+    """A hidden temporary name beside ``target``, short enough for any name a model may have."""
+    return target.with_name(f".{target.name[:64]}.partial-{os.getpid()}-{threading.get_ident()}")
 
 
 def _rename_config(text: str, name: str) -> str:
@@ -188,6 +200,88 @@ class ModelRepository:
         prefix = self.root.rstrip("/") + "/"
         return path[len(prefix):] if path.startswith(prefix) else None
 
+    # --- local storage: links never lead out of the root ----------------------------------
+
+    def _find(self, path: str) -> dict[str, dict[str, Any]]:
+        """Every file under ``path`` with its info, like ``fs.find(detail=True)``.
+
+        On local storage the walk follows no link (fsspec's does: a model folder holding
+        ``1 -> /`` would walk the machine); links and special files are listed, not entered,
+        so :meth:`_guard` can name them.
+        """
+        if not self._local:
+            found: dict[str, dict[str, Any]] = self.fs.find(path, detail=True)
+            return found
+        out: dict[str, dict[str, Any]] = {}
+        top = path.rstrip("/") or path
+        try:
+            st = os.lstat(top)
+        except FileNotFoundError:
+            return out
+        if not stat.S_ISDIR(st.st_mode):
+            out[top] = self._local_info(top, st)
+            return out
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            # os.walk sorts links to folders into dirnames but never enters them: list them.
+            for name in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))] + filenames:
+                full = os.path.join(dirpath, name)
+                try:
+                    out[full] = self._local_info(full, os.lstat(full))
+                except FileNotFoundError:
+                    continue  # removed while we walked
+        return out
+
+    @staticmethod
+    def _local_info(path: str, st: os.stat_result) -> dict[str, Any]:
+        kind = "file" if stat.S_ISREG(st.st_mode) else "other"
+        return {"name": path, "size": st.st_size, "type": kind, "mtime": st.st_mtime,
+                "islink": stat.S_ISLNK(st.st_mode)}
+
+    def _guard(self, name: str, paths: Iterable[str]) -> None:
+        """On local storage, refuse a model whose files are links, special files or lie outside root.
+
+        Raises CorruptArtifactError naming the model: a symlink ``m/1/model.onnx -> /etc/passwd``
+        would otherwise copy any file this process can read into the cache, hashes and all.
+        """
+        if not self._local:
+            return
+        root_real = os.path.realpath(self.root)
+        prefix = self.root.rstrip("/") + "/"
+        for path in paths:
+            rel = path[len(prefix):] if path.startswith(prefix) else None
+            why: str | None = None
+            if rel is None:
+                why = "lies outside the repository folder"
+            else:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue  # reported as missing by whoever reads it
+                # realpath differs from root/rel exactly when a link sits on any segment of the way.
+                if os.path.realpath(path) != os.path.join(root_real, rel):
+                    why = "is or passes through a symbolic link"
+                elif not stat.S_ISREG(st.st_mode):
+                    why = "is not a regular file"
+            if why is not None:
+                shown = rel if rel is not None else path
+                raise CorruptArtifactError(
+                    f"Model {name!r}: {shown!r} {why}; refused (artifacts must be regular files "
+                    f"inside the repository folder {self.root!r})"
+                )
+
+    def _open_read(self, path: str) -> IO[bytes]:
+        """Open a stored file; on local storage without following a link swapped in after the guard."""
+        if not self._local:
+            fh: IO[bytes] = self.fs.open(path, "rb")
+            return fh
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise CorruptArtifactError(f"{path!r} is a symbolic link; refused") from exc
+            raise
+        return os.fdopen(fd, "rb")
+
     # --- manifest -------------------------------------------------------------------------
 
     @property
@@ -241,7 +335,7 @@ class ModelRepository:
     def _write_bytes(self, path: str, data: bytes) -> None:
         if self._local:
             target = Path(path)
-            tmp = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
+            tmp = _partial_name(target)
             try:
                 tmp.write_bytes(data)
                 os.replace(tmp, target)
@@ -256,7 +350,7 @@ class ModelRepository:
         self.fs.makedirs(parent, exist_ok=True)
         if self._local:
             target = Path(path)
-            tmp = target.with_name(f".{target.name}.partial-{os.getpid()}-{threading.get_ident()}")
+            tmp = _partial_name(target)
             try:
                 shutil.copyfile(local, tmp)
                 os.replace(tmp, target)
@@ -287,7 +381,8 @@ class ModelRepository:
         if self.layout == "sagemaker":
             for path, info in self.fs.find(self.root, detail=True).items():
                 rel = self._rel(path)
-                if rel is None or not rel.endswith(_ARCHIVE_SUFFIX) or info.get("type") != "file":
+                # "other": a link or special file; listed so that verify() names it.
+                if rel is None or not rel.endswith(_ARCHIVE_SUFFIX) or info.get("type") not in ("file", "other"):
                     continue
                 try:
                     name = self._name_of(rel)
@@ -297,13 +392,15 @@ class ModelRepository:
         else:
             for info in self.fs.ls(self.root, detail=True):
                 rel = self._rel(info["name"])
-                if rel is None or info.get("type") != "directory":
+                # A link to a folder is listed (not entered) so that verify() names it.
+                linked = self._local and info.get("islink") and os.path.isdir(info["name"])
+                if rel is None or not (info.get("type") == "directory" or linked):
                     continue
                 try:
                     name = self._name_of(rel)
                 except InvalidModelNameError:
                     continue
-                files = self.fs.find(info["name"], detail=True)
+                files = self._find(info["name"])
                 if not files:
                     continue
                 size = sum(int(f.get("size") or 0) for f in files.values())
@@ -365,15 +462,24 @@ class ModelRepository:
         self.fs.invalidate_cache(path)
         try:
             info = self.fs.info(path)
+            if self.layout == "sagemaker":
+                if info.get("type") not in ("file", "other"):
+                    return None
+                self._guard(name, [path])
+                return self._foreign(name, self._key(name), int(info.get("size") or 0), _created(info))
+            files = self._find(path)
         except FileNotFoundError:
             return None
-        if self.layout == "sagemaker":
-            if info.get("type") != "file":
-                return None
-            return self._foreign(name, self._key(name), int(info.get("size") or 0), _created(info))
-        files = self.fs.find(path, detail=True)
+        except OSError as exc:
+            # Checked names can still make a path the OS refuses (a deep root plus a long name).
+            if exc.errno in _NAME_ERRNOS:
+                raise InvalidModelNameError(
+                    f"Invalid model name {name[:80]!r}: storage refuses its path ({exc.strerror})"
+                ) from exc
+            raise RepositoryError(f"Model {name!r}: cannot read {path!r} ({exc})") from exc
         if not files:
             return None
+        self._guard(name, files)
         size = sum(int(f.get("size") or 0) for f in files.values())
         stamps = [c for c in (_created(f) for f in files.values()) if c is not None]
         return self._foreign(name, self._key(name), size, max(stamps) if stamps else None)
@@ -500,6 +606,8 @@ class ModelRepository:
             raise ConfigurationError(f"Expected a template with an {{i}} field, received {template!r}")
         src = self.get(name)
         src_path = self._path(src.key)
+        if self.layout == "sagemaker":
+            self._guard(src.name, [src_path])
         triton_hashes: dict[str, str] | None = None
         out: builtins.list[ModelEntry] = []
         new_entries: builtins.list[ModelEntry] = []
@@ -531,7 +639,7 @@ class ModelRepository:
                 sha = src.sha256
             else:
                 if triton_hashes is None:
-                    triton_hashes = self._remote_file_hashes(src_path)
+                    triton_hashes = self._remote_file_hashes(src.name, src_path)
                 if self.fs.exists(path):
                     self.fs.rm(path, recursive=True)
                 hashes = dict(triton_hashes)
@@ -556,15 +664,17 @@ class ModelRepository:
             self._update_manifest(put=new_entries)
         return out
 
-    def _remote_file_hashes(self, folder_path: str) -> dict[str, str]:
+    def _remote_file_hashes(self, name: str, folder_path: str) -> dict[str, str]:
         hashes: dict[str, str] = {}
         prefix = folder_path.rstrip("/") + "/"
-        for path in sorted(self.fs.find(folder_path)):
+        files = sorted(self._find(folder_path))
+        self._guard(name, files)
+        for path in files:
             rel = path[len(prefix):] if path.startswith(prefix) else None
             if rel is None:
                 continue
             sha = hashlib.sha256()
-            with self.fs.open(path, "rb") as fh:
+            with self._open_read(path) as fh:
                 while chunk := fh.read(_CHUNK):
                     sha.update(chunk)
             hashes[rel] = sha.hexdigest()
@@ -572,15 +682,25 @@ class ModelRepository:
 
     def remove(self, name: str) -> None:
         """Delete a model's artifact and its manifest entry. ModelNotFoundError when absent."""
-        entry = self.get(name)
-        # Manifest first: a crash in between leaves an unlisted file, never a listed hole.
-        if entry.name in self._manifest_entries():
-            self._update_manifest(drop=[entry.name])
         try:
-            self.fs.rm(self._path(entry.key), recursive=self.layout == "triton")
+            entry = self.get(name)
+            model, key = entry.name, entry.key
+        except CorruptArtifactError:
+            # Refused for its links, but still removable: only the links go, never their targets.
+            model = self._name_of(name)
+            key = self._key(model)
+        # Manifest first: a crash in between leaves an unlisted file, never a listed hole.
+        if model in self._manifest_entries():
+            self._update_manifest(drop=[model])
+        path = self._path(key)
+        try:
+            if self._local and os.path.islink(path):
+                os.unlink(path)  # rmtree refuses links; rm must not reach the folder behind one
+            else:
+                self.fs.rm(path, recursive=self.layout == "triton")
         except FileNotFoundError:
             pass
-        self._computed.pop(entry.key, None)
+        self._computed.pop(key, None)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -602,7 +722,9 @@ class ModelRepository:
         path = self._path(entry.key)
         base = Path(dest)
         base.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=entry.name.replace("/", "_") + "-", dir=base))
+        # The prefix is for people reading the cache; bounded so a long name stays a valid file name.
+        prefix = entry.name.replace("/", "_").encode()[:100].decode(errors="ignore")
+        folder = Path(tempfile.mkdtemp(prefix=prefix + "-", dir=base))
         try:
             if self.layout == "sagemaker":
                 self._fetch_archive(entry, path, folder, max_bytes=max_bytes, max_members=max_members)
@@ -622,8 +744,9 @@ class ModelRepository:
     def _fetch_archive(
         self, entry: ModelEntry, path: str, folder: Path, *, max_bytes: int, max_members: int
     ) -> None:
+        self._guard(entry.name, [path])
         try:
-            fh = self.fs.open(path, "rb")
+            fh = self._open_read(path)
         except FileNotFoundError as exc:
             raise self._missing(entry) from exc
         with fh:
@@ -652,11 +775,12 @@ class ModelRepository:
     ) -> None:
         from mmeperf.repository.archive import member_parts
 
-        files = sorted(self.fs.find(path))
+        files = sorted(self._find(path))
         if not files:
             raise self._missing(entry)
         if len(files) > max_members:
             raise CorruptArtifactError(f"Model {entry.name!r} has more than {max_members} files")
+        self._guard(entry.name, files)
         prefix = path.rstrip("/") + "/"
         hashes: dict[str, str] = {}
         total = 0
@@ -670,7 +794,7 @@ class ModelRepository:
             target = folder.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             sha = hashlib.sha256()
-            with self.fs.open(remote, "rb") as src, open(target, "xb") as out:
+            with self._open_read(remote) as src, open(target, "xb") as out:
                 while chunk := src.read(_CHUNK):
                     total += len(chunk)
                     if total > max_bytes:
@@ -720,7 +844,11 @@ class ModelRepository:
         path = self._path(entry.key)
         if self.layout == "sagemaker":
             try:
-                fh = self.fs.open(path, "rb")
+                self._guard(entry.name, [path])
+            except CorruptArtifactError as exc:
+                return str(exc), 0, None
+            try:
+                fh = self._open_read(path)
             except FileNotFoundError:
                 return "missing", 0, None
             with fh:
@@ -739,13 +867,15 @@ class ModelRepository:
                 return "sha256 mismatch", reader.count, digest
             return reason, reader.count, digest
         try:
-            hashes = self._remote_file_hashes(path)
+            hashes = self._remote_file_hashes(entry.name, path)
         except FileNotFoundError:
             return "missing", 0, None
+        except CorruptArtifactError as exc:  # a link or a file outside the repository folder
+            return str(exc), 0, None
         if not hashes:
             return "missing", 0, None
         digest = _folder_digest(hashes)
-        size = sum(int(info.get("size") or 0) for info in self.fs.find(path, detail=True).values())
+        size = sum(int(info.get("size") or 0) for info in self._find(path).values())
         if entry.sha256 is not None and digest != entry.sha256:
             return "sha256 mismatch", size, digest
         return None, size, digest
