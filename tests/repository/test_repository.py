@@ -461,3 +461,20 @@ def test_path_the_os_refuses_under_a_deep_root_is_400(tmp_path: Path) -> None:
     with pytest.raises(InvalidModelNameError, match="storage refuses its path") as info:
         repo.get(name)
     assert info.value.http_status == 400 and name not in repo
+
+
+def test_exact_artifact_names_win_over_wildcards(tmp_path: Path) -> None:
+    # An ONNX folder carries signature.json, which the xgboost backend's "*.json" also matches.
+    onnx = tmp_path / "onnx"
+    onnx.mkdir()
+    (onnx / "model.onnx").write_bytes(b"\x08\x07")
+    (onnx / "signature.json").write_text("{}")
+    assert detect_backend(onnx) == "onnx"
+    xgb = tmp_path / "xgb"
+    xgb.mkdir()
+    (xgb / "model.json").write_text("{}")
+    assert detect_backend(xgb) == "xgboost"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.txt").write_text("nothing to serve")
+    assert detect_backend(empty) is None
