@@ -188,3 +188,14 @@ def test_discovery_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_isolated_registry_undoes_registrations() -> None:
+    from mmeperf._plugins import isolated_registry, known_plugins, unregister
+
+    before = known_plugins(BACKENDS)
+    with isolated_registry():
+        register(BACKENDS, "temporary", "mmeperf.backends.xgboost:XGBoostBackend")
+        unregister(BACKENDS, "xgboost")
+        assert "temporary" in known_plugins(BACKENDS) and "xgboost" not in known_plugins(BACKENDS)
+    assert known_plugins(BACKENDS) == before

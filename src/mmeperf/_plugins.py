@@ -8,8 +8,10 @@ never stops an XGBoost run; each plugin remembers which installed package provid
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,10 +35,12 @@ __all__ = [
     "get_backend",
     "get_backend_class",
     "get_endpoint_class",
+    "isolated_registry",
     "known_plugins",
     "load_plugin",
     "plugin_status",
     "register",
+    "unregister",
 ]
 
 Group = Literal["mmeperf.backends", "mmeperf.endpoints"]
@@ -100,6 +104,35 @@ def register(group: Group, name: str, target: str | type, *, provider: str = "ru
         _backend_instances.pop(name, None)
         if not isinstance(target, str):
             _loaded[(group, name)] = target
+
+
+def unregister(group: Group, name: str) -> None:
+    """Remove a plugin (registered at run time or by an entry point) from this process's table."""
+    table = _discover()
+    with _lock:
+        table[group].pop(name, None)
+        _loaded.pop((group, name), None)
+        if group == BACKENDS:
+            _backend_instances.pop(name, None)
+
+
+@contextlib.contextmanager
+def isolated_registry() -> Iterator[None]:
+    """Undo every register()/unregister() made inside the block (for tests)."""
+    table = _discover()
+    with _lock:
+        saved = {group: dict(entries) for group, entries in table.items()}
+    try:
+        yield
+    finally:
+        with _lock:
+            for group, entries in saved.items():
+                changed = {n for n in set(entries) | set(table[group]) if entries.get(n) != table[group].get(n)}
+                table[group] = entries
+                for name in changed:
+                    _loaded.pop((group, name), None)
+                    if group == BACKENDS:
+                        _backend_instances.pop(name, None)
 
 
 def known_plugins(group: Group) -> dict[str, PluginInfo]:
