@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -53,3 +55,58 @@ def test_queued_requests_share_one_predict(churn: Churn, gates: Gates, gated_rep
 
 def test_batches_are_bounded(churn: Churn, gates: Gates, gated_repo: ModelRepository) -> None:
     assert _run(churn, gates, gated_repo, max_batch=8, n=20) == [1, 8, 8, 4]
+
+
+def test_compiled_runner_predicts_small_batches_inline(churn: Churn, tmp_path: Path) -> None:
+    import asyncio
+
+    from mmeperf._plugins import get_backend
+    from mmeperf.endpoints.local.batching import Batcher, Dispatcher
+    from mmeperf.endpoints.local.fastpath import CompiledXGBoostRunner, compile_runner
+
+    backend = get_backend("xgboost")
+    backend.save(churn.build.models["churn-xgb-CA"].booster, tmp_path / "ca")
+    plain = backend.load(tmp_path / "ca")
+    compiled = compile_runner(plain)
+    assert isinstance(compiled, CompiledXGBoostRunner)
+    # The bound: rows x (deepest comparisons + a row's fixed work) within the inline budget.
+    assert 1 <= compiled.inline_max_rows <= 32
+    rows = churn.rows("CA", compiled.inline_max_rows + 1)
+    loop = asyncio.new_event_loop()
+    batched: list[int] = []
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            dispatcher = Dispatcher(pool, loop=loop, threads=1)
+            batcher = Batcher(plain, dispatcher, loop=loop, max_rows=64, max_wait_s=0.0,
+                              supports_batching=True, on_batch=batched.append, inline=True)
+            assert batcher.try_inline(rows[:1]) is None  # XGBoost's own predict: always a thread
+            batcher.set_runner(compiled)
+            small = batcher.try_inline(rows[:-1])
+            assert small is not None
+            np.testing.assert_array_equal(small.output, churn.expected("CA", rows[:-1]))
+            assert batcher.try_inline(rows) is None  # over the bound: to the pool
+            assert batched == [len(rows) - 1]
+            off = Batcher(compiled, dispatcher, loop=loop, max_rows=64, max_wait_s=0.0,
+                          supports_batching=True, on_batch=batched.append, inline=False)
+            assert off.try_inline(rows[:1]) is None
+    finally:
+        loop.close()
+
+
+def test_fast_path_compiles_after_the_configured_uses(churn: Churn) -> None:
+    config = ServerConfig(repository=churn.url, fast_path_after_uses=3)
+    with ThreadServer(config) as srv:
+        target, rows = churn.target("TX"), churn.rows("TX", 1)
+
+        def runner() -> str:
+            return str(srv.get_json("/models/" + target)["runner"])
+
+        for _ in range(2):
+            code, _, body = srv.invoke(target, csv_body(rows))
+            assert code == 200
+            np.testing.assert_array_equal(parse_csv_predictions(body), churn.expected("TX", rows))
+        assert runner() == "XGBoostRunner"  # a miss and one reuse: not compiled yet
+        assert srv.invoke(target, csv_body(rows))[0] == 200
+        wait_until(lambda: runner() == "CompiledXGBoostRunner", "TX runs compiled after its third request")
+        code, _, body = srv.invoke(target, csv_body(rows))
+        np.testing.assert_array_equal(parse_csv_predictions(body), churn.expected("TX", rows))

@@ -198,3 +198,50 @@ def test_budget_of_ten_models_under_64_concurrent_clients(churn: Churn) -> None:
     assert peak_seen <= max_models
     assert metrics.model_cache_lookups == 2000
     assert 0 < metrics.model_cache_hits < 2000
+
+
+def _folders(srv: ThreadServer) -> set[str]:
+    models = srv.service._work_dir / "models"
+    return {p.name for p in models.iterdir()} if models.is_dir() else set()
+
+
+@pytest.mark.parametrize("disk_limit", [0, 10_000_000])
+def test_disk_cache_is_bounded(churn: Churn, disk_limit: int) -> None:
+    # Memory holds one model: every other load unloads the previous one.
+    config = ServerConfig(repository=churn.url, per_model_overhead_bytes=10_000_000,
+                          memory_budget_bytes=15_000_000, disk_cache_bytes=disk_limit)
+    with ThreadServer(config) as srv:
+        ca, ny = churn.target("CA"), churn.target("NY")
+        for state in ("CA", "NY"):
+            code, _, _ = srv.invoke(churn.target(state), csv_body(churn.rows(state, 1)))
+            assert code == 200
+        if disk_limit == 0:
+            # CA was unloaded: its extracted folder goes too; NY (loaded) keeps its own.
+            wait_until(lambda: len(_folders(srv)) == 1, "CA's folder is removed")
+            assert srv.get_json("/mmeperf/status")["models_on_disk"] == [ny]
+        else:
+            # Both fit under the limit: CA stays on disk, ready for its next load.
+            status = srv.get_json("/mmeperf/status")
+            assert status["models_on_disk"] == [ca, ny] and len(_folders(srv)) == 2
+            assert 0 < status["disk_cache_bytes"] <= disk_limit
+        before = _folders(srv)
+        rows = churn.rows("CA", 2)
+        code, headers, body = srv.invoke(ca, csv_body(rows))
+        assert code == 200 and headers["x-mmeperf-cache"] == "miss"
+        np.testing.assert_array_equal(parse_csv_predictions(body), churn.expected("CA", rows))
+        if disk_limit == 0:
+            wait_until(lambda: len(_folders(srv)) == 1, "NY's folder is removed")
+            assert _folders(srv) != before  # CA was extracted again
+        else:
+            assert _folders(srv) == before  # CA's folder was reused, not extracted again
+        assert srv.get_json("/mmeperf/metrics")["model_unloads"] >= 2
+
+
+def test_unknown_targets_leave_no_reservation(churn: Churn) -> None:
+    for budget in (None, 15_000_000):
+        with ThreadServer(ServerConfig(repository=churn.url, memory_budget_bytes=budget)) as srv:
+            for i in range(3):
+                code, headers, _ = srv.invoke(f"no-such-model-{i}.tar.gz", b"1,2")
+                assert code == 400 and headers["x-amzn-errortype"] == "ValidationError"
+            cache = srv.service.cache
+            assert cache._reserved == {} and cache.used_bytes == 0 and cache.on_disk() == []

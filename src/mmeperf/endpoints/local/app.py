@@ -61,6 +61,7 @@ class MMEApp:
     def __init__(self, service: MMEService) -> None:
         self.service = service
         self._runtime_prefix = b"/endpoints/"
+        self._endpoint_path = service.endpoint_path.encode("latin-1", "replace")
         self._ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,7 +164,7 @@ class MMEApp:
                 content_type = value.decode("latin-1")
             elif key == _ACCEPT:
                 accept = value.decode("latin-1")
-        if runtime and path.decode("latin-1") != service.endpoint_path:
+        if runtime and path != self._endpoint_path:
             # Drain the body so the connection stays usable, then answer as SageMaker does.
             await self._body(scope, receive, limit=None)
             service.count_rejected(400)

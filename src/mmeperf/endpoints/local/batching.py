@@ -93,8 +93,8 @@ class Batcher:
         max_wait_s: float,
         supports_batching: bool,
         on_batch: Callable[[int], None],
+        inline: bool = False,
     ) -> None:
-        self.runner = runner
         self._dispatcher = dispatcher
         self._loop = loop
         self._max_rows = max_rows if supports_batching else 1
@@ -105,6 +105,34 @@ class Batcher:
         self._queued_rows = 0
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
+        self._inline = inline
+        self._inline_rows = 0
+        self.set_runner(runner)
+
+    def set_runner(self, runner: Runner) -> None:
+        """Serve with ``runner`` from now on (an optimized runner swapped in after the load)."""
+        self.runner = runner
+        # Only runners that declare a bounded cost may run on the event loop (see try_inline).
+        self._inline_rows = int(getattr(runner, "inline_max_rows", 0)) if self._inline else 0
+
+    def try_inline(self, batch: Batch) -> Prediction | None:
+        """Predict ``batch`` right here on the event loop when the runner bounds its cost.
+
+        Only the compiled XGBoost path declares ``inline_max_rows``: for that many rows its
+        worst case is a few hundred node comparisons (tens of microseconds), less than handing
+        the batch to a thread and back, and, being Python that holds the GIL, a thread would
+        not run it in parallel anyway. Anything else (or more rows) returns None: use submit.
+        Raises what the runner raises.
+        """
+        limit = self._inline_rows
+        if not limit or not isinstance(batch, np.ndarray) or batch.ndim != 2 or batch.shape[0] > limit:
+            return None
+        t0 = time.perf_counter()
+        out = self.runner.predict(batch)
+        model_us = (time.perf_counter() - t0) * 1e6
+        rows = int(batch.shape[0])
+        self._on_batch(rows)
+        return Prediction(out, model_us, rows)
 
     @property
     def idle(self) -> bool:

@@ -5,11 +5,13 @@ between the check and taking the lease); a miss joins the one in-flight load of 
 starts it (single flight), marked "loading" before anything is awaited. Downloads, loads and
 unloads run in a thread pool, so they never block requests to other models. A model with a
 lease (serving a request) or with requests waiting for it is never chosen for unloading.
+Extracted artifacts of unloaded models stay on disk up to a byte limit (LRU beyond it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections import OrderedDict
@@ -32,7 +34,10 @@ if TYPE_CHECKING:
     from mmeperf.endpoints.local.batching import Batcher
     from mmeperf.repository import ModelEntry, ModelRepository
 
-__all__ = ["CachedModel", "Lease", "ModelCache", "ModelNotReadyError"]
+__all__ = ["CachedModel", "FirstUse", "Lease", "ModelCache", "ModelNotReadyError"]
+
+#: Work for the request that caused a load, run in the loader thread right after it (never raises).
+FirstUse = Callable[[Backend, Runner], None]
 
 
 class ModelNotReadyError(EndpointError):
@@ -58,6 +63,9 @@ class CachedModel:
     loaded_at: float = field(default_factory=time.time)
     leases: int = 0
     invocations: int = 0
+    uses: int = 0
+    """Leases taken since the load (the optimizer starts once a model proves to be reused)."""
+    optimizing: bool = False
 
 
 @dataclass(slots=True)
@@ -91,6 +99,9 @@ class ModelCache:
         make_batcher: Callable[[Runner, Backend], Batcher],
         resolve_backend: Callable[[ModelEntry, Path], Backend],
         optimize: Callable[[Runner], Runner] | None = None,
+        optimizer: Executor | None = None,
+        optimize_after_uses: int = 2,
+        disk_limit_bytes: int | None = None,
     ) -> None:
         self._repo = repository
         self._stats = stats
@@ -103,14 +114,20 @@ class ModelCache:
         self._make_batcher = make_batcher
         self._resolve_backend = resolve_backend
         self._optimize = optimize
+        self._optimizer = optimizer or loader
+        self._optimize_after = max(optimize_after_uses, 1)
+        self.disk_limit_bytes = disk_limit_bytes
         self._loaded: OrderedDict[str, CachedModel] = OrderedDict()  # least recently used first
         self._loading: dict[str, asyncio.Future[CachedModel]] = {}
         self._waiting: dict[str, int] = {}  # requests awaiting a model's load
         self._reserved: dict[str, int] = {}  # bytes held for loads in progress
         self._used = 0  # charged bytes of loaded models plus reservations
         self._room_waiters: list[asyncio.Future[None]] = []
-        self._on_disk: dict[str, Path] = {}  # target -> extracted artifact folder
+        # target -> (extracted artifact folder, its bytes), least recently used first
+        self._on_disk: OrderedDict[str, tuple[Path, int]] = OrderedDict()
+        self._disk_bytes = 0
         self._known_size: dict[str, int] = {}  # target -> charged bytes of its last load
+        self._stored_size: dict[str, int] = {}  # target -> stored bytes, from the repository listing
         self._tasks: set[asyncio.Task[None]] = set()
         stats.memory_budget_bytes = budget_bytes
 
@@ -129,6 +146,20 @@ class ModelCache:
     def used_bytes(self) -> int:
         return self._used
 
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of extracted artifacts in the disk cache."""
+        return self._disk_bytes
+
+    def on_disk(self) -> list[str]:
+        """Targets whose extracted artifact is in the disk cache, least recently used first."""
+        return list(self._on_disk)
+
+    def note_listing(self, sizes: dict[str, int]) -> None:
+        """Stored sizes by target from a repository listing: first loads can then reserve room
+        before their download (one loader hand-off instead of two)."""
+        self._stored_size.update(sizes)
+
     # --- acquire / release ------------------------------------------------------------------
 
     def try_hit(self, target: str) -> Lease | None:
@@ -137,13 +168,18 @@ class ModelCache:
         if model is None:
             return None
         model.leases += 1
+        model.uses += 1
         self._loaded.move_to_end(target)
         self._stats.model_cache_lookups += 1
         self._stats.model_cache_hits += 1
         return Lease(model, True, 0.0, 0.0, self)
 
-    async def acquire(self, target: str) -> Lease:
+    async def acquire(self, target: str, *, first_use: FirstUse | None = None) -> Lease:
         """A lease on ``target``, loading it first if needed (``target`` already validated).
+
+        ``first_use``: called in the loader thread right after the load this request starts
+        (not one it joins), with the backend and runner, so the request that caused a miss is
+        served in the same hand-off as the load; it must not raise.
 
         Raises the load's error (ModelNotFoundError, CorruptArtifactError, ModelLoadError,
         InsufficientMemoryError) or ModelNotReadyError when the wait limit passes first.
@@ -160,13 +196,15 @@ class ModelCache:
             model = self._loaded.get(target)
             if model is not None:
                 model.leases += 1
+                model.uses += 1
                 self._loaded.move_to_end(target)
                 wait_us = (time.perf_counter() - t0) * 1e6
                 self._stats.latency["ModelLoadingWaitTime"].add(wait_us)
                 return Lease(model, False, wait_us, load_us, self)
             fut = self._loading.get(target)
             if fut is None:
-                fut = self._start_load(target, loop)
+                fut = self._start_load(target, loop, first_use)
+                first_use = None  # a retry after a failed load starts without it
             remaining = deadline - time.perf_counter()
             self._waiting[target] = self._waiting.get(target, 0) + 1
             try:
@@ -188,14 +226,18 @@ class ModelCache:
         model.leases -= 1
         if model.leases == 0 and self._room_waiters:
             self._wake_room_waiters()
+        if not model.optimizing and model.uses >= self._optimize_after and self._optimize is not None:
+            self._start_optimize(model)
 
     # --- loading ----------------------------------------------------------------------------
 
-    def _start_load(self, target: str, loop: asyncio.AbstractEventLoop) -> asyncio.Future[CachedModel]:
+    def _start_load(
+        self, target: str, loop: asyncio.AbstractEventLoop, first_use: FirstUse | None = None
+    ) -> asyncio.Future[CachedModel]:
         fut: asyncio.Future[CachedModel] = loop.create_future()
         # Marked loading before anything awaits: listings and concurrent requests see it now.
         self._loading[target] = fut
-        task = loop.create_task(self._load(target, fut))
+        task = loop.create_task(self._load(target, fut, first_use))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return fut
@@ -209,26 +251,36 @@ class ModelCache:
         fut = self._loading.get(target) or self._start_load(target, loop)
         return await asyncio.shield(fut), False
 
-    async def _load(self, target: str, fut: asyncio.Future[CachedModel]) -> None:
+    async def _load(self, target: str, fut: asyncio.Future[CachedModel], first_use: FirstUse | None) -> None:
         loop = asyncio.get_running_loop()
         stats = self._stats
         try:
-            t0 = time.perf_counter()
-            entry, folder = await loop.run_in_executor(self._loader, self._download, target)
-            downloading_us = (time.perf_counter() - t0) * 1e6
-            stats.latency["ModelDownloadingTime"].add(downloading_us)
-
+            folder = self._disk_folder(target)
+            # Room is reserved before anything is read when the size is known without I/O (the
+            # last load's, or the listing's); then fetch and load are one loader job.
             estimate = self._known_size.get(target)
-            if estimate is None:
-                # First load: the stored size is only a guess, so it never alone refuses a model.
-                estimate = entry.bytes + self.overhead_bytes
-                if self.budget_bytes is not None:
-                    estimate = min(estimate, self.budget_bytes)
-            await self._reserve(target, estimate)
-
-            t1 = time.perf_counter()
-            backend, runner = await loop.run_in_executor(self._loader, self._load_runner, entry, folder)
-            loading_us = (time.perf_counter() - t1) * 1e6
+            if estimate is None and target in self._stored_size:
+                estimate = self._first_estimate(self._stored_size[target])
+            if estimate is None and self.budget_bytes is None:
+                estimate = 0  # no budget: nothing to wait for, the charge is corrected after the load
+            if estimate is not None:
+                await self._reserve(target, estimate)
+                job = await loop.run_in_executor(
+                    self._loader, self._fetch_and_load, target, folder, True, first_use
+                )
+                self._record_disk(target, job)
+            else:
+                # A model the listing did not know: its stored size first, then room, then the load.
+                job = await loop.run_in_executor(
+                    self._loader, self._fetch_and_load, target, folder, False, None
+                )
+                self._record_disk(target, job)
+                estimate = self._first_estimate(job.entry.bytes)
+                await self._reserve(target, estimate)
+                job = await loop.run_in_executor(self._loader, self._finish_load, job, first_use)
+            assert job.runner is not None and job.backend is not None
+            runner, backend = job.runner, job.backend
+            stats.latency["ModelDownloadingTime"].add(job.downloading_us)
             actual = max(int(runner.memory_bytes), 0) + self.overhead_bytes
             self._known_size[target] = actual
             try:
@@ -243,27 +295,24 @@ class ModelCache:
                 target=target,
                 backend=backend,
                 runner=runner,
-                folder=folder,
+                folder=job.folder,
                 charged_bytes=actual,
                 batcher=self._make_batcher(runner, backend),
-                downloading_us=downloading_us,
-                loading_us=loading_us,
+                downloading_us=job.downloading_us,
+                loading_us=job.loading_us,
             )
             self._reserved.pop(target, None)  # the reservation becomes the model's charge
             self._loaded[target] = model
-            stats.latency["ModelLoadingTime"].add(loading_us)
+            stats.latency["ModelLoadingTime"].add(job.loading_us)
             stats.model_loads += 1
             self._publish()
             if not fut.done():
                 fut.set_result(model)
-            if self._optimize is not None:
-                # After the load, off the request's path: a miss costs no more than the load.
-                optimize = self._optimize
-                loop.run_in_executor(self._loader, optimize, runner).add_done_callback(
-                    lambda done: self._swap_runner(model, done)
-                )
+            # The optimizer starts once the model is reused (see _release), not now: compiling
+            # holds the GIL for milliseconds and would delay this very miss's answer.
         except BaseException as exc:
             self._unreserve(target, self._reserved.get(target, 0))
+            self._reserved.pop(target, None)  # also a zero reservation (no budget)
             stats.model_load_failures += 1
             if not fut.done():
                 fut.set_exception(exc)
@@ -272,15 +321,53 @@ class ModelCache:
                 raise
         finally:
             self._loading.pop(target, None)
+            self._trim_disk()
 
-    def _download(self, target: str) -> tuple[ModelEntry, Path]:
-        """In a loader thread: the repository entry and the extracted artifact folder."""
+    def _first_estimate(self, stored_bytes: int) -> int:
+        # First load: the stored size is only a guess, so it never alone refuses a model.
+        estimate = stored_bytes + self.overhead_bytes
+        if self.budget_bytes is not None:
+            estimate = min(estimate, self.budget_bytes)
+        return estimate
+
+    def _disk_folder(self, target: str) -> Path | None:
+        """The extracted folder of ``target`` if the disk cache holds it (marked recently used)."""
+        held = self._on_disk.get(target)
+        if held is None:
+            return None
+        self._on_disk.move_to_end(target)
+        return held[0]
+
+    def _fetch_and_load(
+        self, target: str, folder: Path | None, load: bool, first_use: FirstUse | None
+    ) -> _LoadJob:
+        """In a loader thread: the entry, the extracted artifact (fetched unless on disk), and
+        with ``load`` the backend's runner, in one hand-off."""
+        t0 = time.perf_counter()
         entry = self._repo.get(target)
-        folder = self._on_disk.get(target)
+        fetched_bytes: int | None = None
         if folder is None or not folder.is_dir():
             folder = self._repo.fetch(target, self._disk_dir)
-            self._on_disk[target] = folder
-        return entry, folder
+            fetched_bytes = _folder_bytes(folder)
+        job = _LoadJob(entry, folder, fetched_bytes, (time.perf_counter() - t0) * 1e6)
+        if not load:
+            return job
+        try:
+            return self._finish_load(job, first_use)
+        except BaseException:
+            if fetched_bytes is not None:  # not in the disk cache's books yet: nobody else removes it
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _finish_load(self, job: _LoadJob, first_use: FirstUse | None) -> _LoadJob:
+        """In a loader thread: the backend and its runner for the job's artifact, then the
+        first request's work if it came along."""
+        t0 = time.perf_counter()
+        job.backend, job.runner = self._load_runner(job.entry, job.folder)
+        job.loading_us = (time.perf_counter() - t0) * 1e6
+        if first_use is not None:
+            first_use(job.backend, job.runner)
+        return job
 
     def _load_runner(self, entry: ModelEntry, folder: Path) -> tuple[Backend, Runner]:
         """In a loader thread: the backend and its runner for the artifact."""
@@ -293,6 +380,56 @@ class ModelCache:
             raise ModelLoadError(f"Model {entry.target!r} failed to load: {exc!r}") from exc
         return backend, runner
 
+    # --- disk cache -------------------------------------------------------------------------
+
+    def _record_disk(self, target: str, job: _LoadJob) -> None:
+        """On the loop: note a newly extracted folder in the disk cache."""
+        if job.fetched_bytes is None:
+            return
+        old = self._on_disk.pop(target, None)
+        if old is not None:  # its folder vanished from under us: forget it
+            self._disk_bytes -= old[1]
+        self._on_disk[target] = (job.folder, job.fetched_bytes)
+        self._disk_bytes += job.fetched_bytes
+
+    def _trim_disk(self) -> None:
+        """Remove least recently used extracted folders of models neither loaded nor loading
+        while the disk cache holds more than its limit (the files are removed in a loader thread)."""
+        limit = self.disk_limit_bytes
+        if limit is None or self._disk_bytes <= limit:
+            return
+        for target in list(self._on_disk):
+            if self._disk_bytes <= limit:
+                break
+            if target in self._loaded or target in self._loading:
+                continue
+            folder, nbytes = self._on_disk.pop(target)
+            self._disk_bytes -= nbytes
+            self._loader.submit(shutil.rmtree, folder, True)
+
+    # --- optimizing -------------------------------------------------------------------------
+
+    def _start_optimize(self, model: CachedModel) -> None:
+        """Compile ``model``'s faster runner in the optimizer thread, after the current answer.
+
+        Scheduled with call_soon: the request whose lease was just released writes its answer
+        in this same loop step, before the compilation thread wakes and takes the GIL.
+        """
+        model.optimizing = True
+        optimize = self._optimize
+        assert optimize is not None
+        loop = asyncio.get_running_loop()
+
+        def submit() -> None:
+            if self._loaded.get(model.target) is not model:
+                return
+            runner = model.runner
+            loop.run_in_executor(self._optimizer, optimize, runner).add_done_callback(
+                lambda done: self._swap_runner(model, done)
+            )
+
+        loop.call_soon(submit)
+
     def _swap_runner(self, model: CachedModel, done: asyncio.Future[Runner]) -> None:
         """Serve ``model`` with its optimized runner if it is still loaded and the budget allows."""
         if done.cancelled() or done.exception() is not None:
@@ -304,7 +441,7 @@ class ModelCache:
         if self.budget_bytes is not None and self._used + extra > self.budget_bytes:
             return  # never unload another model for a speed-up
         model.runner = better
-        model.batcher.runner = better
+        model.batcher.set_runner(better)
         model.charged_bytes += extra
         self._used += extra
         self._publish()
@@ -392,6 +529,7 @@ class ModelCache:
 
         loop.run_in_executor(self._loader, close).add_done_callback(done)
         self._wake_room_waiters()
+        self._trim_disk()
 
     async def unload(self, target: str, *, wait_s: float) -> bool:
         """Unload ``target`` once its in-flight requests finish; False if it is not loaded."""
@@ -416,6 +554,8 @@ class ModelCache:
 
     def close(self) -> None:
         """Drop every model and the disk cache (server shutdown)."""
+        self._on_disk.clear()
+        self._disk_bytes = 0
         for model in list(self._loaded.values()):
             try:
                 model.runner.close()
@@ -423,3 +563,28 @@ class ModelCache:
                 pass
         self._loaded.clear()
         shutil.rmtree(self._disk_dir, ignore_errors=True)
+
+
+@dataclass(slots=True, eq=False)
+class _LoadJob:
+    """What a loader thread hands back: the entry, the artifact folder, the runner, timings."""
+
+    entry: ModelEntry
+    folder: Path
+    fetched_bytes: int | None
+    """Bytes extracted by this job (None: the folder was already in the disk cache)."""
+    downloading_us: float
+    loading_us: float = 0.0
+    backend: Backend | None = None
+    runner: Runner | None = None
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total

@@ -68,7 +68,14 @@ class ServerConfig(BaseModel):
     max_concurrent_requests: int = Field(default=4096, ge=1)
     """Requests in progress beyond which the server answers ServiceUnavailable (503)."""
     fast_path: bool = True
-    """Serve small batches of XGBoost models through compiled trees verified bit-exact at load."""
+    """Serve small batches of XGBoost models through compiled trees verified bit-exact."""
+    fast_path_after_uses: int = Field(default=2, ge=1)
+    """Requests a loaded model serves (with XGBoost's predict) before its trees are compiled."""
+    inline_fast_path: bool = True
+    """Run compiled predictions of a few rows (bounded worst case, ~25 us) on the event loop."""
+    disk_cache_bytes: int | None = Field(default=4 * 1024**3, ge=0)
+    """Bytes of extracted artifacts kept on disk; beyond it the least recently used folders of
+    models not in memory are removed (0: remove on unload; None: keep all until shutdown)."""
     inference_threads: int | None = Field(default=None, ge=1)
     """Threads that run predict (None: min(instance vCPUs, host cores), or host cores)."""
     loader_threads: int = Field(default=4, ge=1)

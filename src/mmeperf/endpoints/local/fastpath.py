@@ -53,6 +53,13 @@ _F32 = np.float32
 _MAX_EXP_ARG = float(np.float32(88.7))
 
 
+#: Worst-case cost, in node comparisons, of a batch predicted on the event loop instead of in a
+#: thread (see Batcher.try_inline). A comparison costs ~50 ns in CPython here and a row's fixed
+#: work (list conversion, call, sigmoid) about as much as 64 of them (a 20-tree row: ~6 us), so
+#: 512 keeps an inline batch under ~25-35 us, below a thread hand-off and back.
+INLINE_MAX_COMPARISONS = 512
+ROW_COST_COMPARISONS = 64
+
 #: Trees deeper than this, or models with more nodes, are not compiled (Python's parser nests
 #: blocks only so deep; huge models are where XGBoost's own predict is efficient anyway).
 MAX_DEPTH = 40
@@ -102,6 +109,11 @@ class CompiledXGBoostRunner(Runner):
         self._margin = namespace["margin"]
         self._inner = inner
         self._nodes = sum(len(t[0]) for t in trees)
+        #: Worst-case comparisons for one row: the deepest root-to-leaf path of each tree, summed.
+        self.path_comparisons = sum(_depth(t) for t in trees)
+        #: Rows this runner may predict on the event loop (their worst case stays bounded).
+        self.inline_max_rows = min(INLINE_MAX_COMPARISONS // (self.path_comparisons + ROW_COST_COMPARISONS),
+                                   max_rows)
         self._source_bytes = len(source)
         self._base = base_margin
         self._sigmoid = sigmoid
@@ -201,6 +213,21 @@ def compile_runner(runner: Runner, *, probes: Array | None = None, max_rows: int
         return compiled
     except Exception:  # any surprise in the model's JSON: XGBoost's own path is always right
         return runner
+
+
+def _depth(tree: _Tree) -> int:
+    """Comparisons on the deepest root-to-leaf path of ``tree``."""
+    left, right = tree[0], tree[1]
+    deepest = 0
+    stack = [(0, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if left[node] == -1:
+            deepest = max(deepest, depth)
+        else:
+            stack.append((left[node], depth + 1))
+            stack.append((right[node], depth + 1))
+    return deepest
 
 
 def _neighbours(x: np.float32) -> list[np.float32]:

@@ -14,12 +14,13 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from mmeperf.endpoints.local.app import MMEApp
 from mmeperf.endpoints.local.config import ServerConfig
 from mmeperf.endpoints.local.service import MMEService
 
-__all__ = ["bind", "run"]
+__all__ = ["bind", "coalescing_protocol", "run"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -33,8 +34,80 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _CoalescingTransport:
+    """A transport whose writes made in one event-loop step leave in one send.
+
+    uvicorn writes a response's status line and headers, then its body, as two writes: two
+    send() system calls and two TCP segments per answer. Here a write is held until the next
+    write (joined, sent at once) or the end of the loop step (sent alone); close, EOF and abort
+    send what is held first. Everything else goes to the real transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        # Called for every request: bound once here rather than found through __getattr__.
+        self.is_closing = transport.is_closing
+        self.get_extra_info = transport.get_extra_info
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+        else:
+            self._held = None
+            self._transport.write(held + bytes(data))
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
+
+    def __getattr__(self, name: str) -> Any:  # get_extra_info, pause_reading, is_closing, ...
+        return getattr(self._transport, name)
+
+
+def coalescing_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, writing each answer in one send (see _CoalescingTransport)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    return CoalescingHttpToolsProtocol
+
+
 def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str = "warning") -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get ``graceful_shutdown_s`` to finish."""
+    # Before any framework loads OpenMP: idle OpenMP workers sleep instead of spinning. Models
+    # predict single-threaded here; OpenMP teams only appear while loading (XGBoost parses in
+    # parallel), and their default spin-wait (up to milliseconds after every load, per loader
+    # thread) burns the cores that requests need. An explicit setting in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     config.check()
@@ -51,11 +124,12 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
     uv_config = uvicorn.Config(
         app,
         loop=loop_name,
-        http="httptools",
+        http=coalescing_protocol(),
         lifespan="on",
         access_log=False,
         log_level=log_level,
         server_header=False,
+        proxy_headers=False,  # no proxy in front: the client address needs no rewriting
         date_header=True,
         timeout_keep_alive=75,  # longer than SDK idle pools, so clients rarely meet closed sockets
         timeout_graceful_shutdown=max(1, round(config.graceful_shutdown_s)),

@@ -8,18 +8,19 @@ metrics. Answers are :class:`Reply` objects; errors are turned into SageMaker-sh
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
+import secrets
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmeperf.backends.base import Backend, Runner
+from mmeperf.backends.base import Backend, Encoded, Runner
 from mmeperf.endpoints.base import (
     HEADER_CACHE,
     HEADER_LOAD_US,
@@ -96,11 +97,17 @@ class MMEService:
         )
         self._infer_pool: ThreadPoolExecutor | None = None
         self._load_pool: ThreadPoolExecutor | None = None
+        self._compile_pool: ThreadPoolExecutor | None = None
         self._cache: ModelCache | None = None
         self._in_flight = 0
         self.started_at = time.time()
         self._endpoint_path = f"/endpoints/{config.endpoint_name}/invocations"
         self._variant = config.variant_name.encode()
+        # Request ids: a random 64-bit prefix and a counter, 32 hex digits like a UUID's hex,
+        # unique per server without a urandom call per request.
+        self._request_prefix = secrets.token_hex(8)
+        self._request_counter = itertools.count(1)
+        self._content_types: dict[str, bytes] = {}
         self.log_stream_arn = (
             f"arn:aws:logs:local:{LOCAL_ACCOUNT}:log-group:/aws/sagemaker/Endpoints/"
             f"{config.endpoint_name}"
@@ -119,6 +126,8 @@ class MMEService:
             self.config.effective_inference_threads(), thread_name_prefix="mme-infer"
         )
         self._load_pool = ThreadPoolExecutor(self.config.loader_threads, thread_name_prefix="mme-load")
+        # One thread compiles fast paths, one model at a time: loads never queue behind it.
+        self._compile_pool = ThreadPoolExecutor(1, thread_name_prefix="mme-compile")
         max_rows, max_wait = self.config.max_batch_size, self.config.max_batch_wait_s
         dispatcher = Dispatcher(self._infer_pool, loop=loop, threads=self.config.effective_inference_threads())
 
@@ -126,6 +135,7 @@ class MMEService:
             return Batcher(
                 runner, dispatcher, loop=loop, max_rows=max_rows, max_wait_s=max_wait,
                 supports_batching=backend.supports_batching, on_batch=self._on_batch,
+                inline=self.config.inline_fast_path,
             )
 
         self._cache = ModelCache(
@@ -140,16 +150,20 @@ class MMEService:
             make_batcher=make_batcher,
             resolve_backend=_resolve_backend,
             optimize=_optimize if self.config.fast_path else None,
+            optimizer=self._compile_pool,
+            optimize_after_uses=self.config.fast_path_after_uses,
+            disk_limit_bytes=self.config.disk_cache_bytes,
         )
         # Import the repository's frameworks now, not inside the first request's load time
         # (a SageMaker container has its framework imported before it answers /ping).
-        await loop.run_in_executor(self._load_pool, _warm_backends, self._repository)
+        sizes = await loop.run_in_executor(self._load_pool, _warm_backends, self._repository)
+        self._cache.note_listing(sizes)
 
     async def stop(self) -> None:
         """Release models, pools and the disk cache (after in-flight requests finished)."""
         if self._cache is not None:
             self._cache.close()
-        for pool in (self._infer_pool, self._load_pool):
+        for pool in (self._infer_pool, self._load_pool, self._compile_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         import shutil
@@ -199,34 +213,56 @@ class MMEService:
                     )
                 cache = self.cache
                 lease = cache.try_hit(target)
+                first: _FirstUse | None = None
                 if lease is None:
                     _validate_target(target)
                     if not load:
                         raise ModelNotFoundError(f"Model {target!r} is not loaded")
-                    lease = await cache.acquire(target)
+                    first = _FirstUse(body, content_type or "", accept)
+                    lease = await cache.acquire(target, first_use=first)
                 model = lease.model
-                t_model = time.perf_counter()
-                backend = model.backend
-                batch = backend.decode(body, content_type or "", model.runner)
-                fut = model.batcher.submit(batch)
-                timer = asyncio.get_running_loop().call_later(
-                    self.config.invocation_timeout_s, _expire, fut, target
-                )
-                try:
-                    prediction = await fut
-                finally:
-                    timer.cancel()
-                encoded = backend.encode(prediction.output, accept)
-                model_us = (time.perf_counter() - t_model) * 1e6
+                if first is not None and first.ran:
+                    # This request caused the load: it was served in the loader thread right
+                    # after it (one hand-off for load and predict, as loading by hand would).
+                    encoded, model_us = first.result()
+                    self._on_batch(first.rows)
+                else:
+                    t_model = time.perf_counter()
+                    backend = model.backend
+                    batch = backend.decode(body, content_type or "", model.runner)
+                    prediction = model.batcher.try_inline(batch)
+                    if prediction is None:
+                        fut = model.batcher.submit(batch)
+                        timer = asyncio.get_running_loop().call_later(
+                            self.config.invocation_timeout_s, _expire, fut, target
+                        )
+                        try:
+                            prediction = await fut
+                        finally:
+                            timer.cancel()
+                    encoded = backend.encode(prediction.output, accept)
+                    model_us = (time.perf_counter() - t_model) * 1e6
                 model.invocations += 1
             finally:
                 self._in_flight -= 1
-            headers: Headers = [
-                (b"content-type", encoded.content_type.encode()),
-                (b"x-amzn-invoked-production-variant", self._variant),
-                (b"x-amzn-requestid", uuid.uuid4().hex.encode()),
-                *_attribution(lease, model_us),
-            ]
+            content_type_bytes = self._content_types.get(encoded.content_type)
+            if content_type_bytes is None:
+                content_type_bytes = self._content_types[encoded.content_type] = encoded.content_type.encode()
+            if lease.hit:
+                headers: Headers = [
+                    (b"content-type", content_type_bytes),
+                    (b"x-amzn-invoked-production-variant", self._variant),
+                    (b"x-amzn-requestid", self._request_id()),
+                    *_HIT_HEADERS,
+                    (_MODEL_LATENCY_HEADER, b"%d" % round(model_us)),
+                ]
+            else:
+                headers = [
+                    (b"content-type", content_type_bytes),
+                    (b"x-amzn-invoked-production-variant", self._variant),
+                    (b"x-amzn-requestid", self._request_id()),
+                    *_attribution(lease, model_us),
+                ]
             total_us = (time.perf_counter() - t0) * 1e6
             stats.latency["ModelLatency"].add(model_us)
             stats.latency["OverheadLatency"].add(max(total_us - model_us - lease.wait_us, 0.0))
@@ -241,12 +277,15 @@ class MMEService:
             if lease is not None:
                 lease.release()
 
+    def _request_id(self) -> bytes:
+        return f"{self._request_prefix}{next(self._request_counter):016x}".encode()
+
     def _error_reply(self, exc: Exception, target: str | None, *, runtime: bool) -> tuple[Reply, int]:
         """The reply for ``exc`` and the status CloudWatch would count it under."""
         if not isinstance(exc, MmeperfError):
             log.exception("Unexpected error serving %r", target)
         status, code, message = _classify(exc, target, self.config.repository)
-        request_id = uuid.uuid4().hex.encode()
+        request_id = self._request_id()
         payload: dict[str, Any]
         if not runtime:
             payload = {"code": status, "type": type(exc).__name__, "message": message}
@@ -366,6 +405,9 @@ class MMEService:
             "loading_models": cache.loading(),
             "peak_loaded_model_count": s.peak_loaded_model_count,
             "model_load_failures": s.model_load_failures,
+            "disk_cache_bytes": cache.disk_bytes,
+            "disk_cache_limit_bytes": cache.disk_limit_bytes,
+            "models_on_disk": cache.on_disk(),
             "batches": s.batches,
             "batched_rows": s.batched_rows,
             "inference_threads": self.config.effective_inference_threads(),
@@ -387,11 +429,51 @@ _RUNTIME_STATUS = {
 }
 
 
+class _FirstUse:
+    """Decode, predict and encode the request that caused a load, in the loader thread right
+    after the load (see ModelCache.acquire); keeps the outcome or the error for the loop."""
+
+    __slots__ = ("_accept", "_body", "_content_type", "_encoded", "_error", "_model_us", "ran", "rows")
+
+    def __init__(self, body: bytes, content_type: str, accept: str | None) -> None:
+        self._body, self._content_type, self._accept = body, content_type, accept
+        self._encoded: Encoded | None = None
+        self._error: Exception | None = None
+        self._model_us = 0.0
+        self.ran = False
+        self.rows = 0
+
+    def __call__(self, backend: Backend, runner: Runner) -> None:
+        t0 = time.perf_counter()
+        try:
+            batch = backend.decode(self._body, self._content_type, runner)
+            output = runner.predict(batch)
+            self.rows = len(output) if getattr(output, "ndim", 1) else 1
+            self._encoded = backend.encode(output, self._accept)
+        except Exception as exc:  # the request's error (bad payload, predict failed), not the load's
+            self._error = exc
+        self._model_us = (time.perf_counter() - t0) * 1e6
+        self.ran = True
+
+    def result(self) -> tuple[Encoded, float]:
+        """(encoded answer, model microseconds), or raises the request's error."""
+        if self._error is not None:
+            raise self._error
+        assert self._encoded is not None
+        return self._encoded, self._model_us
+
+
 def _expire(fut: asyncio.Future[Any], target: str) -> None:
     if not fut.done():
         fut.set_exception(_InvocationTimeout(
             f"Your invocation timed out while waiting for a response from model {target!r}"
         ))
+
+
+_MODEL_LATENCY_HEADER = HEADER_MODEL_LATENCY_US.encode()
+#: The attribution headers every cache hit carries, before its model latency.
+_HIT_HEADERS: Headers = [(HEADER_CACHE.encode(), b"hit"), (HEADER_WAIT_US.encode(), b"0"),
+                         (HEADER_LOAD_US.encode(), b"0")]
 
 
 def _attribution(lease: Lease | None, model_us: float | None) -> Headers:
@@ -413,14 +495,17 @@ def _optimize(runner: Runner) -> Runner:
     return compile_runner(runner)
 
 
-def _warm_backends(repository: ModelRepository) -> None:
+def _warm_backends(repository: ModelRepository) -> dict[str, int]:
+    """Import the repository's backends; the stored size of every model by target."""
     from mmeperf._plugins import get_backend
 
-    for name in sorted({e.backend for e in repository.list() if e.backend}):
+    entries = repository.list()
+    for name in sorted({e.backend for e in entries if e.backend}):
         try:
             get_backend(name)
         except Exception as exc:  # a model of that backend will fail to load and say why
             log.warning("Backend %r is not usable: %s", name, exc)
+    return {e.target: e.bytes for e in entries}
 
 
 def _validate_target(target: str) -> str:
