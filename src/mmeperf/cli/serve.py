@@ -28,6 +28,7 @@ def serve(
     endpoint_name: Annotated[str, typer.Option(help="EndpointName in /endpoints/{EndpointName}/invocations.")] = "local-mme",
     max_batch_size: Annotated[int, typer.Option(help="Most rows of concurrent requests to one model predicted together.")] = 64,
     cache_dir: Annotated[str | None, typer.Option(help="Where downloaded artifacts are unpacked (default: a temporary folder).")] = None,
+    disk_cache: Annotated[str, typer.Option(help="Most bytes of unpacked artifacts kept on disk for unloaded models ('none': no limit; 0: delete on unload).")] = "4GiB",
     ready_file: Annotated[str | None, typer.Option(hidden=True, help="Write {host, port, pid} here once serving.")] = None,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
 ) -> None:
@@ -51,6 +52,7 @@ def serve(
             endpoint_name=endpoint_name,
             max_batch_size=max_batch_size,
             cache_dir=cache_dir,
+            disk_cache_bytes=None if disk_cache.lower() == "none" else parse_size(disk_cache),
         ).check()
     except (ConfigurationError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
