@@ -1,10 +1,11 @@
 """The ``pytorch`` (TorchScript) backend: the conformance suite on a tiny ResNet, named tensors for
-BERT, and what save/load refuse."""
+BERT, what save/load refuse (TorchScript without allow_pickle), and its error messages."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ pytest.importorskip("transformers")
 
 from mmeperf._plugins import get_backend
 from mmeperf._types import Array, Batch
+from mmeperf.backends.base import Backend, Runner
 from mmeperf.backends.pytorch import TorchScriptBackend
 from mmeperf.backends.tensors import NPZ_TYPE, encode_request
-from mmeperf.errors import ConfigurationError, PayloadError
+from mmeperf.errors import ConfigurationError, ModelLoadError, PayloadError, PredictionError
 from mmeperf.testing import BackendConformance
 from tests.exporters._shared import exported, tiny
 
@@ -33,6 +35,25 @@ class TestTorchScriptConformance(BackendConformance):
     backend = "pytorch"
     atol = 1e-5
     rtol = 1e-5
+
+    # TorchScript is refused without the opt-in (test_torchscript_needs_allow_pickle): the
+    # suite's runner loads the archive it saved itself, so it opts in.
+    @pytest.fixture
+    def conformance_runner(
+        self, conformance_backend: Backend, conformance_saved: tuple[Path, Path]
+    ) -> Iterator[Runner]:
+        runner = conformance_backend.load(conformance_saved[0], allow_pickle=True)
+        yield runner
+        runner.close()
+
+    def test_corrupt_archive_is_a_model_load_error_with_the_opt_in(
+        self, conformance_saved: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        directory, main = self._copy(conformance_saved, tmp_path)
+        main.write_bytes(np.random.default_rng(0).bytes(256))
+        with pytest.raises(ModelLoadError, match="is not a TorchScript archive") as info:
+            TorchScriptBackend().load(directory, allow_pickle=True)
+        assert main.name in str(info.value)
 
     def make_model(self) -> Any:
         import torch
@@ -81,7 +102,7 @@ def test_backend_describes_itself_for_triton() -> None:
 
 def test_bert_takes_named_tensors_in_every_format() -> None:
     backend = TorchScriptBackend()
-    runner = backend.load(exported("bert", "pytorch").directory)
+    runner = backend.load(exported("bert", "pytorch").directory, allow_pickle=True)
     model = tiny("bert")
     inputs = model.example_inputs(2, seed=3)
     expected = model.predict(inputs)
@@ -116,7 +137,7 @@ def test_bert_takes_named_tensors_in_every_format() -> None:
 
 def test_exported_model_refuses_wrong_shapes_with_a_400() -> None:
     backend = TorchScriptBackend()
-    runner = backend.load(exported("resnet50", "pytorch").directory)
+    runner = backend.load(exported("resnet50", "pytorch").directory, allow_pickle=True)
     body = json.dumps(np.zeros((1, 3, 8, 8)).tolist()).encode()
     with pytest.raises(PayloadError, match=r"axis 2 must be 64") as info:
         backend.decode(body, "application/json", runner)
@@ -125,7 +146,7 @@ def test_exported_model_refuses_wrong_shapes_with_a_400() -> None:
 
 
 def test_memory_estimate_is_the_weights() -> None:
-    runner = TorchScriptBackend().load(exported("bert", "pytorch").directory)
+    runner = TorchScriptBackend().load(exported("bert", "pytorch").directory, allow_pickle=True)
     assert runner.memory_bytes == tiny("bert").parameter_bytes + sum(
         b.numel() * b.element_size() for b in tiny("bert").module.buffers()
     )
@@ -137,7 +158,7 @@ def test_loads_from_a_triton_model_folder(tmp_path: Path) -> None:
 
     version = tmp_path / "resnet" / "1"
     shutil.copytree(exported("resnet50", "pytorch").directory, version)
-    runner = TorchScriptBackend().load(tmp_path)  # what an unpacked SageMaker Triton tarball holds
+    runner = TorchScriptBackend().load(tmp_path, allow_pickle=True)  # what an unpacked SageMaker Triton tarball holds
     x = tiny("resnet50").example_inputs(1)
     np.testing.assert_allclose(runner.predict(x), tiny("resnet50").predict(x), atol=1e-5)
 
@@ -145,3 +166,39 @@ def test_loads_from_a_triton_model_folder(tmp_path: Path) -> None:
 def test_save_refuses_modules_it_cannot_script(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="TorchScriptExporter"):
         TorchScriptBackend().save(tiny("bert").module, tmp_path)
+
+
+def test_torchscript_needs_allow_pickle() -> None:
+    # TorchScript archives run their author's code: refused unless the caller opts in.
+    directory = exported("resnet50", "pytorch").directory
+    with pytest.raises(ModelLoadError) as info:
+        TorchScriptBackend().load(directory)
+    message = str(info.value)
+    assert "allow_pickle=True" in message and "--allow-pickle" in message
+    assert "LocalEndpoint(allow_pickle=True)" in message
+    assert "model.pt" in message
+    assert 400 <= info.value.http_status < 500
+    runner = TorchScriptBackend().load(directory, allow_pickle=True)
+    runner.close()
+
+
+def test_prediction_errors_name_the_real_exception(tmp_path: Path) -> None:
+    import torch
+
+    from mmeperf.exporters.torchscript import quiet_jit
+
+    class Project(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.mm(x, torch.ones(3, 2))
+
+    with quiet_jit():
+        traced = torch.jit.trace(Project(), (torch.ones(2, 3),))  # type: ignore[no-untyped-call]
+    backend = TorchScriptBackend()
+    backend.save(traced, tmp_path)
+    runner = backend.load(tmp_path, allow_pickle=True)
+    with pytest.raises(PredictionError) as info:
+        runner.predict(np.ones((2, 5), np.float32))  # no signature.json: shapes reach torch
+    # The first line is TorchScript's generic "The following operation failed..."
+    assert "mat1 and mat2 shapes cannot be multiplied" in str(info.value)
+    assert "following operation failed" not in str(info.value)
+    runner.close()

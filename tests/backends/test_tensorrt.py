@@ -104,3 +104,17 @@ if HAVE_TENSORRT:
             from tests.exporters._shared import tiny
 
             return tiny("resnet50").predict({"INPUT__0": np.asarray(batch)})
+
+
+def test_shapes_outside_the_engine_profile_are_a_400() -> None:
+    from mmeperf.backends.tensorrt import check_profile_shapes
+    from mmeperf.errors import PayloadError
+
+    # What get_tensor_profile_shape(name, 0) reports for a 1..32 batch, 3x64x64 engine.
+    profile = {"INPUT__0": ((1, 3, 64, 64), (32, 3, 64, 64))}
+    check_profile_shapes({"INPUT__0": (1, 3, 64, 64)}, profile)
+    check_profile_shapes({"INPUT__0": (32, 3, 64, 64)}, profile)
+    for shape in ((33, 3, 64, 64), (4, 3, 32, 32), (4, 3, 64)):
+        with pytest.raises(PayloadError, match=r"optimization profile accepts \[1, 3, 64, 64\]") as info:
+            check_profile_shapes({"INPUT__0": shape}, profile)
+        assert info.value.http_status == 400

@@ -11,6 +11,7 @@ import pytest
 from mmeperf.demos.formats import (
     SUMMARY_COLUMNS,
     FormatsDemoOptions,
+    bar_heights,
     max_users_without_failures,
     run_formats_demo,
 )
@@ -18,10 +19,25 @@ from mmeperf.errors import ConfigurationError
 
 
 def test_max_users_without_failures_stops_at_the_first_failing_step() -> None:
-    assert max_users_without_failures([(10, 0), (20, 0), (40, 3), (60, 0)]) == 20
-    assert max_users_without_failures([(10, 1), (20, 0)]) == 0
-    assert max_users_without_failures([(10, 0), (20, 0)]) == 20
+    # (users, requests, failures)
+    assert max_users_without_failures([(10, 50, 0), (20, 90, 0), (40, 99, 3), (60, 120, 0)]) == 20
+    assert max_users_without_failures([(10, 5, 1), (20, 9, 0)]) == 0
+    assert max_users_without_failures([(10, 5, 0), (20, 9, 0)]) == 20
     assert max_users_without_failures([]) == 0
+
+
+def test_a_step_that_completed_nothing_stops_the_count() -> None:
+    # A server that answered nothing in a step (no failure recorded either) held no users.
+    assert max_users_without_failures([(10, 50, 0), (20, 0, 0), (40, 80, 0)]) == 10
+    assert max_users_without_failures([(10, 0, 0)]) == 0
+
+
+def test_latency_bars_are_relative_to_the_lowest_latency() -> None:
+    # Lower is better: the fastest format is 1 and a twice-as-slow one 2 (not 0.5 of the max).
+    assert bar_heights([4.0, 2.0, 8.0], higher_is_better=False) == [2.0, 1.0, 4.0]
+    assert bar_heights([4.0, 0.0], higher_is_better=False) == [1.0, 0.0]
+    assert bar_heights([50.0, 100.0], higher_is_better=True) == [0.5, 1.0]
+    assert bar_heights([0.0, 0.0], higher_is_better=True) == [0.0, 0.0]
 
 
 def test_options_are_checked_up_front() -> None:
@@ -42,19 +58,33 @@ def test_tiny_run_writes_summary_charts_and_repositories(tmp_path: Path) -> None
     options = FormatsDemoOptions(
         model="resnet50",
         tiny=True,
-        copies=3,
         out=tmp_path / "out",
         formats=["pytorch", "tensorrt"],
         users=[1, 2],
         step_duration_s=1.5,
+        memory_budget="12MiB",
     )
     messages: list[str] = []
     result = run_formats_demo(options, progress=messages.append)
 
     by_format = {o.format: o for o in result.outcomes}
-    assert by_format["pytorch"].available and by_format["pytorch"].models_loaded == 3
-    assert by_format["pytorch"].parity_max_abs_error is not None
-    assert by_format["pytorch"].parity_max_abs_error <= 1e-4
+    torch_outcome = by_format["pytorch"]
+    assert torch_outcome.available
+    # Models loaded come from measured resident memory, not from the weights: a TorchScript
+    # copy holds far more than its (tiny) weights.
+    resident = torch_outcome.resident_bytes_per_copy
+    weights = torch_outcome.memory_bytes
+    assert resident is not None and weights is not None and resident > 4 * weights
+    budget = result.memory_budget_bytes
+    assert budget == 12 * 2**20
+    loaded = torch_outcome.models_loaded
+    assert loaded is not None and loaded >= 1
+    # Copies were loaded one at a time until one evicted another: what fits at that size.
+    assert torch_outcome.first_eviction_at == loaded + 1
+    assert loaded * resident <= budget < (loaded + 2) * resident
+    assert torch_outcome.copies_packaged is not None and torch_outcome.copies_packaged > loaded
+    assert torch_outcome.parity_max_abs_error is not None
+    assert torch_outcome.parity_max_abs_error <= 1e-4
     trt = by_format["tensorrt"]
     assert not trt.available and trt.reason
     assert any("tensorrt: unavailable" in m for m in messages)
@@ -63,7 +93,7 @@ def test_tiny_run_writes_summary_charts_and_repositories(tmp_path: Path) -> None
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == SUMMARY_COLUMNS
     assert [int(r["User Count"]) for r in rows] == [1, 2]
-    assert all(r["platform"] == "pytorch" and r["max_models_loaded"] == "3" for r in rows)
+    assert all(r["platform"] == "pytorch" and r["max_models_loaded"] == str(loaded) for r in rows)
     assert sum(int(r["Successful Requests"]) for r in rows) > 0
     assert all(r["Failed Requests"] == "0" for r in rows)
     first = rows[0]
@@ -74,11 +104,9 @@ def test_tiny_run_writes_summary_charts_and_repositories(tmp_path: Path) -> None
 
     out = tmp_path / "out"
     sagemaker = out / "repositories" / "sagemaker" / "pytorch"
-    assert sorted(p.name for p in sagemaker.glob("*.tar.gz")) == [
-        "resnet50-tiny-pytorch-v0.tar.gz",
-        "resnet50-tiny-pytorch-v1.tar.gz",
-        "resnet50-tiny-pytorch-v2.tar.gz",
-        "resnet50-tiny-pytorch.tar.gz",
-    ]
+    assert sorted(p.name for p in sagemaker.glob("*.tar.gz")) == sorted(
+        [f"resnet50-tiny-pytorch-v{i}.tar.gz" for i in range(torch_outcome.copies_packaged)]
+        + ["resnet50-tiny-pytorch.tar.gz"]
+    )
     triton = out / "repositories" / "triton" / "pytorch" / "resnet50-tiny-pytorch"
     assert (triton / "config.pbtxt").is_file() and (triton / "1" / "model.pt").is_file()

@@ -56,9 +56,42 @@ def test_opset_is_configurable(tmp_path: Path) -> None:
     import torch
 
     module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
-    result = OnnxExporter().export(module, np.ones((2, 4), np.float32), tmp_path / "o", opset=18)
-    assert result.details["opset"] == 18
-    assert onnx.load(str(result.artifact)).opset_import[0].version == 18
+    # 17 is below what the dynamo exporter writes (18): it converts, and the file says 17.
+    result = OnnxExporter().export(module, np.ones((2, 4), np.float32), tmp_path / "o", opset=17)
+    assert result.details["opset"] == 17
+    imports = onnx.load(str(result.artifact)).opset_import
+    assert [o.version for o in imports if o.domain in ("", "ai.onnx")] == [17]
+    assert result.parity.passed
+
+
+def test_an_opset_the_exporter_cannot_write_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh())
+    target = tmp_path / "o"
+    # No adapter takes Gemm down to opset 12: the exporter would keep 18 and only warn.
+    with pytest.raises(ExportError, match="could not write opset 12: it wrote opset 18"):
+        OnnxExporter().export(module, np.ones((2, 4), np.float32), target, opset=12)
+    assert not target.exists()
+
+
+def test_existing_artifact_is_refused_before_exporting(tmp_path: Path) -> None:
+    import torch
+
+    calls: list[int] = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return x + 1
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "model.onnx").write_bytes(b"keep me")
+    with pytest.raises(ExportError, match="overwrite=True"):
+        OnnxExporter().export(Counting(), np.ones((2, 3), np.float32), target)
+    assert calls == []
+    assert (target / "model.onnx").read_bytes() == b"keep me"
 
 
 def test_unsupported_op_fails_before_anything_is_written(tmp_path: Path) -> None:

@@ -301,3 +301,69 @@ def test_triton_layout_packaging(tmp_path: Path) -> None:
     assert parse_config((root / "resnet" / "config.pbtxt").read_text()).name == "resnet"
     # The repository renames the copy's config so Triton accepts the folder.
     assert parse_config((root / "resnet-v0" / "config.pbtxt").read_text()).name == "resnet-v0"
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/../../escaped", ".."])
+def test_packaging_validates_the_name_before_building_any_folder(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from mmeperf.errors import InvalidModelNameError
+
+    # The staging folder is made under TMPDIR: a name used as a path there would land beside it.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    repo = ModelRepository(tmp_path / "repo")
+    with pytest.raises(InvalidModelNameError):
+        package_model(
+            repo,
+            name,
+            _plan_folder(tmp_path, 32),
+            cv_config("tensorrt_plan", max_batch_size=32),
+            backend="tensorrt",
+        )
+    assert list(scratch.iterdir()) == []  # nothing written beside (or inside) the temp folder
+    assert not (tmp_path / "escaped").exists()
+    assert repo.names() == []
+
+
+def _signature(shape: list[int], out_shape: list[int]) -> Any:
+    from mmeperf.backends.tensors import Signature, TensorSpec
+
+    return Signature(
+        inputs=[TensorSpec(name="x", dtype="float32", shape=shape)],
+        outputs=[TensorSpec(name="y", dtype="float32", shape=out_shape)],
+    )
+
+
+def test_dims_leave_out_the_batch_axis_only_when_triton_batches() -> None:
+    batched = _parsed(config_for_signature("onnx", _signature([-1, 4], [-1, 3]), max_batch_size=8))
+    assert batched.max_batch_size == 8
+    assert list(batched.input[0].dims) == [4] and list(batched.output[0].dims) == [3]
+
+    # max_batch_size 0: Triton wants the full shape, batch axis included.
+    fixed = _parsed(config_for_signature("onnx", _signature([2, 4], [2, 3]), max_batch_size=0))
+    assert fixed.max_batch_size == 0
+    assert list(fixed.input[0].dims) == [2, 4] and list(fixed.output[0].dims) == [2, 3]
+
+    # A dynamic first axis without Triton batching stays -1; warmup sends one row.
+    free = _parsed(
+        config_for_signature(
+            "pytorch", _signature([-1, 4], [-1, 3]), max_batch_size=0, warmup=True
+        )
+    )
+    assert list(free.input[0].dims) == [-1, 4]
+    assert list(free.model_warmup[0].inputs["x"].dims) == [1, 4]
+
+    # One value per row: dims [1] with a reshape to a scalar, as Triton documents it.
+    scalar = _parsed(config_for_signature("onnx", _signature([-1, 4], [-1]), max_batch_size=8))
+    assert list(scalar.output[0].dims) == [1]
+    assert scalar.output[0].HasField("reshape") and list(scalar.output[0].reshape.shape) == []
+
+
+def test_a_fixed_batch_export_is_refused_for_a_batching_config() -> None:
+    # Exported with dynamic_batch=False (shape [2, 4]): Triton would add a batch axis in front.
+    with pytest.raises(ConfigurationError, match=r"fixed shape \[2, 4\].*max_batch_size=32"):
+        config_for_signature("onnx", _signature([2, 4], [2, 3]), max_batch_size=32)

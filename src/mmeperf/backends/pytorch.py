@@ -2,6 +2,8 @@
 
 Saves a scripted or traced module, loads it on the GPU when one is present (else the CPU) and
 runs named tensors through it. Export from an eager module with :class:`TorchScriptExporter`.
+A TorchScript archive is code from its author (PyTorch's SECURITY.md: treat models like
+executable programs), so ``load`` refuses it unless the caller opts in with ``allow_pickle=True``.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class TorchScriptRunner(TensorRunner):
                 ]
                 result = self.module(*args)
         except RuntimeError as exc:
-            raise PredictionError(f"TorchScript model failed: {_first_line(exc)}") from exc
+            raise PredictionError(f"TorchScript model failed: {_last_line(exc)}") from exc
         return _name_outputs(result, self.signature)
 
     def close(self) -> None:
@@ -120,16 +122,29 @@ class TorchScriptBackend(TensorBackend):
         return path
 
     def load(self, directory: Path, *, allow_pickle: bool = False) -> TorchScriptRunner:
-        """Load ``model.pt`` (TorchScript's restricted archive format, not a free pickle)."""
+        """Load ``model.pt``; refused (ModelLoadError) unless ``allow_pickle=True``.
+
+        TorchScript archives carry code and pickled data that run when loaded: PyTorch's
+        security policy says to treat them like executable programs from their provider. Opt
+        in only for artifacts you trust (``mmeperf serve --allow-pickle``,
+        ``LocalEndpoint(allow_pickle=True)``); mmeperf's exporters opt in for the archives they
+        have just written themselves.
+        """
+        path = main_artifact(directory, MODEL_FILE)
+        if not allow_pickle:
+            raise ModelLoadError(
+                f"{path} is a TorchScript archive, which runs code from its author when loaded, "
+                f"so it is refused. If you trust it, opt in with allow_pickle=True "
+                f"(mmeperf serve --allow-pickle, LocalEndpoint(allow_pickle=True))"
+            )
         import torch
 
-        path = main_artifact(directory, MODEL_FILE)
         device = default_device()
         try:
             module = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
         except Exception as exc:  # torch raises RuntimeError/ValueError for foreign files
             raise ModelLoadError(
-                f"{path} is not a TorchScript archive: {_first_line(exc)}"
+                f"{path} is not a TorchScript archive: {_last_line(exc)}"
             ) from exc
         module.eval()
         signature = Signature.load(path.parent) or _signature_from_schema(module)
@@ -165,5 +180,14 @@ def _name_outputs(result: Any, signature: Signature) -> Tensors:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line: what torch.jit.script's compile errors lead with (source follows)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _last_line(exc: BaseException, limit: int = 500) -> str:
+    """The last non-empty line of an exception's message: TorchScript's first line is a
+    generic "The following operation failed in the TorchScript interpreter.", its last the
+    real exception (e.g. ``RuntimeError: mat1 and mat2 shapes cannot be multiplied``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else type(exc).__name__

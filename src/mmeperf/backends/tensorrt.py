@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +33,7 @@ __all__ = [
     "EngineProfile",
     "TensorRTBackend",
     "TensorRTRunner",
+    "check_profile_shapes",
     "import_tensorrt",
 ]
 
@@ -105,6 +107,8 @@ class TensorRTRunner(TensorRunner):
         self._memory_bytes = int(plan_bytes) + int(scratch or 0)
         self._runtime: Any = None
         self.max_batch = _profile_max_batch(engine, signature)
+        #: Input name -> (min shape, max shape) of optimization profile 0.
+        self.profile_shapes = _profile_shapes(engine, signature)
 
     @property
     def memory_bytes(self) -> int:
@@ -114,19 +118,23 @@ class TensorRTRunner(TensorRunner):
     def run(self, inputs: Tensors) -> Tensors:
         import torch
 
-        rows = next(iter(inputs.values())).shape[0]
-        if self.max_batch is not None and rows > self.max_batch:
-            raise PayloadError(
-                f"Batch of {rows} exceeds the engine's optimization profile (max batch {self.max_batch})"
-            )
+        # A shape outside the engine's profile is the caller's mistake (400), found before any
+        # GPU work; TensorRT itself would only log it and fail the launch.
+        check_profile_shapes({n: tuple(a.shape) for n, a in inputs.items()}, self.profile_shapes)
         with self._lock:
             try:
                 stream = torch.cuda.current_stream()
                 keep: list[torch.Tensor] = []
                 for name, array in inputs.items():
+                    # set_input_shape answers False (and logs) for a shape the profile refuses.
+                    if not self.context.set_input_shape(name, tuple(array.shape)):
+                        raise PayloadError(
+                            f"TensorRT refused the shape {list(array.shape)} for input {name!r} "
+                            f"(outside the engine's optimization profile)"
+                        )
+                for name, array in inputs.items():
                     tensor = torch.from_numpy(array).to("cuda")
                     keep.append(tensor)
-                    self.context.set_input_shape(name, tuple(array.shape))
                     self.context.set_tensor_address(name, tensor.data_ptr())
                 outputs: dict[str, torch.Tensor] = {}
                 for spec in self.signature.outputs:
@@ -138,7 +146,7 @@ class TensorRTRunner(TensorRunner):
                 if not self.context.execute_async_v3(stream.cuda_stream):
                     raise PredictionError("TensorRT execute_async_v3 reported failure")
                 stream.synchronize()
-            except PredictionError:
+            except (PredictionError, PayloadError):
                 raise
             except Exception as exc:
                 raise PredictionError(f"TensorRT failed: {str(exc).strip()[:300]}") from exc
@@ -234,6 +242,43 @@ def _profile_max_batch(engine: Any, signature: Signature) -> int | None:
     except Exception:
         return None
     return int(max_shape[0]) if len(max_shape) else None
+
+
+def _profile_shapes(
+    engine: Any, signature: Signature
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Input name -> (min, max) shape of optimization profile 0
+    (``ICudaEngine.get_tensor_profile_shape(name, 0)`` answers [min, opt, max])."""
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for spec in signature.inputs:
+        try:
+            low, _opt, high = engine.get_tensor_profile_shape(spec.name, 0)
+        except Exception:  # a static input (no profile entry): set_input_shape still checks it
+            continue
+        shapes[spec.name] = (tuple(int(d) for d in low), tuple(int(d) for d in high))
+    return shapes
+
+
+def check_profile_shapes(
+    shapes: Mapping[str, Sequence[int]],
+    profile: Mapping[str, tuple[Sequence[int], Sequence[int]]],
+) -> None:
+    """Raise PayloadError (400) when an input's shape lies outside the profile's min..max.
+
+    ``shapes``: input name -> the request's shape; ``profile``: input name -> (min, max) shape,
+    as TensorRT reports them for profile 0.
+    """
+    for name, shape in shapes.items():
+        if name not in profile:
+            continue
+        low, high = profile[name]
+        if len(shape) != len(low) or any(
+            not lo <= d <= hi for d, lo, hi in zip(shape, low, high, strict=True)
+        ):
+            raise PayloadError(
+                f"Input {name!r} has shape {list(shape)}; the engine's optimization profile "
+                f"accepts {list(low)} to {list(high)}"
+            )
 
 
 def _torch_dtype(dtype: np.dtype[Any]) -> Any:

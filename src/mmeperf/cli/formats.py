@@ -14,10 +14,14 @@ _DEFAULT_OUT = Path("mmeperf-out/formats")
 def formats(
     model: str = typer.Option("resnet50", "--model", help="Sample model: resnet50, vit or bert."),
     tiny: bool = typer.Option(
-        False, "--tiny", help="Tiny model variant and 5 s steps (about two minutes)."
+        False, "--tiny", help="Tiny model variant and 5 s steps (a few minutes)."
     ),
     copies: int = typer.Option(
-        8, "--copies", min=1, help="Copies of each format in the repository."
+        0,
+        "--copies",
+        min=0,
+        help="Copies of each format in the repository (default 0: enough to pass the budget "
+        "at the measured memory per copy).",
     ),
     out: Path = typer.Option(
         _DEFAULT_OUT,
@@ -33,7 +37,7 @@ def formats(
     memory_budget: str = typer.Option(
         "",
         "--memory-budget",
-        help="Local MME model budget, e.g. 2GiB (default: copies of the smallest format / 0.9).",
+        help="Local MME model budget, e.g. 2GiB (default 32MiB with --tiny, else 4GiB).",
     ),
     payload: str = typer.Option(
         "npy", "--payload", help="Request encoding: npy (NPZ for NLP) or json (KServe v2)."
@@ -56,7 +60,7 @@ def formats(
         options = FormatsDemoOptions(
             model=model,  # type: ignore[arg-type]
             tiny=tiny,
-            copies=copies,
+            copies=copies or None,
             out=out,
             users=steps,
             step_duration_s=step_duration or None,
@@ -70,6 +74,18 @@ def formats(
         console.print(f"error: {exc}", style="red")
         raise typer.Exit(2) from exc
     console.print(result.summary.to_string(index=False))
+    console.print(
+        "max_models_loaded: copies resident in the local MME when loading one more first evicted "
+        f"one, each charged its measured resident memory, in a "
+        f"{result.memory_budget_bytes / 2**20:.1f} MiB budget:"
+    )
+    for outcome in result.outcomes:
+        if outcome.available and outcome.models_loaded is not None:
+            console.print(
+                f"  {outcome.format}: {outcome.models_loaded} copies at "
+                f"{(outcome.resident_bytes_per_copy or 0) / 2**20:.2f} MiB each (weights "
+                f"{(outcome.memory_bytes or 0) / 2**20:.2f} MiB)"
+            )
     for outcome in result.outcomes:
         if not outcome.available:
             console.print(f"{outcome.format}: not run: {outcome.reason}")

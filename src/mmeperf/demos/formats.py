@@ -2,10 +2,11 @@
 each served by the local MME under one memory budget, users stepped up, results side by side.
 
 It reproduces the SageMaker GPU MME reference on any machine: export the model to every format
-available here (TensorRT is reported with the reason when it is not), package Triton model
-folders and SageMaker MME tarballs, count how many copies of each format fit the budget, step
-users up against the copies that fit, and write ``summary_results.csv`` with the reference's two
-charts. Latency figures are each step's own exact percentiles, not a running average.
+available here (TensorRT is reported with the reason when it is not), measure the resident memory
+one loaded copy of each format holds, package Triton model folders and SageMaker MME tarballs,
+load copies one at a time into the local MME (each charged its measured size) until the first
+eviction, step users up against the copies that fit, and write ``summary_results.csv`` with the
+reference's two charts. Latency figures are each step's own exact percentiles.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ __all__ = [
     "FormatOutcome",
     "FormatsDemoOptions",
     "FormatsDemoResult",
+    "ResidentMemory",
+    "bar_heights",
     "max_users_without_failures",
+    "measure_resident_memory",
     "run_formats_demo",
 ]
 
@@ -63,8 +67,9 @@ class FormatsDemoOptions(BaseModel):
     """Sample model: ResNet-50, ViT-Base or BERT-base shaped, random weights."""
     tiny: bool = False
     """Use the tiny variant and short steps (for a quick run or CI)."""
-    copies: int = Field(default=8, ge=1)
-    """Copies of each format put in the repository (``{name}-v{i}.tar.gz``)."""
+    copies: int | None = Field(default=None, ge=1)
+    """Copies of each format put in the repository (``{name}-v{i}.tar.gz``). Default: enough
+    to pass the memory budget at the format's measured size per copy (at most 256)."""
     out: Path = Path("mmeperf-out/formats")
     """Where exports, repositories, runs, summary_results.csv and charts go."""
     formats: list[str] = Field(default_factory=lambda: list(FORMATS))
@@ -78,8 +83,8 @@ class FormatsDemoOptions(BaseModel):
     reference's); 0 with ``tiny``, so a few users saturate the server and req/s compares formats."""
     wait_max_s: float | None = Field(default=None, ge=0)
     memory_budget: int | str | None = None
-    """Model-cache budget of the local MME. Default: what ``copies`` copies of the smallest
-    format need, divided by 0.9 (the reference filled GPU memory up to 90%)."""
+    """Model-cache budget of the local MME, the same for every format. Default 32 MiB with
+    ``tiny``, 4 GiB otherwise. Each loaded copy is charged its measured resident memory."""
     payload: Literal["npy", "json"] = "npy"
     """Request encoding: NPY (NPZ for several inputs) or JSON (KServe v2, as the reference)."""
     seed: int = 0
@@ -130,9 +135,17 @@ class FormatOutcome(BaseModel):
     artifact_bytes: int | None = None
     load_time_s: float | None = None
     memory_bytes: int | None = None
-    """The runner's own memory estimate for one copy (what the cache budget charges)."""
+    """The runner's own memory estimate for one copy (its weights)."""
+    resident_bytes_per_copy: int | None = None
+    """Resident memory one loaded and invoked copy adds, measured in a separate process; what
+    the local MME charges each copy against the budget."""
+    copies_packaged: int | None = None
+    """Copies of this format in the repository."""
     models_loaded: int | None = None
-    """Copies resident after every copy was invoked once (how many fit the budget)."""
+    """Copies resident in the local MME just before its first eviction, loading one copy at a
+    time (or all copies packaged, when none was evicted)."""
+    first_eviction_at: int | None = None
+    """The copy whose load evicted another (1-based); None when every copy fitted."""
     max_rps: float | None = None
     lowest_p50_ms: float | None = None
     max_users_without_failures: int | None = None
@@ -155,19 +168,110 @@ class FormatsDemoResult(BaseModel):
     """Highest ONNX Runtime req/s over highest TorchScript req/s, both measured in this run."""
 
 
-def max_users_without_failures(steps: list[tuple[int, int]]) -> int:
-    """The user count of the last step before the first step with a failure.
+def max_users_without_failures(steps: list[tuple[int, int, int]]) -> int:
+    """The user count of the last step before the first step that failed.
 
-    ``steps`` are (users, failures) in run order. 0 when the first step already failed; the
-    last step's users when none failed. (The reference took the largest zero-failure step even
-    after an earlier step had failed.)
+    ``steps`` are (users, requests, failures) in run order. A step fails when a request failed
+    or when none completed (a server that answers nothing holds no users). 0 when the first step
+    already failed; the last step's users when none failed. (The reference took the largest
+    zero-failure step even after an earlier step had failed.)
     """
     best = 0
-    for users, failures in steps:
-        if failures > 0:
+    for users, requests, failures in steps:
+        if failures > 0 or requests - failures <= 0:
             return best
         best = users
     return best
+
+
+class ResidentMemory(BaseModel):
+    """Resident memory (RSS) one loaded copy of a model holds, measured in a fresh process."""
+
+    per_copy_bytes: int
+    """(RSS after loading and invoking ``copies`` copies - RSS before) / ``copies``."""
+    copies: int
+    """Copies loaded for the measurement (after one warm-up copy, not counted)."""
+    baseline_bytes: int
+    """The probe process's RSS with the framework imported and one copy warm."""
+    estimate_bytes: int
+    """The runner's own estimate (its weights), for comparison."""
+
+
+def measure_resident_memory(
+    fmt: str, directory: Path, inputs: dict[str, Any], *, copies: int = 4, timeout_s: float = 300
+) -> ResidentMemory:
+    """Load ``copies`` copies of the artifact in ``directory`` through the ``fmt`` backend in a
+    subprocess, one prediction each (as the MME serves a copy once loaded), and measure the RSS
+    they add. One warm-up copy is loaded first so that the framework's one-time allocations
+    (libraries, thread pools, kernels) are not charged to the copies.
+
+    The artifact must be one the caller built (TorchScript is loaded with ``allow_pickle``).
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    if copies < 1:
+        raise ConfigurationError(f"copies must be >= 1, got {copies}")
+    with tempfile.TemporaryDirectory(prefix="mmeperf-rss-") as tmp:
+        npz = Path(tmp) / "inputs.npz"
+        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in inputs.items()}
+        np.savez(npz, **arrays)
+        request = json.dumps(
+            {"format": fmt, "directory": str(directory), "inputs": str(npz), "copies": copies}
+        )
+        code = "import sys; from mmeperf.demos.formats import _resident_probe; _resident_probe(sys.argv[1])"
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", code, request],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise MmeperfError(f"Measuring {fmt} memory took over {timeout_s:.0f} s") from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise MmeperfError(f"Measuring {fmt} memory failed: {tail[0]}")
+    return ResidentMemory.model_validate_json(done.stdout.strip().splitlines()[-1])
+
+
+def _resident_probe(request: str) -> None:
+    """The subprocess side of :func:`measure_resident_memory`; prints one JSON line."""
+    import gc
+    import json
+
+    import psutil
+
+    from mmeperf._plugins import get_backend
+
+    args = json.loads(request)
+    backend = get_backend(args["format"])
+    with np.load(args["inputs"]) as archive:
+        inputs = {k: archive[k] for k in archive.files}
+    directory = Path(args["directory"])
+    process = psutil.Process()
+
+    def load_one() -> Any:
+        runner = backend.load(directory, allow_pickle=True)  # the demo's own export
+        runner.predict(inputs)
+        return runner
+
+    warm = load_one()
+    gc.collect()
+    before = process.memory_info().rss
+    runners = [load_one() for _ in range(int(args["copies"]))]
+    gc.collect()
+    after = process.memory_info().rss
+    result = ResidentMemory(
+        per_copy_bytes=max(int((after - before) / len(runners)), 0),
+        copies=len(runners),
+        baseline_bytes=int(before),
+        estimate_bytes=int(warm.memory_bytes),
+    )
+    print(result.model_dump_json())
 
 
 def _format_available(fmt: str) -> str | None:
@@ -246,27 +350,38 @@ def run_formats_demo(
             + "; ".join(f"{o.format}: {o.reason}" for o in outcomes.values())
         )
 
-    # Memory of one copy per format, as the cache will charge it.
+    # Memory of one copy per format: measured, not estimated from the weights.
     from mmeperf._plugins import get_backend
 
+    probe_inputs = model.example_inputs(1, seed=options.seed + 1000)
     for fmt, export in exports.items():
-        runner = get_backend(fmt).load(export.directory)
+        runner = get_backend(fmt).load(export.directory, allow_pickle=True)  # built here
         outcomes[fmt].memory_bytes = int(runner.memory_bytes)
         runner.close()
-    if options.memory_budget is None:
-        smallest = min(o.memory_bytes or 1 for o in outcomes.values() if o.available)
-        budget = int(smallest * options.copies / 0.9)
-    else:
-        from mmeperf.units import parse_size
+        measured = measure_resident_memory(
+            fmt, export.directory, probe_inputs, copies=4 if options.tiny else 2
+        )
+        outcomes[fmt].resident_bytes_per_copy = max(measured.per_copy_bytes, 1)
+    from mmeperf.units import parse_size
 
+    if options.memory_budget is None:
+        budget = parse_size("32MiB" if options.tiny else "4GiB")
+    else:
         budget = parse_size(options.memory_budget)
+    for fmt in exports:
+        resident = outcomes[fmt].resident_bytes_per_copy or 1
+        outcomes[fmt].copies_packaged = options.copies or min(-(-budget // resident) + 1, 256)
     progress(
-        "Memory per copy: "
-        + ", ".join(f"{f} {outcomes[f].memory_bytes or 0:,} B" for f in exports)
-        + f"; budget {budget:,} B"
+        "Resident memory per loaded copy (measured): "
+        + ", ".join(
+            f"{f} {(outcomes[f].resident_bytes_per_copy or 0) / 2**20:.2f} MiB "
+            f"(weights {(outcomes[f].memory_bytes or 0) / 2**20:.2f} MiB)"
+            for f in exports
+        )
+        + f"; budget {budget / 2**20:.1f} MiB"
     )
 
-    repos = _build_repositories(options, model, exports, out, progress)
+    repos = _build_repositories(options, model, exports, outcomes, out, progress)
 
     rows: list[dict[str, Any]] = []
     stage_frames: dict[str, Any] = {}
@@ -348,6 +463,7 @@ def _build_repositories(
     options: FormatsDemoOptions,
     model: Any,
     exports: dict[str, Any],
+    outcomes: dict[str, FormatOutcome],
     out: Path,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -377,11 +493,11 @@ def _build_repositories(
             if folder.exists():
                 shutil.rmtree(folder)
             repo = ModelRepository(folder, layout=layout)
-            package_model(repo, name, export, config, copies=options.copies)
+            package_model(repo, name, export, config, copies=outcomes[fmt].copies_packaged or 1)
             if layout == "sagemaker":
                 repos[fmt] = repo
         progress(
-            f"  {fmt}: Triton folder and {options.copies} SageMaker MME copies of {name} under "
+            f"  {fmt}: Triton folder and {outcomes[fmt].copies_packaged} SageMaker MME copies of {name} under "
             f"{out / 'repositories'}"
         )
     return repos
@@ -419,31 +535,53 @@ def _benchmark_format(
     from mmeperf.load import Benchmark, LoadProfile, Traffic
 
     name = f"{model.name}-{fmt}"
-    copies = [f"{name}-v{i}.tar.gz" for i in range(options.copies)]
+    copies = [f"{name}-v{i}.tar.gz" for i in range(outcome.copies_packaged or 1)]
     bodies, content_type = _payloads(options, model)
     run_dir = out / "results" / model.name / fmt
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    with LocalEndpoint(memory_budget=budget, endpoint_name=f"formats-{fmt}").deploy(
-        repo
-    ) as endpoint:
-        # Fill the budget the reference's way: invoke each copy; what stays loaded fits. Two
-        # passes: a first load is reserved at the artifact's stored size (a guess the cache
-        # corrects after loading), which can evict a copy that would have fitted.
-        for target in copies + copies:
+    resident = outcome.resident_bytes_per_copy or 0
+    # The cache charges a runner's own estimate plus the per-model overhead: make the sum the
+    # measured resident size, so the budget is spent the way memory really is.
+    overhead = max(resident - (outcome.memory_bytes or 0), 0)
+    with LocalEndpoint(
+        memory_budget=budget,
+        per_model_overhead=overhead,
+        endpoint_name=f"formats-{fmt}",
+        allow_pickle=fmt == "pytorch",  # the demo built these TorchScript archives itself
+    ).deploy(repo) as endpoint:
+        # Fill the budget one copy at a time until a load evicts an earlier copy.
+        wanted = set(copies)
+        invoked = 0
+        loaded: list[str] = []
+        current: list[str] = []
+        for target in copies:
             answer = endpoint.invoke(target, bodies[0], content_type=content_type)
             if not answer.ok:
                 raise MmeperfError(
                     f"{fmt}: invoking {target} failed with {answer.status} {answer.error_code}: "
                     f"{answer.error_message}"
                 )
-        loaded = sorted(
-            m for m in endpoint.loaded_models() if m in set(copies) or m + ".tar.gz" in set(copies)
-        )
-        targets = [m if m.endswith(".tar.gz") else m + ".tar.gz" for m in loaded] or copies[:1]
+            invoked += 1
+            now = sorted(
+                m for m in endpoint.loaded_models() if m in wanted or m + ".tar.gz" in wanted
+            )
+            current = now
+            if len(now) < invoked:
+                outcome.first_eviction_at = invoked
+                break
+            loaded = now
         outcome.models_loaded = len(loaded)
+        # Users step against what is resident now (the copy that evicted another included).
+        targets = [m if m.endswith(".tar.gz") else m + ".tar.gz" for m in current] or copies[:1]
+        fill = (
+            f"the load of copy {outcome.first_eviction_at} evicted one"
+            if outcome.first_eviction_at
+            else f"all {len(copies)} packaged copies fitted (no eviction)"
+        )
         progress(
-            f"  {fmt}: {len(loaded)} of {len(copies)} copies fit the budget; stepping users {options.user_steps()}"
+            f"  {fmt}: {len(loaded)} copies resident at {resident / 2**20:.2f} MiB each in a "
+            f"{budget / 2**20:.1f} MiB budget ({fill}); stepping users {options.user_steps()}"
         )
         profile = LoadProfile.steps(
             users=options.user_steps(),
@@ -479,7 +617,10 @@ def _benchmark_format(
     outcome.max_rps = float(ok["rps"].max()) if len(ok) else None
     outcome.lowest_p50_ms = float(ok["p50_ms"].min()) if len(ok) else None
     outcome.max_users_without_failures = max_users_without_failures(
-        [(int(u), int(f)) for u, f in zip(frame["users"], frame["failures"], strict=True)]
+        [
+            (int(u), int(r), int(f))
+            for u, r, f in zip(frame["users"], frame["requests"], frame["failures"], strict=True)
+        ]
     )
     return frame
 
@@ -536,26 +677,47 @@ def _charts(
     return [first, second]
 
 
+def bar_heights(values: list[float], *, higher_is_better: bool) -> list[float]:
+    """Bars of the comparison chart, the best format at 1: values over the largest when higher
+    is better; over the smallest positive one when lower is better (latency), so a bar of 2
+    means twice the best latency. Zeros (nothing measured) stay 0."""
+    if higher_is_better:
+        peak = max(values, default=0.0) or 1.0
+        return [v / peak for v in values]
+    positive = [v for v in values if v > 0]
+    lowest = min(positive) if positive else 1.0
+    return [v / lowest for v in values]
+
+
 def _comparison_chart(outcomes: list[FormatOutcome], path: Path, model_name: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics: list[tuple[str, list[float]]] = [
-        ("models loaded", [float(o.models_loaded or 0) for o in outcomes]),
-        ("lowest p50 latency (ms)", [o.lowest_p50_ms or 0.0 for o in outcomes]),
-        ("highest requests/s", [o.max_rps or 0.0 for o in outcomes]),
+    # (label, values, higher is better)
+    metrics: list[tuple[str, list[float], bool]] = [
+        (
+            "models loaded\n(copies resident at first eviction,\nmeasured RSS per copy)",
+            [float(o.models_loaded or 0) for o in outcomes],
+            True,
+        ),
+        (
+            "lowest p50 latency (ms)\n(x the lowest; lower is better)",
+            [o.lowest_p50_ms or 0.0 for o in outcomes],
+            False,
+        ),
+        ("highest requests/s", [o.max_rps or 0.0 for o in outcomes], True),
         (
             "most users without failures",
             [float(o.max_users_without_failures or 0) for o in outcomes],
+            True,
         ),
     ]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.6))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.9))
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
-    for ax, (label, values) in zip(axes, metrics, strict=True):
-        peak = max(values) or 1
-        normalized = [v / peak for v in values]
+    for ax, (label, values, higher_is_better) in zip(axes, metrics, strict=True):
+        normalized = bar_heights(values, higher_is_better=higher_is_better)
         bars = ax.bar([o.format for o in outcomes], normalized, color=colors[: len(outcomes)])
         for bar, value in zip(bars, values, strict=True):
             text = f"{value:g}" if value == int(value) else f"{value:.1f}"
@@ -566,12 +728,13 @@ def _comparison_chart(outcomes: list[FormatOutcome], path: Path, model_name: str
                 va="bottom",
                 fontsize=8,
             )
-        ax.set_title(label, fontsize=9)
-        ax.set_ylim(0, 1.2)
+        ax.set_title(label, fontsize=8)
+        ax.set_ylim(0, 1.2 * max([1.0, *normalized]))
         ax.set_yticks([])
     fig.suptitle(
-        f"{model_name}: formats compared (bars normalized to the best; values annotated)",
-        fontsize=10,
+        f"{model_name}: formats compared (values annotated; bars relative to the best = 1: "
+        f"higher is better, except latency, shown as a multiple of the lowest)",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=90)

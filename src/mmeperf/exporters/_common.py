@@ -21,6 +21,7 @@ from mmeperf.exporters.base import ParityReport
 __all__ = [
     "DEFAULT_TOLERANCES",
     "InputSampler",
+    "check_destination",
     "compare_outputs",
     "default_sampler",
     "folder_size",
@@ -143,32 +144,57 @@ def compare_outputs(
     atol: float,
     rtol: float,
 ) -> ParityReport:
-    """Worst errors over (reference, candidate) pairs.
+    """Element by element over (reference, candidate) pairs, numpy's ``allclose`` rule: an
+    element passes when ``|candidate - reference| <= atol + rtol * |reference|``.
 
-    The relative error is max |candidate - reference| / max |reference| per pair: relative to the
-    output's scale, so values near zero do not blow it up.
+    Every element must pass, small ones included: a tolerance relative to the output's largest
+    value would let an element near zero be off many times its own size.
     """
-    max_abs = 0.0
-    max_rel = 0.0
+    if atol < 0 or rtol < 0:
+        raise ExportError(f"Tolerances must be >= 0, got atol={atol} and rtol={rtol}")
+    max_abs = max_rel = worst_ratio = 0.0
+    n_elements = n_mismatched = 0
+    worst_ref: float | None = None
+    worst_got: float | None = None
     for reference, candidate in pairs:
         if reference.shape != candidate.shape:
             raise ExportError(
                 f"The artifact's output has shape {list(candidate.shape)}, the source's "
                 f"{list(reference.shape)}"
             )
-        ref = reference.astype(np.float64)
-        diff = np.abs(candidate.astype(np.float64) - ref)
-        if not np.all(np.isfinite(diff)):
-            max_abs = max_rel = float("inf")
+        ref = reference.astype(np.float64).ravel()
+        got = candidate.astype(np.float64).ravel()
+        n_elements += ref.size
+        if ref.size == 0:
             continue
-        worst = float(diff.max()) if diff.size else 0.0
-        scale = float(np.abs(ref).max()) if ref.size else 0.0
-        max_abs = max(max_abs, worst)
-        max_rel = max(
-            max_rel, worst / scale if scale > 0 else (0.0 if worst == 0 else float("inf"))
-        )
+        diff = np.abs(got - ref)
+        finite = np.isfinite(diff)
+        if not finite.all():
+            n_mismatched += int((~finite).sum())
+            max_abs = max_rel = worst_ratio = float("inf")
+            diff = np.where(finite, diff, 0.0)
+        allowance = atol + rtol * np.abs(ref)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(diff == 0, 0.0, diff / allowance)  # allowance 0: inf when differs
+            rel = np.where(diff == 0, 0.0, diff / np.abs(ref))
+        n_mismatched += int((ratio > 1.0).sum())
+        worst = int(np.argmax(ratio))
+        if ratio[worst] > worst_ratio:
+            worst_ratio = float(ratio[worst])
+            worst_ref, worst_got = float(ref[worst]), float(got[worst])
+        max_abs = max(max_abs, float(diff.max()))
+        max_rel = max(max_rel, float(rel.max()))
     return ParityReport(
-        n_inputs=len(pairs), max_abs_error=max_abs, max_rel_error=max_rel, atol=atol, rtol=rtol
+        n_inputs=len(pairs),
+        max_abs_error=max_abs,
+        max_rel_error=max_rel,
+        atol=atol,
+        rtol=rtol,
+        worst_ratio=worst_ratio,
+        n_elements=n_elements,
+        n_mismatched=n_mismatched,
+        worst_reference=worst_ref,
+        worst_candidate=worst_got,
     )
 
 
@@ -176,16 +202,9 @@ def folder_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-@contextlib.contextmanager
-def staged_export(
-    directory: Path, artifact_names: Sequence[str], *, overwrite: bool
-) -> Iterator[Path]:
-    """A temporary folder to build an artifact in, moved into ``directory`` only on success.
-
-    Refuses up front (before any work) when ``directory`` already holds one of the artifact
-    files and ``overwrite`` is False. On any error the temporary folder is removed and
-    ``directory`` is left as it was.
-    """
+def check_destination(directory: Path, artifact_names: Sequence[str], *, overwrite: bool) -> Path:
+    """Refuse (ExportError) a target that is a file, or that already holds one of the artifact
+    files while ``overwrite`` is False. Exporters call it before tracing or building anything."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"{directory} exists and is not a folder")
@@ -194,6 +213,20 @@ def staged_export(
         raise ExportError(
             f"{directory} already holds {clashes}; pass overwrite=True to replace them"
         )
+    return directory
+
+
+@contextlib.contextmanager
+def staged_export(
+    directory: Path, artifact_names: Sequence[str], *, overwrite: bool
+) -> Iterator[Path]:
+    """A temporary folder to build an artifact in, moved into ``directory`` only on success.
+
+    Refuses up front (see :func:`check_destination`, checked again here in case the folder
+    changed meanwhile). On any error the temporary folder is removed and ``directory`` is left
+    as it was.
+    """
+    directory = check_destination(directory, artifact_names, overwrite=overwrite)
     staging = Path(tempfile.mkdtemp(prefix="mmeperf-export-"))
     try:
         yield staging

@@ -21,6 +21,7 @@ from mmeperf.errors import ExportError, ParityError
 from mmeperf.exporters._common import (
     DEFAULT_TOLERANCES,
     InputSampler,
+    check_destination,
     compare_outputs,
     default_sampler,
     first_line,
@@ -101,6 +102,7 @@ class OnnxExporter(Exporter):
 
         from mmeperf.backends.onnx import MODEL_FILE, OnnxBackend
 
+        check_destination(Path(directory), [MODEL_FILE], overwrite=overwrite)
         module = check_torch_module(model, "The ONNX exporter")
         names = list(input_names) if input_names is not None else forward_names(module)
         inputs = to_numpy_inputs(example_input, names)
@@ -139,6 +141,16 @@ class OnnxExporter(Exporter):
             ) from exc
         if program is None:  # pragma: no cover - dynamo=True always returns a program
             raise ExportError("torch.onnx.export returned no program")
+        written_opset = _default_opset(program.model_proto)
+        if opset is not None and written_opset != opset:
+            # The dynamo exporter writes its own opset (18) and converts down on request; when
+            # an operator has no adapter to the older version it keeps 18 and only warns.
+            raise ExportError(
+                f"torch.onnx.export could not write opset {opset}: it wrote opset "
+                f"{written_opset} (the version converter has no adapter to opset {opset} for an "
+                f"operator of this model). Ask for opset {written_opset} or newer, or leave "
+                f"opset unset"
+            )
 
         signature = Signature.from_arrays(
             inputs, {output_name: reference}, dynamic_batch=dynamic_batch
@@ -156,14 +168,6 @@ class OnnxExporter(Exporter):
                 onnx.checker.check_model(str(path))
             except Exception as exc:
                 raise ExportError(f"The exported ONNX model is invalid: {first_line(exc)}") from exc
-            written_opset = max(
-                (
-                    o.version
-                    for o in onnx.load(str(path), load_external_data=False).opset_import
-                    if o.domain in ("", "ai.onnx")
-                ),
-                default=None,
-            )
             signature.save(staging)
             started = time.perf_counter()
             runner = backend.load(staging)
@@ -185,11 +189,7 @@ class OnnxExporter(Exporter):
             runner.close()
             parity = compare_outputs(pairs, atol=atol, rtol=rtol)
             if not parity.passed:
-                raise ParityError(
-                    f"ONNX Runtime output differs from eager torch: max abs error "
-                    f"{parity.max_abs_error:.3g} > {atol:g} and max rel error "
-                    f"{parity.max_rel_error:.3g} > {rtol:g}"
-                )
+                raise ParityError(f"ONNX Runtime output differs from eager torch: {parity.describe()}")
             size = folder_size(staging)
         directory = Path(directory)
         return ExportResult(
@@ -207,6 +207,14 @@ class OnnxExporter(Exporter):
                 "signature": signature.model_dump(),
             },
         )
+
+
+def _default_opset(model: Any) -> int | None:
+    """The default-domain (``ai.onnx``) opset an ``onnx.ModelProto`` imports."""
+    return max(
+        (int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")),
+        default=None,
+    )
 
 
 def inputs_batch(inputs: dict[str, Any]) -> int:

@@ -20,6 +20,7 @@ from mmeperf.errors import ExportError, ParityError
 from mmeperf.exporters._common import (
     DEFAULT_TOLERANCES,
     InputSampler,
+    check_destination,
     compare_outputs,
     default_sampler,
     first_line,
@@ -98,6 +99,7 @@ class TensorRTExporter(Exporter):
             raise ExportError(f"n_parity_inputs must be >= 1, got {n_parity_inputs}")
         if workspace_bytes < 2**20:
             raise ExportError(f"workspace_bytes must be at least 1 MiB, got {workspace_bytes}")
+        check_destination(Path(directory), [MODEL_FILE], overwrite=overwrite)
         source = onnx_source(model)
         ort = require("onnxruntime", what="The TensorRT exporter (parity reference)", extra="onnx")
         from mmeperf.backends.onnx import onnx_signature
@@ -147,11 +149,7 @@ class TensorRTExporter(Exporter):
             runner.close()
             parity = compare_outputs(pairs, atol=atol, rtol=rtol)
             if not parity.passed:
-                raise ParityError(
-                    f"TensorRT output differs from ONNX Runtime: max abs error "
-                    f"{parity.max_abs_error:.3g} > {atol:g} and max rel error "
-                    f"{parity.max_rel_error:.3g} > {rtol:g}"
-                )
+                raise ParityError(f"TensorRT output differs from ONNX Runtime: {parity.describe()}")
             size = folder_size(staging)
         directory = Path(directory)
         return ExportResult(

@@ -668,7 +668,13 @@ def config_for_signature(
     allow_unused_profile: bool = False,
 ) -> TritonModelConfig:
     """The config for an exported tensor model (``pytorch``, ``onnx`` or ``tensorrt``) from its
-    signature; a TensorRT config is checked against the engine's optimization profile."""
+    signature; a TensorRT config is checked against the engine's optimization profile.
+
+    Triton's ``dims`` leave out the batch axis when ``max_batch_size > 0`` and include it when
+    ``max_batch_size == 0``. So a batching config needs every tensor's first axis dynamic (-1,
+    exported with ``dynamic_batch=True``) and drops it; ``max_batch_size=0`` lists the full
+    shape, a dynamic first axis staying -1 (any size, no server-side batching).
+    """
     from mmeperf.backends.tensors import triton_datatype
 
     if backend not in BACKEND_PLATFORMS or backend == "xgboost":
@@ -682,8 +688,30 @@ def config_for_signature(
                 f"Tensor {spec.name!r} has no recorded dtype/shape; export with mmeperf.exporters "
                 f"so signature.json is written"
             )
+        shape = [int(d) for d in spec.shape]
+        if max_batch_size > 0:
+            if not shape or shape[0] != -1:
+                raise ConfigurationError(
+                    f"Tensor {spec.name!r} has the fixed shape {shape} (no dynamic batch axis), "
+                    f"but max_batch_size={max_batch_size} makes Triton add a batch axis in front "
+                    f"of dims. Re-export with dynamic_batch=True, or use max_batch_size=0 so "
+                    f"dims list the full shape"
+                )
+            dims = shape[1:]
+        else:
+            dims = shape
+        if not dims:
+            # A per-row scalar: Triton wants dims [1] and a reshape to [] for the model.
+            return TritonTensor.model_validate(
+                {
+                    "name": spec.name,
+                    "data_type": triton_datatype(spec.dtype),
+                    "dims": [1],
+                    "reshape": [],
+                }
+            )
         return TritonTensor.model_validate(
-            {"name": spec.name, "data_type": triton_datatype(spec.dtype), "dims": spec.item_shape}
+            {"name": spec.name, "data_type": triton_datatype(spec.dtype), "dims": dims}
         )
 
     try:
@@ -691,6 +719,13 @@ def config_for_signature(
         outputs = [tensor(s) for s in signature.outputs]
     except ValidationError as exc:
         raise ConfigurationError(f"Invalid tensor for a Triton config: {exc}") from exc
+    warmup_inputs = inputs
+    if max_batch_size == 0:
+        # Warmup requests need concrete dims: one row where the batch axis is dynamic.
+        warmup_inputs = [
+            t.model_copy(update={"dims": [1 if i == 0 and d == -1 else d for i, d in enumerate(t.dims)]})
+            for t in inputs
+        ]
     config = build_config(
         platform=BACKEND_PLATFORMS[backend],
         name=name,
@@ -701,7 +736,7 @@ def config_for_signature(
             preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
         ),
         instance_groups=_instances(instance_kind, instance_count),
-        warmup=_warmup_for(inputs, warmup),
+        warmup=_warmup_for(warmup_inputs, warmup),
     )
     if engine_profile is not None:
         check_engine_profile(config, engine_profile, allow_unused_profile=allow_unused_profile)
@@ -819,8 +854,11 @@ def package_model(
             check_engine_profile(config, profile)
     if copies < 0:
         raise ConfigurationError(f"copies must be >= 0, got {copies}")
+    # The repository's own name rules (InvalidModelNameError, 400) before any path is built.
+    name = repository._name_of(name)
     with tempfile.TemporaryDirectory(prefix="mmeperf-triton-") as tmp:
-        folder = triton_model_folder(Path(tmp) / name, config, artifact_dir)
+        # A fixed folder name: the model's name never becomes part of a local path here.
+        folder = triton_model_folder(Path(tmp) / "model", config, artifact_dir)
         prefix = name if repository.layout == "sagemaker" else None
         entry = repository.add(
             name, folder, backend=backend, arcname_prefix=prefix, overwrite=overwrite
