@@ -8,14 +8,16 @@ import contextlib
 import inspect
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmeperf._types import Tensors
-from mmeperf.errors import ExportError
+from mmeperf._types import Array, Tensors
+from mmeperf.backends.base import Runner
+from mmeperf.errors import ExportError, ParityError
 from mmeperf.exporters.base import ParityReport
 
 __all__ = [
@@ -196,6 +198,43 @@ def compare_outputs(
         worst_reference=worst_ref,
         worst_candidate=worst_got,
     )
+
+
+def load_and_compare(
+    load: Callable[[], Runner],
+    reference: Callable[[Tensors], Array],
+    inputs: Tensors,
+    batches: Sequence[int],
+    *,
+    sampler: InputSampler | None,
+    atol: float,
+    rtol: float,
+    what: str,
+    keep: Callable[[Runner], Any] | None = None,
+) -> tuple[float, ParityReport, Any]:
+    """Load a freshly written artifact, time the load, and compare it with ``reference`` on one
+    random batch per entry of ``batches``. Raises ParityError (naming ``what``) beyond tolerance.
+
+    Returns the load time, the parity report, and ``keep(runner)`` read before the runner closes
+    (ONNX Runtime's providers, a TensorRT engine's signature).
+    """
+    started = time.perf_counter()
+    runner = load()
+    load_time = time.perf_counter() - started
+    try:
+        sample = sampler or default_sampler(inputs)
+        pairs = []
+        for seed, rows in enumerate(batches):
+            drawn = sample(rows, seed=seed)
+            drawn = {n: drawn[n] for n in inputs}
+            pairs.append((reference(drawn), runner.predict(drawn)))
+        kept = keep(runner) if keep is not None else None
+    finally:
+        runner.close()
+    parity = compare_outputs(pairs, atol=atol, rtol=rtol)
+    if not parity.passed:
+        raise ParityError(f"{what}: {parity.describe()}")
+    return load_time, parity, kept
 
 
 def folder_size(directory: Path) -> int:

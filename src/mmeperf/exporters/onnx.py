@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,16 +16,15 @@ import numpy as np
 
 from mmeperf._deps import require
 from mmeperf.backends.tensors import Signature
-from mmeperf.errors import ExportError, ParityError
+from mmeperf.errors import ExportError
 from mmeperf.exporters._common import (
     DEFAULT_TOLERANCES,
     InputSampler,
     check_destination,
-    compare_outputs,
-    default_sampler,
     first_line,
     folder_size,
     forward_names,
+    load_and_compare,
     parity_batches,
     staged_export,
     to_numpy_inputs,
@@ -169,27 +167,20 @@ class OnnxExporter(Exporter):
             except Exception as exc:
                 raise ExportError(f"The exported ONNX model is invalid: {first_line(exc)}") from exc
             signature.save(staging)
-            started = time.perf_counter()
-            runner = backend.load(staging)
-            load_time = time.perf_counter() - started
-            sample = sampler or default_sampler(inputs)
-            pairs = []
             batches = (
                 parity_batches(n_parity_inputs)
                 if dynamic_batch
                 else [inputs_batch(inputs)] * n_parity_inputs
             )
-            for seed, rows in enumerate(batches):
-                drawn = sample(rows, seed=seed)
-                drawn = {n: drawn[n] for n in inputs}
-                pairs.append(
-                    (run_eager(module, drawn, what="a parity input"), runner.predict(drawn))
-                )
-            providers = runner.providers
-            runner.close()
-            parity = compare_outputs(pairs, atol=atol, rtol=rtol)
-            if not parity.passed:
-                raise ParityError(f"ONNX Runtime output differs from eager torch: {parity.describe()}")
+            load_time, parity, providers = load_and_compare(
+                lambda: backend.load(staging),
+                lambda drawn: run_eager(module, drawn, what="a parity input"),
+                inputs,
+                batches,
+                sampler=sampler, atol=atol, rtol=rtol,
+                what="ONNX Runtime output differs from eager torch",
+                keep=lambda runner: runner.providers,  # type: ignore[attr-defined]
+            )
             size = folder_size(staging)
         directory = Path(directory)
         return ExportResult(

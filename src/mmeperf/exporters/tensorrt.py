@@ -7,7 +7,6 @@ The options and the ONNX file are checked before TensorRT is imported, then the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,15 +15,14 @@ from mmeperf._deps import require
 from mmeperf._types import Tensors
 from mmeperf.backends.tensorrt import BUILD_INFO_FILE, MODEL_FILE, EngineProfile, import_tensorrt
 from mmeperf.backends.tensors import Signature
-from mmeperf.errors import ExportError, ParityError
+from mmeperf.errors import ExportError
 from mmeperf.exporters._common import (
     DEFAULT_TOLERANCES,
     InputSampler,
     check_destination,
-    compare_outputs,
-    default_sampler,
     first_line,
     folder_size,
+    load_and_compare,
     parity_batches,
     staged_export,
     to_numpy_inputs,
@@ -133,23 +131,15 @@ class TensorRTExporter(Exporter):
         with staged_export(Path(directory), [MODEL_FILE], overwrite=overwrite) as staging:
             (staging / MODEL_FILE).write_bytes(plan)
             profile.save(staging)
-            started = time.perf_counter()
-            runner = backend.load(staging)
-            load_time = time.perf_counter() - started
-            sample = sampler or default_sampler(inputs)
-            pairs = []
-            for seed, rows in enumerate(
-                parity_batches(n_parity_inputs, min_batch=min_batch, max_batch=min(max_batch, 3))
-            ):
-                drawn = sample(rows, seed=seed)
-                drawn = {n: drawn[n] for n in inputs}
-                reference = reference_session.run(None, drawn)[0]
-                pairs.append((reference, runner.predict(drawn)))
-            signature = runner.signature
-            runner.close()
-            parity = compare_outputs(pairs, atol=atol, rtol=rtol)
-            if not parity.passed:
-                raise ParityError(f"TensorRT output differs from ONNX Runtime: {parity.describe()}")
+            load_time, parity, signature = load_and_compare(
+                lambda: backend.load(staging),
+                lambda drawn: reference_session.run(None, drawn)[0],
+                inputs,
+                parity_batches(n_parity_inputs, min_batch=min_batch, max_batch=min(max_batch, 3)),
+                sampler=sampler, atol=atol, rtol=rtol,
+                what="TensorRT output differs from ONNX Runtime",
+                keep=lambda runner: runner.signature,  # type: ignore[attr-defined]
+            )
             size = folder_size(staging)
         directory = Path(directory)
         return ExportResult(

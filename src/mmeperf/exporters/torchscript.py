@@ -7,7 +7,6 @@ with the model's own complaint before anything is traced or written.
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,16 +17,15 @@ import numpy as np
 from mmeperf._deps import require
 from mmeperf._types import Array, Tensors
 from mmeperf.backends.tensors import Signature
-from mmeperf.errors import ExportError, ParityError
+from mmeperf.errors import ExportError
 from mmeperf.exporters._common import (
     DEFAULT_TOLERANCES,
     InputSampler,
     check_destination,
-    compare_outputs,
-    default_sampler,
     first_line,
     folder_size,
     forward_names,
+    load_and_compare,
     parity_batches,
     staged_export,
     to_numpy_inputs,
@@ -140,22 +138,15 @@ class TorchScriptExporter(Exporter):
         with staged_export(Path(directory), [MODEL_FILE], overwrite=overwrite) as staging:
             torch.jit.save(scripted, str(staging / MODEL_FILE))
             signature.save(staging)
-            started = time.perf_counter()
             # We wrote this archive ourselves a moment ago: loading it runs no foreign code.
-            runner = backend.load(staging, allow_pickle=True)
-            load_time = time.perf_counter() - started
-            sample = sampler or default_sampler(inputs)
-            pairs = []
-            for seed, batch in enumerate(parity_batches(n_parity_inputs)):
-                drawn = sample(batch, seed=seed)
-                drawn = {n: drawn[n] for n in inputs}
-                pairs.append(
-                    (run_eager(module, drawn, what="a parity input"), runner.predict(drawn))
-                )
-            runner.close()
-            parity = compare_outputs(pairs, atol=atol, rtol=rtol)
-            if not parity.passed:
-                raise ParityError(f"TorchScript output differs from eager torch: {parity.describe()}")
+            load_time, parity, _ = load_and_compare(
+                lambda: backend.load(staging, allow_pickle=True),
+                lambda drawn: run_eager(module, drawn, what="a parity input"),
+                inputs,
+                parity_batches(n_parity_inputs),
+                sampler=sampler, atol=atol, rtol=rtol,
+                what="TorchScript output differs from eager torch",
+            )
             size = folder_size(staging)
         directory = Path(directory)
         return ExportResult(
