@@ -25,7 +25,10 @@ $(VENV)/.test-installed: pyproject.toml | $(PY)
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/mmeperf demo churn
 
+# The triton endpoint's tests run against a real tritonserver (bundled by nvidia-pytriton in its
+# own venv); if that venv cannot be built they skip, saying how to enable them.
 test: $(VENV)/.test-installed
+	eval "$$(scripts/triton-venv.sh .venv-triton || echo 'echo triton tests will be skipped >&2')"; \
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.test-installed
@@ -34,4 +37,4 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) mmeperf-out
+	rm -rf $(VENV) .venv-triton mmeperf-out
