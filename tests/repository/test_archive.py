@@ -258,3 +258,31 @@ def test_pack_refuses_symlinks_and_empty_folders(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigurationError, match="found none"):
         pack(tmp_path / "empty", tmp_path / "y.tar.gz")
+
+
+# --- extraction relative to folder descriptors ---------------------------------------------------
+
+
+def test_a_link_planted_in_the_destination_is_never_followed(tmp_path: Path) -> None:
+    # fresh=True skips the emptiness check (the caller just made the folder), so a link that a
+    # racing process planted there is met by the writer itself: it must refuse, not follow.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "a").symlink_to(outside, target_is_directory=True)
+    archive = _build(tmp_path / "ok.tar.gz", [_file("a/x.bin", b"evil")])
+    with pytest.raises(UnsafeArchiveError, match="cannot be extracted"):
+        safe_extract(archive, dest, fresh=True)
+    assert list(outside.iterdir()) == [] and not dest.exists()
+
+
+def test_many_folders_extract_with_a_bounded_number_of_open_folders(tmp_path: Path) -> None:
+    # More folders than the extractor keeps open: evicted ones are reopened, none is lost.
+    names = [f"d{i % 7}/e{i}/f{i % 3}/x{i}.bin" for i in range(80)]
+    archive = _build(tmp_path / "many.tar.gz", [_file(n, n.encode()) for n in names])
+    summary = safe_extract(archive, tmp_path / "dest")
+    assert sorted(summary.files) == sorted(names)
+    assert summary.bytes == sum(len(n) for n in names)
+    for n in names:
+        assert (tmp_path / "dest" / n).read_bytes() == n.encode()

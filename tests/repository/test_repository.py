@@ -478,3 +478,44 @@ def test_exact_artifact_names_win_over_wildcards(tmp_path: Path) -> None:
     empty.mkdir()
     (empty / "README.txt").write_text("nothing to serve")
     assert detect_backend(empty) is None
+
+
+# --- the local fetch path: descriptors segment by segment, counted bytes -------------------------
+
+
+def test_fetch_counted_returns_the_bytes_written(tmp_path: Path, model_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    repo.add("m", model_dir)
+    folder, written = repo.fetch_counted("m.tar.gz", tmp_path / "cache" / "new")  # dest made on demand
+    assert listing(folder) == {"xgboost-model"}
+    assert written == (model_dir / "xgboost-model").stat().st_size == (folder / "xgboost-model").stat().st_size
+
+
+def test_link_on_a_folder_of_a_listed_archive_is_refused(tmp_path: Path, model_dir: Path) -> None:
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    repo = ModelRepository(root)
+    repo.add("team/m", model_dir)
+    shutil.move(root / "team", outside)
+    (root / "team").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(CorruptArtifactError, match=r"Model 'team/m': .*symbolic link"):
+        repo.fetch("team/m", tmp_path / "cache")
+    assert not any((tmp_path / "cache").rglob("xgboost-model"))
+
+
+@pytest.mark.timeout(30)
+def test_fifo_in_place_of_a_listed_archive_is_refused_without_blocking(tmp_path: Path, model_dir: Path) -> None:
+    root = tmp_path / "repo"
+    repo = ModelRepository(root)
+    repo.add("m", model_dir)
+    (root / "m.tar.gz").unlink()
+    os.mkfifo(root / "m.tar.gz")
+    with pytest.raises(CorruptArtifactError, match=r"Model 'm': .*not a regular file"):
+        repo.fetch("m", tmp_path / "cache")
+
+
+def test_resolved_names_are_forgotten_when_a_model_goes(tmp_path: Path, model_dir: Path) -> None:
+    repo = ModelRepository(tmp_path / "repo")
+    repo.add("m", model_dir)
+    assert repo.get("m.tar.gz").name == "m"  # now remembered
+    repo.remove("m")
+    assert "m.tar.gz" not in repo and "m" not in repo

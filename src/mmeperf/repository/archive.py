@@ -45,7 +45,18 @@ _HEADER_SLACK = 1 << 20
 # Longest member path segment, in bytes: what a file system takes as one file name.
 _MAX_SEGMENT_BYTES = 255
 # Write errors that are the machine's, not the archive's: they stay OSError.
-_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE})
+# Where the standard library's data filter pretends to extract: a fixed path that does not
+# exist, so its checks are lexical and cost two short realpath calls, never the destination's.
+_FILTER_ROOT = os.path.join(os.path.abspath(os.sep), ".mmeperf-archive-check")
+_O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY: int = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+# Extraction relative to open folder descriptors, never following a link on any segment: race
+# free, and one system call per file. Where the OS lacks it (Windows), paths are checked instead.
+_DIR_FD = bool(_O_NOFOLLOW and _O_DIRECTORY) and os.open in os.supports_dir_fd and os.mkdir in os.supports_dir_fd
+# Folder descriptors kept open while extracting one archive (more are reopened as needed).
+_MAX_OPEN_DIRS = 32
 
 
 class Readable(Protocol):
@@ -142,7 +153,6 @@ def _walk(
     max_members: int,
     on_dir: Callable[[list[str]], None] | None,
     on_file: Callable[[list[str], tarfile.TarInfo, Readable], int] | None,
-    filter_root: str,
 ) -> ArchiveSummary:
     """Stream every member through the checks, handing accepted ones to the callbacks."""
     if max_bytes < 0 or max_members < 0:
@@ -187,9 +197,11 @@ def _walk(
                         if member.isdir():
                             continue  # "./" itself
                         raise UnsafeArchiveError(f"Archive member {member.name!r} has no file name")
-                    # Second line of defence: the standard library's own rules for data archives.
+                    # Second line of defence: the standard library's own rules for data archives
+                    # (the writers below never follow a link, so the root it checks against
+                    # need not be the real destination).
                     try:
-                        tarfile.data_filter(member, filter_root)
+                        tarfile.data_filter(member, _FILTER_ROOT)
                     except tarfile.FilterError as exc:
                         raise UnsafeArchiveError(
                             f"Archive member {member.name!r} refused: {exc}"
@@ -282,8 +294,79 @@ def check_archive(
         max_members=max_members,
         on_dir=None,
         on_file=None,
-        filter_root=os.path.abspath(".mmeperf-archive-check"),
     )
+
+
+def _path_max() -> int:
+    """The longest path, in bytes, the OS opens by name (PATH_MAX; 4096 where it cannot say)."""
+    global _PATH_MAX
+    if _PATH_MAX is None:
+        try:
+            _PATH_MAX = int(os.pathconf("/", "PC_PATH_MAX"))
+        except (OSError, ValueError, AttributeError):
+            _PATH_MAX = 4096
+    return _PATH_MAX
+
+
+_PATH_MAX: int | None = None
+
+
+def _file_mode(member: tarfile.TarInfo) -> int:
+    """Permissions of an extracted file: executable for everyone or for no one, never writable by others."""
+    return 0o755 if member.mode & stat.S_IXUSR else 0o644
+
+
+class _FolderTree:
+    """Folders under one extraction root, each opened relative to its parent, never via a link.
+
+    Every segment is created with ``mkdir(dir_fd=)`` and opened ``O_NOFOLLOW | O_DIRECTORY``
+    from its parent's descriptor: a link planted anywhere below the root (by a racing process)
+    makes the open fail instead of leading the write elsewhere. A few descriptors stay open.
+    """
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self._fds: dict[str, int] = {}
+
+    def folder(self, parts: list[str]) -> int:
+        """The descriptor of the folder ``parts`` (created as needed; [] is the root)."""
+        if not parts:
+            return self.root_fd
+        key = "/".join(parts)
+        fd = self._fds.get(key)
+        if fd is not None:
+            return fd
+        if len(self._fds) >= _MAX_OPEN_DIRS:
+            self.close()
+        # Start from the deepest folder already open, then create and open the rest in turn.
+        depth, cur = 0, self.root_fd
+        for d in range(len(parts) - 1, 0, -1):
+            held = self._fds.get("/".join(parts[:d]))
+            if held is not None:
+                depth, cur = d, held
+                break
+        owned = False  # whether ``cur`` is an intermediate descriptor this call must close
+        try:
+            for part in parts[depth:]:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=cur)
+                except FileExistsError:
+                    pass  # made for an earlier member (a file or link of that name fails below)
+                nxt = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=cur)
+                if owned:
+                    os.close(cur)
+                cur, owned = nxt, True
+        except BaseException:
+            if owned:
+                os.close(cur)
+            raise
+        self._fds[key] = cur
+        return cur
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def safe_extract(
@@ -292,30 +375,30 @@ def safe_extract(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_members: int = DEFAULT_MAX_MEMBERS,
+    fresh: bool = False,
 ) -> ArchiveSummary:
     """Extract a tar or tar.gz (path or binary stream) into ``dest``, which must be new or empty.
 
-    Only regular files and directories are written, never outside ``dest``. Refused with
+    Only regular files and directories are written, never outside ``dest``: every folder and
+    file is created relative to its parent's open descriptor without following links (where the
+    OS offers it; elsewhere each target's resolved folder is checked). Refused with
     UnsafeArchiveError: members with ``..`` or absolute paths, symbolic and hard links, devices,
     FIFOs, duplicates, more than ``max_members`` members, or more than ``max_bytes`` bytes in
     total (counted while streaming). On any error ``dest`` is removed again (emptied when it
-    existed before), so a refused archive leaves nothing behind.
+    existed before), so a refused archive leaves nothing behind. ``fresh=True``: the caller has
+    just created ``dest`` empty (``tempfile.mkdtemp``), so it is not checked for emptiness again
+    and is removed on error.
     """
     dest_path = Path(dest)
-    created = not dest_path.exists()
-    if not created and (not dest_path.is_dir() or dest_path.is_symlink() or any(dest_path.iterdir())):
-        raise ConfigurationError(
-            f"Expected a new or empty folder to extract into, received {dest_path} (not empty)"
-        )
-    dest_path.mkdir(parents=True, exist_ok=True)
-    root = dest_path.resolve()
-
-    def target_of(parts: list[str]) -> Path:
-        target = root.joinpath(*parts)
-        # Every folder on the way was made here, never a link; check anyway before writing.
-        if not target.parent.resolve().is_relative_to(root):
-            raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} escapes the folder")
-        return target
+    if fresh:
+        created = True
+    else:
+        created = not dest_path.exists()
+        if not created and (not dest_path.is_dir() or dest_path.is_symlink() or any(dest_path.iterdir())):
+            raise ConfigurationError(
+                f"Expected a new or empty folder to extract into, received {dest_path} (not empty)"
+            )
+        dest_path.mkdir(parents=True, exist_ok=True)
 
     def refused(parts: list[str], exc: OSError) -> UnsafeArchiveError | OSError:
         """The typed error for a write that failed because of what the archive holds."""
@@ -323,26 +406,7 @@ def safe_extract(
             return exc
         return UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} cannot be extracted: {exc.strerror or exc}")
 
-    def on_dir(parts: list[str]) -> None:
-        target = target_of(parts)
-        if target.exists() and not target.is_dir():
-            raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} is both a file and a folder")
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise refused(parts, exc) from exc
-
-    def on_file(parts: list[str], member: tarfile.TarInfo, data: Readable) -> int:
-        target = target_of(parts)
-        mode = 0o755 if member.mode & stat.S_IXUSR else 0o644
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, flags, mode)
-        except FileExistsError as exc:
-            raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} collides with a folder") from exc
-        except OSError as exc:
-            raise refused(parts, exc) from exc
+    def write(parts: list[str], member: tarfile.TarInfo, data: Readable, fd: int) -> int:
         written = 0
         with os.fdopen(fd, "wb") as out:
             while chunk := data.read(_CHUNK):
@@ -354,15 +418,88 @@ def safe_extract(
                 written += len(chunk)
         return written
 
+    file_flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_BINARY", 0)
+    on_dir: Callable[[list[str]], None]
+    on_file: Callable[[list[str], tarfile.TarInfo, Readable], int]
+    tree: _FolderTree | None = None
+    root = dest_path
     try:
-        return _walk(
-            source,
-            max_bytes=max_bytes,
-            max_members=max_members,
-            on_dir=on_dir,
-            on_file=on_file,
-            filter_root=str(root),
-        )
+        if _DIR_FD:
+            # The destination itself must not be a link either (it is new or was checked empty).
+            try:
+                root_fd = os.open(dest_path, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+            except OSError as exc:
+                raise ConfigurationError(f"Cannot extract into {dest_path}: {exc.strerror or exc}") from exc
+            tree = _FolderTree(root_fd)
+            folders = tree
+            # Descriptors reach paths longer than the OS takes by name; nobody could open such a
+            # file afterwards (a backend loads by path), so refuse it as a path-based write would.
+            room = _path_max() - len(os.fsencode(os.path.abspath(dest_path))) - 1
+
+            def reachable(parts: list[str]) -> None:
+                if sum(len(p.encode("utf-8", "surrogateescape")) + 1 for p in parts) > room:
+                    raise refused(parts, OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG)))
+
+            def on_dir(parts: list[str]) -> None:
+                reachable(parts)
+                try:
+                    folders.folder(parts)
+                except OSError as exc:
+                    raise refused(parts, exc) from exc
+
+            def on_file(parts: list[str], member: tarfile.TarInfo, data: Readable) -> int:
+                reachable(parts)
+                try:
+                    parent = folders.folder(parts[:-1])
+                    fd = os.open(parts[-1], file_flags, _file_mode(member), dir_fd=parent)
+                except FileExistsError as exc:
+                    raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} collides with a folder") from exc
+                except OSError as exc:
+                    raise refused(parts, exc) from exc
+                return write(parts, member, data, fd)
+
+        else:
+            root = dest_path.resolve()
+
+            def target_of(parts: list[str]) -> Path:
+                target = root.joinpath(*parts)
+                # Every folder on the way was made here, never a link; check anyway before writing.
+                if not target.parent.resolve().is_relative_to(root):
+                    raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} escapes the folder")
+                return target
+
+            def on_dir(parts: list[str]) -> None:
+                target = target_of(parts)
+                if target.exists() and not target.is_dir():
+                    raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} is both a file and a folder")
+                try:
+                    target.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise refused(parts, exc) from exc
+
+            def on_file(parts: list[str], member: tarfile.TarInfo, data: Readable) -> int:
+                target = target_of(parts)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(target, file_flags, _file_mode(member))
+                except FileExistsError as exc:
+                    raise UnsafeArchiveError(f"Archive member {'/'.join(parts)!r} collides with a folder") from exc
+                except OSError as exc:
+                    raise refused(parts, exc) from exc
+                return write(parts, member, data, fd)
+
+        try:
+            return _walk(
+                source,
+                max_bytes=max_bytes,
+                max_members=max_members,
+                on_dir=on_dir,
+                on_file=on_file,
+            )
+        finally:
+            if tree is not None:
+                tree.close()
+                os.close(tree.root_fd)
     except BaseException:
         if created:
             shutil.rmtree(root, ignore_errors=True)

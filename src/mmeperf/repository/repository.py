@@ -57,6 +57,14 @@ _CHUNK = 1 << 20
 # Errors of a path the caller's name made unusable (too long, not encodable): a 400, not ours.
 _NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
 _CONFIG_NAME_RE = re.compile(r'^(\s*name\s*:\s*)"[^"\n]*"', re.MULTILINE)
+_O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+# Checked names get() remembers (a bound: clients may send any number of distinct spellings).
+_MAX_RESOLVED = 8192
+_O_DIRECTORY: int = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+# Local archives open segment by segment from descriptors, without following links (see
+# _open_local); elsewhere (Windows) _guard's realpath check runs first.
+_SAFE_OPEN = bool(_O_NOFOLLOW and _O_DIRECTORY) and os.open in os.supports_dir_fd and hasattr(os, "O_NONBLOCK")
 
 
 class _HashingReader:
@@ -170,6 +178,10 @@ class ModelRepository:
             )
         self._lock = threading.RLock()
         self._manifest: Manifest | None = None
+        self._by_name: dict[str, ModelEntry] = {}  # the manifest's entries by name (read-only)
+        # Exact names and targets get() already checked and found in the manifest: a cache miss
+        # of the server then skips re-validating its target (reset with the manifest).
+        self._resolved: dict[str, ModelEntry] = {}
         # key -> (bytes, sha256) that verify computed for models the manifest does not know.
         self._computed: dict[str, tuple[int, str]] = {}
         self.refresh()
@@ -269,6 +281,63 @@ class ModelRepository:
                     f"inside the repository folder {self.root!r})"
                 )
 
+    def _open_local(self, name: str, path: str) -> IO[bytes]:
+        """Open a stored file under the local root as :meth:`_guard` then :meth:`_open_read` would,
+        in one race-free pass: each segment below the root is opened from its parent's descriptor
+        without following links, and the file is checked regular on the open descriptor.
+
+        Raises CorruptArtifactError naming the model (a link on the way, not a regular file, or
+        outside the root) and FileNotFoundError when it is missing.
+        """
+        prefix = self.root.rstrip("/") + "/"
+        rel = path[len(prefix):] if path.startswith(prefix) else None
+        if not rel:
+            raise CorruptArtifactError(f"Model {name!r}: {path!r} lies outside the repository folder; refused")
+        parts = rel.split("/")
+        why: str | None = None
+        # The root itself may be reached through links (as its realpath is in _guard).
+        fd = os.open(self.root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                try:
+                    nxt = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    why = "is or passes through a symbolic link"
+                    break
+                os.close(fd)
+                fd = nxt
+            if why is None:
+                # Special files are refused before any open (opening a device can act on it);
+                # the open below still checks the descriptor, in case of a swap in between.
+                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    why = "is or passes through a symbolic link"
+                elif not stat.S_ISREG(st.st_mode):
+                    why = "is not a regular file"
+            if why is None:
+                try:
+                    # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+                    file_fd = os.open(
+                        parts[-1], os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | os.O_NONBLOCK, dir_fd=fd
+                    )
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EOPNOTSUPP):
+                        raise
+                    why = "is or passes through a symbolic link" if exc.errno == errno.ELOOP else "is not a regular file"
+                else:
+                    if stat.S_ISREG(os.fstat(file_fd).st_mode):
+                        return os.fdopen(file_fd, "rb")
+                    os.close(file_fd)
+                    why = "is not a regular file"
+        finally:
+            os.close(fd)
+        raise CorruptArtifactError(
+            f"Model {name!r}: {rel!r} {why}; refused (artifacts must be regular files "
+            f"inside the repository folder {self.root!r})"
+        )
+
     def _open_read(self, path: str) -> IO[bytes]:
         """Open a stored file; on local storage without following a link swapped in after the guard."""
         if not self._local:
@@ -302,7 +371,13 @@ class ModelRepository:
     def refresh(self) -> None:
         """Re-read the manifest (another process may have added models)."""
         with self._lock:
-            self._manifest = self._read_manifest()
+            self._set_manifest(self._read_manifest())
+
+    def _set_manifest(self, manifest: Manifest | None) -> None:
+        # Swapped whole (never mutated), so readers need no lock: get() runs on every cache miss.
+        self._by_name = {m.name: m for m in manifest.models} if manifest else {}
+        self._resolved = {}
+        self._manifest = manifest
 
     def _read_manifest(self) -> Manifest | None:
         try:
@@ -330,7 +405,7 @@ class ModelRepository:
                 models[entry.name] = entry
             updated = Manifest(layout=self.layout, models=sorted(models.values(), key=lambda m: m.name))
             self._write_bytes(self.manifest_path, updated.to_bytes())
-            self._manifest = updated
+            self._set_manifest(updated)
 
     def _write_bytes(self, path: str, data: bytes) -> None:
         if self._local:
@@ -362,8 +437,8 @@ class ModelRepository:
     # --- listing --------------------------------------------------------------------------
 
     def _manifest_entries(self) -> dict[str, ModelEntry]:
-        with self._lock:
-            return {m.name: m for m in self._manifest.models} if self._manifest else {}
+        """The manifest's entries by name (shared: callers must not modify it)."""
+        return self._by_name
 
     def _foreign(self, name: str, key: str, size: int, created: datetime | None) -> ModelEntry:
         known = self._computed.get(key)
@@ -441,15 +516,21 @@ class ModelRepository:
 
         Raises InvalidModelNameError (400) for unsafe names, ModelNotFoundError (404) otherwise.
         """
-        name = self._name_of(name_or_target)
-        path = self._path(self._key(name))
-        entry = self._manifest_entries().get(name)
-        if entry is None:
-            self.refresh()  # another process may have added it since we read the manifest
-            entry = self._manifest_entries().get(name)
+        entry = self._resolved.get(name_or_target) if isinstance(name_or_target, str) else None
         if entry is not None:
             return entry
-        found = self._probe(name, path)
+        name = self._name_of(name_or_target)
+        entry = self._by_name.get(name)
+        if entry is None:
+            self.refresh()  # another process may have added it since we read the manifest
+            entry = self._by_name.get(name)
+        if entry is not None:
+            resolved = self._resolved
+            if len(resolved) >= _MAX_RESOLVED:
+                resolved.clear()
+            resolved[name_or_target] = entry
+            return entry
+        found = self._probe(name, self._path(self._key(name)))
         if found is None:
             raise ModelNotFoundError(
                 f"Model {name_or_target!r} is not in repository {self.url!r} "
@@ -689,6 +770,7 @@ class ModelRepository:
             # Refused for its links, but still removable: only the links go, never their targets.
             model = self._name_of(name)
             key = self._key(model)
+        self._resolved = {}
         # Manifest first: a crash in between leaves an unlisted file, never a listed hole.
         if model in self._manifest_entries():
             self._update_manifest(drop=[model])
@@ -718,22 +800,36 @@ class ModelRepository:
         sha256 is checked when the manifest has it. Raises ModelNotFoundError, or
         CorruptArtifactError naming the model: checksum mismatch, unreadable or unsafe archive.
         """
+        return self.fetch_counted(name_or_target, dest, max_bytes=max_bytes, max_members=max_members)[0]
+
+    def fetch_counted(
+        self,
+        name_or_target: str,
+        dest: PathLike,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_members: int = DEFAULT_MAX_MEMBERS,
+    ) -> tuple[Path, int]:
+        """:meth:`fetch`, also returning the bytes of the files written (no second walk)."""
         entry = self.get(name_or_target)
         path = self._path(entry.key)
         base = Path(dest)
-        base.mkdir(parents=True, exist_ok=True)
         # The prefix is for people reading the cache; bounded so a long name stays a valid file name.
-        prefix = entry.name.replace("/", "_").encode()[:100].decode(errors="ignore")
-        folder = Path(tempfile.mkdtemp(prefix=prefix + "-", dir=base))
+        prefix = entry.name.replace("/", "_").encode()[:100].decode(errors="ignore") + "-"
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        except FileNotFoundError:  # the first fetch into ``dest``: make it (once, not per fetch)
+            base.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
         try:
             if self.layout == "sagemaker":
-                self._fetch_archive(entry, path, folder, max_bytes=max_bytes, max_members=max_members)
+                written = self._fetch_archive(entry, path, folder, max_bytes=max_bytes, max_members=max_members)
             else:
-                self._fetch_folder(entry, path, folder, max_bytes=max_bytes, max_members=max_members)
+                written = self._fetch_folder(entry, path, folder, max_bytes=max_bytes, max_members=max_members)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return folder
+        return folder, written
 
     def _missing(self, entry: ModelEntry) -> ModelNotFoundError:
         return ModelNotFoundError(
@@ -743,17 +839,22 @@ class ModelRepository:
 
     def _fetch_archive(
         self, entry: ModelEntry, path: str, folder: Path, *, max_bytes: int, max_members: int
-    ) -> None:
-        self._guard(entry.name, [path])
+    ) -> int:
         try:
-            fh = self._open_read(path)
+            if self._local and _SAFE_OPEN:
+                fh = self._open_local(entry.name, path)
+            else:
+                self._guard(entry.name, [path])
+                fh = self._open_read(path)
         except FileNotFoundError as exc:
             raise self._missing(entry) from exc
+        written = 0
         with fh:
             reader = _HashingReader(fh)
             failure: Exception | None = None
             try:
-                summary = safe_extract(reader, folder, max_bytes=max_bytes, max_members=max_members)
+                summary = safe_extract(reader, folder, max_bytes=max_bytes, max_members=max_members, fresh=True)
+                written = summary.bytes
                 if not summary.files:
                     failure = CorruptArtifactError(f"Model {entry.name!r}: the archive holds no files")
             except (UnsafeArchiveError, CorruptArtifactError) as exc:
@@ -769,10 +870,11 @@ class ModelRepository:
             if str(failure).startswith(f"Model {entry.name!r}"):
                 raise failure
             raise CorruptArtifactError(f"Model {entry.name!r}: {failure}") from failure
+        return written
 
     def _fetch_folder(
         self, entry: ModelEntry, path: str, folder: Path, *, max_bytes: int, max_members: int
-    ) -> None:
+    ) -> int:
         from mmeperf.repository.archive import member_parts
 
         files = sorted(self._find(path))
@@ -809,6 +911,7 @@ class ModelRepository:
             raise CorruptArtifactError(
                 f"Model {entry.name!r}: sha256 mismatch (manifest {entry.sha256}, stored {digest})"
             )
+        return total
 
     def detect_backend(self, directory: PathLike, *, entry: ModelEntry | None = None) -> str | None:
         """The backend of an unpacked model: the entry's recorded backend, else detected by files."""

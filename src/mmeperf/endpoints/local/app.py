@@ -112,7 +112,7 @@ class MMEApp:
                 query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
                 return service.list_models(
                     next_page_token=query.get("next_page_token", [None])[0],
-                    max_results=query.get("max_results", [None])[0],  # type: ignore[arg-type]
+                    max_results=query.get("max_results", [None])[0],
                 )
             if method == "POST":
                 body = await self._body(scope, receive)

@@ -11,7 +11,6 @@ Extracted artifacts of unloaded models stay on disk up to a byte limit (LRU beyo
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections import OrderedDict
@@ -208,13 +207,13 @@ class ModelCache:
             remaining = deadline - time.perf_counter()
             self._waiting[target] = self._waiting.get(target, 0) + 1
             try:
-                loaded = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
+                if not await _wait_done(fut, max(remaining, 0.0), loop):
+                    raise ModelNotReadyError(
+                        f"Model {target!r} is still being downloaded or loaded after "
+                        f"{self._load_wait_s:g} s; try the request again"
+                    )
+                loaded = fut.result()  # the load's error, if it failed
                 load_us = loaded.downloading_us + loaded.loading_us
-            except TimeoutError:
-                raise ModelNotReadyError(
-                    f"Model {target!r} is still being downloaded or loaded after "
-                    f"{self._load_wait_s:g} s; try the request again"
-                ) from None
             finally:
                 left = self._waiting[target] - 1
                 if left:
@@ -347,8 +346,7 @@ class ModelCache:
         entry = self._repo.get(target)
         fetched_bytes: int | None = None
         if folder is None or not folder.is_dir():
-            folder = self._repo.fetch(target, self._disk_dir)
-            fetched_bytes = _folder_bytes(folder)
+            folder, fetched_bytes = self._repo.fetch_counted(target, self._disk_dir)
         job = _LoadJob(entry, folder, fetched_bytes, (time.perf_counter() - t0) * 1e6)
         if not load:
             return job
@@ -579,12 +577,25 @@ class _LoadJob:
     runner: Runner | None = None
 
 
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total
+async def _wait_done(fut: asyncio.Future[CachedModel], timeout: float, loop: asyncio.AbstractEventLoop) -> bool:
+    """Wait until ``fut`` is done or ``timeout`` seconds pass, never cancelling it; True if done.
+
+    ``wait_for(shield(fut))`` without its extra future and coroutine: the waiting request
+    resumes one loop step after the load finishes instead of three.
+    """
+    if fut.done():
+        return True
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    fut.add_done_callback(wake)
+    timer = loop.call_later(timeout, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        fut.remove_done_callback(wake)
+    return fut.done()
