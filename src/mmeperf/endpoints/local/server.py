@@ -90,9 +90,16 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def coalescing_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol, writing each answer in one send (see _CoalescingTransport)."""
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+def coalescing_protocol() -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol, writing each answer in one send (see _CoalescingTransport).
+
+    Falls back to uvicorn's own choice ("auto") where httptools or that protocol class is
+    missing: the optimisation leans on uvicorn internals and must never stop the server.
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "auto"
 
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
