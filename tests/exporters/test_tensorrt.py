@@ -26,6 +26,13 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+#: Building an engine needs the package and a CUDA GPU; neither is on our CI machines.
+needs_tensorrt_and_gpu = pytest.mark.skipif(
+    not HAVE_TENSORRT or not _cuda(),
+    reason="needs tensorrt (no wheel for this machine) and a CUDA GPU",
+)
+
+
 @pytest.mark.skipif(HAVE_TENSORRT, reason="checks the message shown when tensorrt is NOT installed")
 def test_missing_tensorrt_gives_the_pip_fix_and_writes_nothing(tmp_path: Path) -> None:
     model = tiny("resnet50")
@@ -77,13 +84,9 @@ def test_source_must_be_onnx(tmp_path: Path) -> None:
         TensorRTExporter().export(tmp_path / "missing.onnx", np.zeros((1, 3, 64, 64)), tmp_path)
 
 
-@pytest.mark.skipif(
-    not HAVE_TENSORRT, reason="tensorrt is not installed (no wheel for this machine)"
-)
+@needs_tensorrt_and_gpu
 @pytest.mark.parametrize("name", ["resnet50", "bert"])
 def test_engine_matches_onnx_runtime(tmp_path: Path, name: str) -> None:
-    if not _cuda():
-        pytest.skip("TensorRT needs a CUDA GPU")
     model = tiny(name)
     result = TensorRTExporter().export(
         exported(name, "onnx"),
@@ -100,12 +103,8 @@ def test_engine_matches_onnx_runtime(tmp_path: Path, name: str) -> None:
     assert (tmp_path / "trt" / "tensorrt.json").is_file()
 
 
-@pytest.mark.skipif(
-    not HAVE_TENSORRT, reason="tensorrt is not installed (no wheel for this machine)"
-)
+@needs_tensorrt_and_gpu
 def test_fp16_engine_within_fp16_tolerance(tmp_path: Path) -> None:
-    if not _cuda():
-        pytest.skip("TensorRT needs a CUDA GPU")
     model = tiny("resnet50")
     result = TensorRTExporter().export(
         exported("resnet50", "onnx"),

@@ -460,6 +460,36 @@ def _configuration_errors(builder: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _tensor_model_config(
+    *,
+    platform: Platform,
+    name: str | None,
+    max_batch_size: int,
+    inputs: list[TritonTensor],
+    outputs: list[TritonTensor],
+    preferred_batch_sizes: Sequence[int] | None,
+    max_queue_delay_microseconds: int,
+    dynamic_batching: bool,
+    instance_kind: InstanceKind,
+    instance_count: int,
+    warmup: bool,
+    warmup_inputs: list[TritonTensor] | None = None,
+) -> TritonModelConfig:
+    """The config shared by tensor models (CV, NLP, from a signature): batching, instances, warmup."""
+    return build_config(
+        platform=platform,
+        name=name,
+        max_batch_size=max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        dynamic_batching=_batching(
+            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
+        ),
+        instance_groups=_instances(instance_kind, instance_count),
+        warmup=_warmup_for(inputs if warmup_inputs is None else warmup_inputs, warmup),
+    )
+
+
 def _instances(kind: InstanceKind, count: int) -> list[InstanceGroup]:
     return [InstanceGroup(kind=kind, count=count)]
 
@@ -519,17 +549,11 @@ def cv_config(
     outputs = (
         [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[num_classes])] if io else []
     )
-    return build_config(
-        platform=platform,
-        name=name,
-        max_batch_size=max_batch_size,
-        inputs=inputs,
-        outputs=outputs,
-        dynamic_batching=_batching(
-            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
-        ),
-        instance_groups=_instances(instance_kind, instance_count),
-        warmup=_warmup_for(inputs, warmup),
+    return _tensor_model_config(
+        platform=platform, name=name, max_batch_size=max_batch_size, inputs=inputs, outputs=outputs,
+        preferred_batch_sizes=preferred_batch_sizes,
+        max_queue_delay_microseconds=max_queue_delay_microseconds, dynamic_batching=dynamic_batching,
+        instance_kind=instance_kind, instance_count=instance_count, warmup=warmup,
     )
 
 
@@ -567,17 +591,11 @@ def nlp_config(
         if io
         else []
     )
-    return build_config(
-        platform=platform,
-        name=name,
-        max_batch_size=max_batch_size,
-        inputs=inputs,
-        outputs=outputs,
-        dynamic_batching=_batching(
-            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
-        ),
-        instance_groups=_instances(instance_kind, instance_count),
-        warmup=_warmup_for(inputs, warmup),
+    return _tensor_model_config(
+        platform=platform, name=name, max_batch_size=max_batch_size, inputs=inputs, outputs=outputs,
+        preferred_batch_sizes=preferred_batch_sizes,
+        max_queue_delay_microseconds=max_queue_delay_microseconds, dynamic_batching=dynamic_batching,
+        instance_kind=instance_kind, instance_count=instance_count, warmup=warmup,
     )
 
 
@@ -726,17 +744,12 @@ def config_for_signature(
             t.model_copy(update={"dims": [1 if i == 0 and d == -1 else d for i, d in enumerate(t.dims)]})
             for t in inputs
         ]
-    config = build_config(
-        platform=BACKEND_PLATFORMS[backend],
-        name=name,
-        max_batch_size=max_batch_size,
-        inputs=inputs,
-        outputs=outputs,
-        dynamic_batching=_batching(
-            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
-        ),
-        instance_groups=_instances(instance_kind, instance_count),
-        warmup=_warmup_for(warmup_inputs, warmup),
+    config = _tensor_model_config(
+        platform=BACKEND_PLATFORMS[backend], name=name, max_batch_size=max_batch_size,
+        inputs=inputs, outputs=outputs, preferred_batch_sizes=preferred_batch_sizes,
+        max_queue_delay_microseconds=max_queue_delay_microseconds, dynamic_batching=dynamic_batching,
+        instance_kind=instance_kind, instance_count=instance_count, warmup=warmup,
+        warmup_inputs=warmup_inputs,
     )
     if engine_profile is not None:
         check_engine_profile(config, engine_profile, allow_unused_profile=allow_unused_profile)
