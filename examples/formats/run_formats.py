@@ -16,7 +16,8 @@ from mmeperf.endpoints.local import LocalEndpoint
 from mmeperf.exporters import OnnxExporter, TorchScriptExporter
 from mmeperf.load import Traffic
 from mmeperf.models import bert_base
-from mmeperf.repository.triton import config_for_signature, package_model
+from mmeperf.repository.triton import config_for_signature
+from mmeperf.repository.triton.packaging import package_model
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmeperf.repository import ModelRepository
+
 
 @pytest.fixture(scope="session")
 def booster() -> object:
@@ -43,3 +45,20 @@ def triton_dir(tmp_path: Path) -> Path:
 def listing(folder: Path) -> set[str]:
     """Every path under ``folder`` (relative), to prove nothing else was written."""
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+def flip_byte(path: Path, offset: int = -20) -> None:
+    """Corrupt one byte of a stored file (what a bad disk or a partial upload leaves)."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(params=["local", "memory"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRepository:
+    if request.param == "local":
+        return ModelRepository(tmp_path / "repo")
+    url = f"memory://mmeperf-tests/{tmp_path.name}"
+    yield_repo = ModelRepository(url)
+    request.addfinalizer(lambda: yield_repo.fs.rm(yield_repo.root, recursive=True))
+    return yield_repo

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -24,24 +20,8 @@ from mmeperf.errors import (
     UnknownPluginError,
     UnsafeArchiveError,
 )
-from mmeperf.repository import MANIFEST_NAME, ModelRepository, detect_backend, pack
-from tests.repository.conftest import listing
-
-
-def _flip_byte(path: Path, offset: int = -20) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-@pytest.fixture(params=["local", "memory"])
-def repo(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRepository:
-    if request.param == "local":
-        return ModelRepository(tmp_path / "repo")
-    url = f"memory://mmeperf-tests/{tmp_path.name}"
-    yield_repo = ModelRepository(url)
-    request.addfinalizer(lambda: yield_repo.fs.rm(yield_repo.root, recursive=True))
-    return yield_repo
+from mmeperf.repository import MANIFEST_NAME, ModelRepository, detect_backend
+from tests.repository.conftest import flip_byte, listing
 
 
 def test_add_list_get_fetch_remove(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
@@ -80,22 +60,6 @@ def test_manifest_records_every_field(tmp_path: Path, model_dir: Path) -> None:
     # The manifest is the only non-model file and a second instance reads it back.
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["m.tar.gz", MANIFEST_NAME]
     assert ModelRepository(tmp_path / "repo").get("m") == entry
-
-
-def test_stored_archive_has_members_at_the_root(tmp_path: Path, model_dir: Path) -> None:
-    repo = ModelRepository(tmp_path / "repo")
-    repo.add("m", model_dir)
-    with tarfile.open(tmp_path / "repo" / "m.tar.gz") as tf:
-        assert tf.getnames() == ["xgboost-model"]
-
-
-def test_triton_packaging_for_sagemaker_puts_members_under_the_name(tmp_path: Path, triton_dir: Path) -> None:
-    repo = ModelRepository(tmp_path / "repo")
-    entry = repo.add("resnet", triton_dir, arcname_prefix="resnet", backend="onnx")
-    with tarfile.open(tmp_path / "repo" / "resnet.tar.gz") as tf:
-        assert tf.getnames() == ["resnet/1/model.onnx", "resnet/config.pbtxt"]
-    folder = repo.fetch(entry.target, tmp_path / "cache")
-    assert listing(folder) == {"resnet", "resnet/config.pbtxt", "resnet/1", "resnet/1/model.onnx"}
 
 
 def test_name_errors_are_typed(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
@@ -137,24 +101,6 @@ def test_add_rejects_what_is_not_an_artifact(repo: ModelRepository, tmp_path: Pa
     assert repo.names() == []
 
 
-def test_existing_archive_is_stored_as_is(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
-    archive = tmp_path / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:  # written by another tool: real mtimes, owners
-        tf.add(model_dir / "xgboost-model", arcname="xgboost-model")
-    entry = repo.add("m", archive)
-    assert repo.fs.cat_file(repo.root + "/m.tar.gz") == archive.read_bytes()
-    assert entry.bytes == archive.stat().st_size and entry.backend == "xgboost"
-
-
-def test_plain_tar_is_stored_gzipped(repo: ModelRepository, model_dir: Path, tmp_path: Path) -> None:
-    archive = tmp_path / "model.tar"
-    with tarfile.open(archive, "w") as tf:
-        tf.add(model_dir / "xgboost-model", arcname="xgboost-model")
-    repo.add("m", archive)
-    assert repo.fs.cat_file(repo.root + "/m.tar.gz")[:2] == b"\x1f\x8b"  # what SageMaker unpacks
-    assert listing(repo.fetch("m", tmp_path / "cache")) == {"xgboost-model"}
-
-
 def test_hostile_archive_is_not_added(repo: ModelRepository, tmp_path: Path) -> None:
     archive = tmp_path / "evil.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
@@ -173,7 +119,7 @@ def test_verify_names_exactly_the_corrupt_model(tmp_path: Path, model_dir: Path)
         repo.add(f"churn-xgb-{state}", model_dir)
     assert repo.verify().ok and repo.verify().checked == 3
 
-    _flip_byte(tmp_path / "repo" / "churn-xgb-NY.tar.gz")
+    flip_byte(tmp_path / "repo" / "churn-xgb-NY.tar.gz")
     report = repo.verify()
     assert not report.ok and report.checked == 3
     assert report.problems == {"churn-xgb-NY": "sha256 mismatch"}
@@ -216,53 +162,6 @@ def test_foreign_repository_without_manifest(tmp_path: Path, model_dir: Path) ->
     assert ModelRepository(root).get("b").sha256 is not None and (root / MANIFEST_NAME).exists()
 
 
-def test_unsafe_stored_archive_is_a_corrupt_artifact(tmp_path: Path) -> None:
-    root = tmp_path / "foreign"
-    root.mkdir()
-    with tarfile.open(root / "evil.tar.gz", "w:gz") as tf:
-        info = tarfile.TarInfo("link")
-        info.type = tarfile.SYMTYPE
-        info.linkname = "/etc/passwd"
-        tf.addfile(info)
-    repo = ModelRepository(root)
-    with pytest.raises(CorruptArtifactError, match=r"'evil'.*unsafe archive"):
-        repo.fetch("evil.tar.gz", tmp_path / "cache")
-    assert repo.verify().problems["evil"].startswith("unsafe archive")
-
-
-def test_triton_layout(tmp_path: Path, triton_dir: Path) -> None:
-    repo = ModelRepository(tmp_path / "triton", layout="triton")
-    entry = repo.add("resnet", triton_dir, backend="onnx")
-    assert (entry.target, entry.key) == ("resnet", "resnet/")
-    assert listing(tmp_path / "triton") == {
-        MANIFEST_NAME, "resnet", "resnet/config.pbtxt", "resnet/1", "resnet/1/model.onnx"
-    }
-    folder = repo.fetch("resnet", tmp_path / "cache")
-    assert listing(folder) == {"config.pbtxt", "1", "1/model.onnx"}
-    assert repo.verify().ok
-
-    with pytest.raises(InvalidModelNameError, match="single folder"):
-        repo.get("a/b")
-    _flip_byte(tmp_path / "triton" / "resnet" / "1" / "model.onnx", 5)
-    assert repo.verify().problems == {"resnet": "sha256 mismatch"}
-    with pytest.raises(CorruptArtifactError, match="resnet"):
-        repo.fetch("resnet", tmp_path / "cache")
-
-
-def test_triton_layout_from_an_archive_and_without_manifest(tmp_path: Path, triton_dir: Path) -> None:
-    archive = tmp_path / "bert.tar.gz"
-    pack(triton_dir, archive, arcname_prefix="bert")  # SageMaker's Triton packaging
-    repo = ModelRepository(tmp_path / "triton", layout="triton")
-    repo.add("bert", archive)
-    assert listing(tmp_path / "triton" / "bert") == {"config.pbtxt", "1", "1/model.onnx"}
-
-    (tmp_path / "triton" / MANIFEST_NAME).unlink()
-    (tmp_path / "triton" / "notes.txt").write_text("ignored: not a folder")
-    foreign = ModelRepository(tmp_path / "triton", layout="triton")
-    assert foreign.names() == ["bert"] and foreign.get("bert").backend is None
-    assert foreign.verify().ok
-
-
 def test_copies_fill_a_repository(repo: ModelRepository, model_dir: Path) -> None:
     src = repo.add("bert", model_dir)
     made = repo.copies("bert", 3)
@@ -276,19 +175,6 @@ def test_copies_fill_a_repository(repo: ModelRepository, model_dir: Path) -> Non
         repo.copies("bert", 2, template="{name}-copy")
     with pytest.raises(ConfigurationError):
         repo.copies("bert", -1)
-
-
-def test_triton_copies_carry_their_own_name(tmp_path: Path, triton_dir: Path) -> None:
-    repo = ModelRepository(tmp_path / "triton", layout="triton")
-    repo.add("resnet", triton_dir)
-    copies = repo.copies("resnet", 2, template="{name}_{i}")
-    assert [c.name for c in copies] == ["resnet_0", "resnet_1"]
-    config = (tmp_path / "triton" / "resnet_1" / "config.pbtxt").read_text()
-    assert config.startswith('name: "resnet_1"\n') and "max_batch_size: 8" in config
-    assert (tmp_path / "triton" / "resnet_1" / "1" / "model.onnx").read_bytes() == (
-        triton_dir / "1" / "model.onnx"
-    ).read_bytes()
-    assert repo.verify().ok
 
 
 def test_layout_mismatch_and_missing_repository(tmp_path: Path, model_dir: Path) -> None:
@@ -341,99 +227,6 @@ def test_repository_files_are_unchanged_by_reads(tmp_path: Path, model_dir: Path
     assert {p: p.read_bytes() for p in (tmp_path / "repo").iterdir()} == before
 
 
-def test_detecting_a_backend_imports_no_framework(tmp_path: Path, model_dir: Path) -> None:
-    shutil.copytree(model_dir, tmp_path / "copy")
-    code = (
-        "import sys; from mmeperf.repository import detect_backend; "
-        f"print(detect_backend({str(tmp_path / 'copy')!r})); "
-        "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'xgboost') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["xgboost", "[]"]
-
-
-# --- links and special files never lead out of a local repository -------------------------------
-
-
-def _triton_model(root: Path, name: str = "m") -> None:
-    (root / name / "1").mkdir(parents=True)
-    (root / name / "config.pbtxt").write_text(f'name: "{name}"\n')
-    (root / name / "1" / "model.onnx").write_bytes(b"onnx bytes")
-
-
-def _plant(case: str, root: Path, outside: Path) -> None:
-    """Replace part of model ``m`` with a link (or a FIFO) of the given kind."""
-    model = root / "m"
-    if case == "file-link-out":
-        (model / "1" / "model.onnx").unlink()
-        (model / "1" / "model.onnx").symlink_to(outside / "secret.txt")
-    elif case == "folder-link-out":
-        shutil.rmtree(model / "1")
-        (model / "1").symlink_to(outside, target_is_directory=True)
-    elif case == "model-link-out":
-        shutil.rmtree(model)
-        model.symlink_to(outside, target_is_directory=True)
-    elif case == "file-link-in":
-        _triton_model(root, "other")
-        (model / "1" / "model.onnx").unlink()
-        (model / "1" / "model.onnx").symlink_to(root / "other" / "1" / "model.onnx")
-    else:  # a FIFO: reading it would block the server forever
-        (model / "1" / "model.onnx").unlink()
-        os.mkfifo(model / "1" / "model.onnx")
-
-
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("manifest", [True, False], ids=["manifest", "foreign"])
-@pytest.mark.parametrize("case", ["file-link-out", "folder-link-out", "model-link-out", "file-link-in", "fifo"])
-def test_triton_model_with_links_is_refused(tmp_path: Path, triton_dir: Path, case: str, manifest: bool) -> None:
-    root, outside = tmp_path / "triton", tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret.txt").write_text("SECRET")
-    (outside / "config.pbtxt").write_text('name: "m"\n')
-    repo = ModelRepository(root, layout="triton")
-    if manifest:
-        repo.add("m", triton_dir)
-    else:
-        _triton_model(root)
-    _plant(case, root, outside)
-    repo = ModelRepository(root, layout="triton")
-
-    assert "m" in repo.names()  # listed, so that verify names it
-    with pytest.raises(CorruptArtifactError, match=r"Model 'm': .*refused") as info:
-        repo.fetch("m", tmp_path / "cache")
-    assert info.value.http_status == 424
-    assert not any("SECRET" in p.read_text() for p in (tmp_path / "cache").rglob("*") if p.is_file())
-    problems = repo.verify().problems
-    assert set(problems) - {"other"} == {"m"} and "refused" in problems["m"]
-    with pytest.raises(CorruptArtifactError, match="'m'"):
-        repo.copies("m", 1)
-    repo.remove("m")  # the links go; what they point at stays
-    assert "m" not in repo.names() and (outside / "secret.txt").read_text() == "SECRET"
-
-
-def test_sagemaker_archive_linked_from_outside_is_refused(tmp_path: Path, model_dir: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    pack(model_dir, outside / "private.tar.gz")  # a valid archive someone else owns
-    root = tmp_path / "repo"
-    repo = ModelRepository(root)
-    repo.add("known", model_dir)
-    (root / "known.tar.gz").unlink()
-    (root / "known.tar.gz").symlink_to(outside / "private.tar.gz")
-    (root / "foreign.tar.gz").symlink_to(outside / "private.tar.gz")
-
-    for name in ("known", "foreign"):
-        with pytest.raises(CorruptArtifactError, match=rf"Model '{name}': .*symbolic link"):
-            repo.fetch(name, tmp_path / "cache")
-    assert not any((tmp_path / "cache").rglob("xgboost-model"))
-    report = repo.verify()
-    assert set(report.problems) == {"known", "foreign"}
-    with pytest.raises(CorruptArtifactError, match="'known'"):
-        repo.copies("known", 1)
-    repo.remove("foreign")
-    assert (outside / "private.tar.gz").exists() and not (root / "foreign.tar.gz").is_symlink()
-
-
 # --- names the file system refuses are the caller's mistake (400), not a server error ---------
 
 
@@ -463,54 +256,12 @@ def test_path_the_os_refuses_under_a_deep_root_is_400(tmp_path: Path) -> None:
     assert info.value.http_status == 400 and name not in repo
 
 
-def test_exact_artifact_names_win_over_wildcards(tmp_path: Path) -> None:
-    # An ONNX folder carries signature.json, which the xgboost backend's "*.json" also matches.
-    onnx = tmp_path / "onnx"
-    onnx.mkdir()
-    (onnx / "model.onnx").write_bytes(b"\x08\x07")
-    (onnx / "signature.json").write_text("{}")
-    assert detect_backend(onnx) == "onnx"
-    xgb = tmp_path / "xgb"
-    xgb.mkdir()
-    (xgb / "model.json").write_text("{}")
-    assert detect_backend(xgb) == "xgboost"
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "README.txt").write_text("nothing to serve")
-    assert detect_backend(empty) is None
-
-
-# --- the local fetch path: descriptors segment by segment, counted bytes -------------------------
-
-
 def test_fetch_counted_returns_the_bytes_written(tmp_path: Path, model_dir: Path) -> None:
     repo = ModelRepository(tmp_path / "repo")
     repo.add("m", model_dir)
     folder, written = repo.fetch_counted("m.tar.gz", tmp_path / "cache" / "new")  # dest made on demand
     assert listing(folder) == {"xgboost-model"}
     assert written == (model_dir / "xgboost-model").stat().st_size == (folder / "xgboost-model").stat().st_size
-
-
-def test_link_on_a_folder_of_a_listed_archive_is_refused(tmp_path: Path, model_dir: Path) -> None:
-    root, outside = tmp_path / "repo", tmp_path / "outside"
-    repo = ModelRepository(root)
-    repo.add("team/m", model_dir)
-    shutil.move(root / "team", outside)
-    (root / "team").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(CorruptArtifactError, match=r"Model 'team/m': .*symbolic link"):
-        repo.fetch("team/m", tmp_path / "cache")
-    assert not any((tmp_path / "cache").rglob("xgboost-model"))
-
-
-@pytest.mark.timeout(30)
-def test_fifo_in_place_of_a_listed_archive_is_refused_without_blocking(tmp_path: Path, model_dir: Path) -> None:
-    root = tmp_path / "repo"
-    repo = ModelRepository(root)
-    repo.add("m", model_dir)
-    (root / "m.tar.gz").unlink()
-    os.mkfifo(root / "m.tar.gz")
-    with pytest.raises(CorruptArtifactError, match=r"Model 'm': .*not a regular file"):
-        repo.fetch("m", tmp_path / "cache")
 
 
 def test_resolved_names_are_forgotten_when_a_model_goes(tmp_path: Path, model_dir: Path) -> None:

@@ -471,7 +471,8 @@ def _build_repositories(
     from mmeperf.backends.tensorrt import EngineProfile
     from mmeperf.backends.tensors import Signature
     from mmeperf.repository import ModelRepository
-    from mmeperf.repository.triton import config_for_signature, package_model
+    from mmeperf.repository.triton import config_for_signature
+    from mmeperf.repository.triton.packaging import package_model
 
     repos: dict[str, Any] = {}
     for fmt, export in exports.items():

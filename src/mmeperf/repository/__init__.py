@@ -1,7 +1,8 @@
 """Model repositories: model artifacts in storage (local, S3, any fsspec URL) in a server's layout.
 
-:class:`ModelRepository` adds, lists, fetches and verifies models; the helpers pack and unpack
-archives safely and validate the names clients send as TargetModel.
+:class:`ModelRepository` adds, lists, fetches and verifies models in a layout
+(:class:`SageMakerLayout` or :class:`TritonLayout`); the helpers pack and unpack archives safely
+and validate the names clients send as TargetModel. Triton configs live in :mod:`.triton`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from mmeperf.repository.archive import (
     safe_extract,
 )
 from mmeperf.repository.detect import detect_backend
+from mmeperf.repository.layouts import Layout, SageMakerLayout, TritonLayout
 from mmeperf.repository.manifest import MANIFEST_NAME, ModelEntry, VerifyReport
 from mmeperf.repository.names import validate_model_name
 from mmeperf.repository.repository import ModelRepository
@@ -24,8 +26,11 @@ __all__ = [
     "DEFAULT_MAX_MEMBERS",
     "MANIFEST_NAME",
     "ArchiveSummary",
+    "Layout",
     "ModelEntry",
     "ModelRepository",
+    "SageMakerLayout",
+    "TritonLayout",
     "VerifyReport",
     "check_archive",
     "detect_backend",

@@ -1,143 +1,47 @@
 """ModelRepository: named model artifacts in any fsspec storage, in a layout a server understands.
 
-SageMaker MME layout: one ``<name>.tar.gz`` per model under one prefix. Triton layout:
-``<name>/config.pbtxt`` and ``<name>/<version>/model.*``. A manifest beside the models records
-backend, size and sha256; repositories written by other tools open and list without one.
+The layout (:mod:`~mmeperf.repository.layouts`: SageMaker MME archives or Triton folders) says
+where each model lives and how it is written and read; storage I/O is
+:mod:`~mmeperf.repository.storage`'s. A manifest beside the models records backend, size and
+sha256; repositories written by other tools open and list without one.
 """
 
 from __future__ import annotations
 
 import builtins
 import errno
-import hashlib
 import os
-import re
 import shutil
-import stat
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any
 
-from mmeperf._types import Layout, PathLike
+from mmeperf._types import Layout as LayoutName
+from mmeperf._types import PathLike
 from mmeperf.errors import (
     ConfigurationError,
     CorruptArtifactError,
     InvalidModelNameError,
-    MissingDependencyError,
     ModelExistsError,
     ModelNotFoundError,
     RepositoryError,
     UnknownPluginError,
-    UnsafeArchiveError,
 )
-from mmeperf.repository.archive import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_MEMBERS,
-    artifact_files,
-    check_archive,
-    pack,
-    safe_extract,
-)
+from mmeperf.repository.archive import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, safe_extract
 from mmeperf.repository.detect import detect_backend
+from mmeperf.repository.layouts import Layout, layout_for
 from mmeperf.repository.manifest import MANIFEST_NAME, Manifest, ModelEntry, VerifyReport
-from mmeperf.repository.names import key_under_root, validate_model_name
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from mmeperf.repository.storage import Storage, open_fs
 
 __all__ = ["ModelRepository"]
 
-LayoutName = Layout
-_ARCHIVE_SUFFIX = ".tar.gz"
-_CHUNK = 1 << 20
-# Triton's config.pbtxt may name the model; a copy must carry its own folder's name.
 # Errors of a path the caller's name made unusable (too long, not encodable): a 400, not ours.
 _NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
-_CONFIG_NAME_RE = re.compile(r'^(\s*name\s*:\s*)"[^"\n]*"', re.MULTILINE)
-_O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 # Checked names get() remembers (a bound: clients may send any number of distinct spellings).
 _MAX_RESOLVED = 8192
-_O_DIRECTORY: int = getattr(os, "O_DIRECTORY", 0)
-_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
-# Local archives open segment by segment from descriptors, without following links (see
-# _open_local); elsewhere (Windows) _guard's realpath check runs first.
-_SAFE_OPEN = bool(_O_NOFOLLOW and _O_DIRECTORY) and os.open in os.supports_dir_fd and hasattr(os, "O_NONBLOCK")
-
-
-class _HashingReader:
-    """Hashes and counts the bytes read through it, so one pass both checks and extracts."""
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self._inner, self.sha, self.count = inner, hashlib.sha256(), 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._inner.read(size)
-        self.sha.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> str:
-        """Read to the end (bytes past the tar's end still count) and return the hex digest."""
-        while self.read(_CHUNK):
-            pass
-        return self.sha.hexdigest()
-
-
-def _partial_name(target: Path) -> Path:
-    """A hidden temporary name beside ``target``, short enough for any name a model may have."""
-    return target.with_name(f".{target.name[:64]}.partial-{os.getpid()}-{threading.get_ident()}")
-
-
-def _rename_config(text: str, name: str) -> str:
-    return _CONFIG_NAME_RE.sub(lambda m: f'{m.group(1)}"{name}"', text)
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def _file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def _folder_digest(file_hashes: dict[str, str]) -> str:
-    """Digest of a folder: sha256 of its ``sha256sum``-style listing, sorted by relative path."""
-    listing = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(file_hashes.items()))
-    return hashlib.sha256(listing.encode()).hexdigest()
-
-
-def _created(info: dict[str, Any]) -> datetime | None:
-    for key in ("LastModified", "mtime", "created"):
-        value = info.get(key)
-        if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-        if isinstance(value, int | float):
-            return datetime.fromtimestamp(value, UTC)
-    return None
-
-
-def _open_fs(url: str, storage_options: dict[str, Any]) -> tuple[Any, str]:
-    from fsspec.core import url_to_fs
-
-    protocol = url.split("://", 1)[0] if "://" in url else "file"
-    try:
-        return url_to_fs(url, **storage_options)  # type: ignore[no-any-return]
-    except ImportError as exc:
-        if protocol in ("s3", "s3a"):
-            raise MissingDependencyError("S3 model repositories", "s3fs", "aws") from exc
-        raise RepositoryError(f"Cannot open {url!r}: {exc}") from exc
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"Expected a local path or an fsspec URL (s3://, memory://, ...), received {url!r}: {exc}"
-        ) from exc
 
 
 class ModelRepository:
@@ -154,19 +58,19 @@ class ModelRepository:
         self,
         url: PathLike,
         *,
-        layout: LayoutName = "sagemaker",
+        layout: LayoutName | Layout = "sagemaker",
         storage_options: dict[str, Any] | None = None,
         create: bool = True,
     ) -> None:
-        if layout not in ("sagemaker", "triton"):
-            raise ConfigurationError(f"Expected layout 'sagemaker' or 'triton', received {layout!r}")
+        #: The layout's strategy: where models live and how they are written and read.
+        self.layout_strategy: Layout = layout_for(layout)
         self.url: str = os.fspath(url)
-        self.layout: LayoutName = layout
-        self.fs, path = _open_fs(self.url, dict(storage_options or {}))
+        #: The layout's name, ``"sagemaker"`` or ``"triton"``.
+        self.layout: LayoutName = self.layout_strategy.name
+        self.fs, path = open_fs(self.url, dict(storage_options or {}))
         self.root: str = path.rstrip("/") or path
-        from fsspec.implementations.local import LocalFileSystem
-
-        self._local = isinstance(self.fs, LocalFileSystem)
+        self._store = Storage(self.url, self.fs, self.root)
+        self._local = self._store.local
         if self._local and Path(self.root).exists() and not Path(self.root).is_dir():
             raise ConfigurationError(f"Expected a folder for the repository, received the file {self.root}")
         if create:
@@ -189,167 +93,16 @@ class ModelRepository:
     # --- names and paths ----------------------------------------------------------------
 
     def _name_of(self, name_or_target: str) -> str:
-        name = validate_model_name(name_or_target)
-        if self.layout == "sagemaker" and name.endswith(_ARCHIVE_SUFFIX):
-            name = validate_model_name(name[: -len(_ARCHIVE_SUFFIX)])
-        if self.layout == "triton" and "/" in name:
-            raise InvalidModelNameError(
-                f"Invalid model name {name!r}: Triton model names are single folder names (no '/')"
-            )
-        return name
+        return self.layout_strategy.name_of(name_or_target)
 
     def _key(self, name: str) -> str:
-        return name + _ARCHIVE_SUFFIX if self.layout == "sagemaker" else name + "/"
+        return self.layout_strategy.key(name)
 
     def _target(self, name: str) -> str:
-        return name + _ARCHIVE_SUFFIX if self.layout == "sagemaker" else name
+        return self.layout_strategy.target(name)
 
     def _path(self, key: str) -> str:
-        return key_under_root(self.root, key).rstrip("/")
-
-    def _rel(self, path: str) -> str | None:
-        path = self.fs._strip_protocol(path) if "://" in path else path
-        prefix = self.root.rstrip("/") + "/"
-        return path[len(prefix):] if path.startswith(prefix) else None
-
-    # --- local storage: links never lead out of the root ----------------------------------
-
-    def _find(self, path: str) -> dict[str, dict[str, Any]]:
-        """Every file under ``path`` with its info, like ``fs.find(detail=True)``.
-
-        On local storage the walk follows no link (fsspec's does: a model folder holding
-        ``1 -> /`` would walk the machine); links and special files are listed, not entered,
-        so :meth:`_guard` can name them.
-        """
-        if not self._local:
-            found: dict[str, dict[str, Any]] = self.fs.find(path, detail=True)
-            return found
-        out: dict[str, dict[str, Any]] = {}
-        top = path.rstrip("/") or path
-        try:
-            st = os.lstat(top)
-        except FileNotFoundError:
-            return out
-        if not stat.S_ISDIR(st.st_mode):
-            out[top] = self._local_info(top, st)
-            return out
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-            # os.walk sorts links to folders into dirnames but never enters them: list them.
-            for name in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))] + filenames:
-                full = os.path.join(dirpath, name)
-                try:
-                    out[full] = self._local_info(full, os.lstat(full))
-                except FileNotFoundError:
-                    continue  # removed while we walked
-        return out
-
-    @staticmethod
-    def _local_info(path: str, st: os.stat_result) -> dict[str, Any]:
-        kind = "file" if stat.S_ISREG(st.st_mode) else "other"
-        return {"name": path, "size": st.st_size, "type": kind, "mtime": st.st_mtime,
-                "islink": stat.S_ISLNK(st.st_mode)}
-
-    def _guard(self, name: str, paths: Iterable[str]) -> None:
-        """On local storage, refuse a model whose files are links, special files or lie outside root.
-
-        Raises CorruptArtifactError naming the model: a symlink ``m/1/model.onnx -> /etc/passwd``
-        would otherwise copy any file this process can read into the cache, hashes and all.
-        """
-        if not self._local:
-            return
-        root_real = os.path.realpath(self.root)
-        prefix = self.root.rstrip("/") + "/"
-        for path in paths:
-            rel = path[len(prefix):] if path.startswith(prefix) else None
-            why: str | None = None
-            if rel is None:
-                why = "lies outside the repository folder"
-            else:
-                try:
-                    st = os.lstat(path)
-                except FileNotFoundError:
-                    continue  # reported as missing by whoever reads it
-                # realpath differs from root/rel exactly when a link sits on any segment of the way.
-                if os.path.realpath(path) != os.path.join(root_real, rel):
-                    why = "is or passes through a symbolic link"
-                elif not stat.S_ISREG(st.st_mode):
-                    why = "is not a regular file"
-            if why is not None:
-                shown = rel if rel is not None else path
-                raise CorruptArtifactError(
-                    f"Model {name!r}: {shown!r} {why}; refused (artifacts must be regular files "
-                    f"inside the repository folder {self.root!r})"
-                )
-
-    def _open_local(self, name: str, path: str) -> IO[bytes]:
-        """Open a stored file under the local root as :meth:`_guard` then :meth:`_open_read` would,
-        in one race-free pass: each segment below the root is opened from its parent's descriptor
-        without following links, and the file is checked regular on the open descriptor.
-
-        Raises CorruptArtifactError naming the model (a link on the way, not a regular file, or
-        outside the root) and FileNotFoundError when it is missing.
-        """
-        prefix = self.root.rstrip("/") + "/"
-        rel = path[len(prefix):] if path.startswith(prefix) else None
-        if not rel:
-            raise CorruptArtifactError(f"Model {name!r}: {path!r} lies outside the repository folder; refused")
-        parts = rel.split("/")
-        why: str | None = None
-        # The root itself may be reached through links (as its realpath is in _guard).
-        fd = os.open(self.root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-        try:
-            for part in parts[:-1]:
-                try:
-                    nxt = os.open(part, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    why = "is or passes through a symbolic link"
-                    break
-                os.close(fd)
-                fd = nxt
-            if why is None:
-                # Special files are refused before any open (opening a device can act on it);
-                # the open below still checks the descriptor, in case of a swap in between.
-                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    why = "is or passes through a symbolic link"
-                elif not stat.S_ISREG(st.st_mode):
-                    why = "is not a regular file"
-            if why is None:
-                try:
-                    # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
-                    file_fd = os.open(
-                        parts[-1], os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | os.O_NONBLOCK, dir_fd=fd
-                    )
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EOPNOTSUPP):
-                        raise
-                    why = "is or passes through a symbolic link" if exc.errno == errno.ELOOP else "is not a regular file"
-                else:
-                    if stat.S_ISREG(os.fstat(file_fd).st_mode):
-                        return os.fdopen(file_fd, "rb")
-                    os.close(file_fd)
-                    why = "is not a regular file"
-        finally:
-            os.close(fd)
-        raise CorruptArtifactError(
-            f"Model {name!r}: {rel!r} {why}; refused (artifacts must be regular files "
-            f"inside the repository folder {self.root!r})"
-        )
-
-    def _open_read(self, path: str) -> IO[bytes]:
-        """Open a stored file; on local storage without following a link swapped in after the guard."""
-        if not self._local:
-            fh: IO[bytes] = self.fs.open(path, "rb")
-            return fh
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise CorruptArtifactError(f"{path!r} is a symbolic link; refused") from exc
-            raise
-        return os.fdopen(fd, "rb")
+        return self._store.path(key)
 
     # --- manifest -------------------------------------------------------------------------
 
@@ -404,35 +157,8 @@ class ModelRepository:
             for entry in put:
                 models[entry.name] = entry
             updated = Manifest(layout=self.layout, models=sorted(models.values(), key=lambda m: m.name))
-            self._write_bytes(self.manifest_path, updated.to_bytes())
+            self._store.write_bytes(self.manifest_path, updated.to_bytes())
             self._set_manifest(updated)
-
-    def _write_bytes(self, path: str, data: bytes) -> None:
-        if self._local:
-            target = Path(path)
-            tmp = _partial_name(target)
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-        else:
-            self.fs.pipe_file(path, data)
-
-    def _put_file(self, local: Path, path: str) -> None:
-        """Upload one file; on local storage atomically (copy beside, then rename)."""
-        parent = path.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        if self._local:
-            target = Path(path)
-            tmp = _partial_name(target)
-            try:
-                shutil.copyfile(local, tmp)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-        else:
-            self.fs.put_file(str(local), path)
 
     # --- listing --------------------------------------------------------------------------
 
@@ -450,38 +176,12 @@ class ModelRepository:
 
     def _scan(self) -> dict[str, ModelEntry]:
         """Models found in storage itself (what a repository without manifest holds)."""
-        found: dict[str, ModelEntry] = {}
         # fsspec caches listings (s3fs does); another writer's uploads must show up here.
         self.fs.invalidate_cache(self.root)
-        if self.layout == "sagemaker":
-            for path, info in self.fs.find(self.root, detail=True).items():
-                rel = self._rel(path)
-                # "other": a link or special file; listed so that verify() names it.
-                if rel is None or not rel.endswith(_ARCHIVE_SUFFIX) or info.get("type") not in ("file", "other"):
-                    continue
-                try:
-                    name = self._name_of(rel)
-                except InvalidModelNameError:
-                    continue  # hidden uploads in progress, or names no client could target
-                found[name] = self._foreign(name, rel, int(info.get("size") or 0), _created(info))
-        else:
-            for info in self.fs.ls(self.root, detail=True):
-                rel = self._rel(info["name"])
-                # A link to a folder is listed (not entered) so that verify() names it.
-                linked = self._local and info.get("islink") and os.path.isdir(info["name"])
-                if rel is None or not (info.get("type") == "directory" or linked):
-                    continue
-                try:
-                    name = self._name_of(rel)
-                except InvalidModelNameError:
-                    continue
-                files = self._find(info["name"])
-                if not files:
-                    continue
-                size = sum(int(f.get("size") or 0) for f in files.values())
-                stamps = [c for c in (_created(f) for f in files.values()) if c is not None]
-                found[name] = self._foreign(name, name + "/", size, max(stamps) if stamps else None)
-        return found
+        return {
+            found.name: self._foreign(found.name, found.key, found.bytes, found.created)
+            for found in self.layout_strategy.scan(self._store)
+        }
 
     def list(self) -> list[ModelEntry]:
         """Every model, sorted by name: manifest entries, plus artifacts found without one."""
@@ -543,12 +243,7 @@ class ModelRepository:
         self.fs.invalidate_cache(path)
         try:
             info = self.fs.info(path)
-            if self.layout == "sagemaker":
-                if info.get("type") not in ("file", "other"):
-                    return None
-                self._guard(name, [path])
-                return self._foreign(name, self._key(name), int(info.get("size") or 0), _created(info))
-            files = self._find(path)
+            found = self.layout_strategy.probe(self._store, name, path, info)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -558,12 +253,10 @@ class ModelRepository:
                     f"Invalid model name {name[:80]!r}: storage refuses its path ({exc.strerror})"
                 ) from exc
             raise RepositoryError(f"Model {name!r}: cannot read {path!r} ({exc})") from exc
-        if not files:
+        if found is None:
             return None
-        self._guard(name, files)
-        size = sum(int(f.get("size") or 0) for f in files.values())
-        stamps = [c for c in (_created(f) for f in files.values()) if c is not None]
-        return self._foreign(name, self._key(name), size, max(stamps) if stamps else None)
+        size, created = found
+        return self._foreign(name, self._key(name), size, created)
 
     # --- adding ---------------------------------------------------------------------------
 
@@ -605,8 +298,7 @@ class ModelRepository:
             )
         if is_archive and arcname_prefix is not None:
             raise ConfigurationError("arcname_prefix applies when packing a folder, not to an archive")
-        if self.layout == "triton" and arcname_prefix is not None:
-            raise ConfigurationError("arcname_prefix applies to the sagemaker layout only")
+        self.layout_strategy.check_add_options(arcname_prefix)
 
         with tempfile.TemporaryDirectory(prefix="mmeperf-add-") as tmp_dir:
             tmp = Path(tmp_dir)
@@ -615,30 +307,12 @@ class ModelRepository:
                 # Unpacked once: proves the archive safe and lets the backend be detected.
                 folder = tmp / "unpacked"
                 safe_extract(src, folder)
-                if self.layout == "triton":
-                    children = list(folder.iterdir())
-                    if len(children) == 1 and children[0].is_dir() and children[0].name == name:
-                        folder = children[0]
+                folder = self.layout_strategy.unpacked_model(folder, name)
             backend = detect_backend(folder, hint=backend)
-            if self.layout == "sagemaker":
-                if is_archive and _is_gzip(src):
-                    archive = src
-                else:
-                    archive = tmp / "model.tar.gz"
-                    pack(folder, archive, arcname_prefix=arcname_prefix)
-                size, sha = archive.stat().st_size, _file_sha256(archive)
-                self._put_file(archive, path)
-            else:
-                files = artifact_files(folder)
-                if overwrite and self.fs.exists(path):
-                    self.fs.rm(path, recursive=True)
-                hashes: dict[str, str] = {}
-                size = 0
-                for rel, local in files:
-                    hashes[rel] = _file_sha256(local)
-                    size += local.stat().st_size
-                    self._put_file(local, f"{path}/{rel}")
-                sha = _folder_digest(hashes)
+            size, sha = self.layout_strategy.write_model(
+                self._store, folder, path, archive=src if is_archive else None, scratch=tmp,
+                arcname_prefix=arcname_prefix, overwrite=overwrite,
+            )
         entry = ModelEntry(
             name=name, target=self._target(name), key=key, backend=backend, bytes=size,
             sha256=sha, created=datetime.now(UTC),
@@ -686,10 +360,7 @@ class ModelRepository:
         if "{i" not in template:
             raise ConfigurationError(f"Expected a template with an {{i}} field, received {template!r}")
         src = self.get(name)
-        src_path = self._path(src.key)
-        if self.layout == "sagemaker":
-            self._guard(src.name, [src_path])
-        triton_hashes: dict[str, str] | None = None
+        copier = self.layout_strategy.copier(self._store, src, self._path(src.key))
         out: builtins.list[ModelEntry] = []
         new_entries: builtins.list[ModelEntry] = []
         for i in range(n):
@@ -704,10 +375,9 @@ class ModelRepository:
             if copy_name == src.name:
                 raise ConfigurationError(f"Template {template!r} gives the source's own name")
             key = self._key(copy_name)
-            path = self._path(key)
             if copy_name in self:
                 existing = self.get(copy_name)
-                if self.layout == "sagemaker" and existing.sha256 and existing.sha256 == src.sha256:
+                if copier.reuses(existing):
                     out.append(existing)
                     continue
                 if not overwrite:
@@ -715,26 +385,7 @@ class ModelRepository:
                         f"Model {copy_name!r} already exists in {self.url!r} and differs from "
                         f"{src.name!r}; pass overwrite=True to replace it"
                     )
-            if self.layout == "sagemaker":
-                self.fs.copy(src_path, path)
-                sha = src.sha256
-            else:
-                if triton_hashes is None:
-                    triton_hashes = self._remote_file_hashes(src.name, src_path)
-                if self.fs.exists(path):
-                    self.fs.rm(path, recursive=True)
-                hashes = dict(triton_hashes)
-                for rel in sorted(triton_hashes):
-                    if rel == "config.pbtxt":
-                        text = self.fs.cat_file(f"{src_path}/{rel}").decode()
-                        data = _rename_config(text, copy_name).encode()
-                        self.fs.makedirs(path, exist_ok=True)
-                        self._write_bytes(f"{path}/{rel}", data)
-                        hashes[rel] = hashlib.sha256(data).hexdigest()
-                    else:
-                        self.fs.makedirs(f"{path}/{rel}".rsplit("/", 1)[0], exist_ok=True)
-                        self.fs.copy(f"{src_path}/{rel}", f"{path}/{rel}")
-                sha = _folder_digest(hashes) if src.sha256 is not None else None
+            sha = copier.copy(copy_name, self._path(key))
             entry = ModelEntry(
                 name=copy_name, target=self._target(copy_name), key=key, backend=src.backend,
                 bytes=src.bytes, sha256=sha, created=datetime.now(UTC),
@@ -744,22 +395,6 @@ class ModelRepository:
         if new_entries:
             self._update_manifest(put=new_entries)
         return out
-
-    def _remote_file_hashes(self, name: str, folder_path: str) -> dict[str, str]:
-        hashes: dict[str, str] = {}
-        prefix = folder_path.rstrip("/") + "/"
-        files = sorted(self._find(folder_path))
-        self._guard(name, files)
-        for path in files:
-            rel = path[len(prefix):] if path.startswith(prefix) else None
-            if rel is None:
-                continue
-            sha = hashlib.sha256()
-            with self._open_read(path) as fh:
-                while chunk := fh.read(_CHUNK):
-                    sha.update(chunk)
-            hashes[rel] = sha.hexdigest()
-        return hashes
 
     def remove(self, name: str) -> None:
         """Delete a model's artifact and its manifest entry. ModelNotFoundError when absent."""
@@ -779,7 +414,7 @@ class ModelRepository:
             if self._local and os.path.islink(path):
                 os.unlink(path)  # rmtree refuses links; rm must not reach the folder behind one
             else:
-                self.fs.rm(path, recursive=self.layout == "triton")
+                self.fs.rm(path, recursive=self.layout_strategy.folders)
         except FileNotFoundError:
             pass
         self._computed.pop(key, None)
@@ -822,96 +457,13 @@ class ModelRepository:
             base.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
         try:
-            if self.layout == "sagemaker":
-                written = self._fetch_archive(entry, path, folder, max_bytes=max_bytes, max_members=max_members)
-            else:
-                written = self._fetch_folder(entry, path, folder, max_bytes=max_bytes, max_members=max_members)
+            written = self.layout_strategy.fetch(
+                self._store, entry, path, folder, max_bytes=max_bytes, max_members=max_members
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return folder, written
-
-    def _missing(self, entry: ModelEntry) -> ModelNotFoundError:
-        return ModelNotFoundError(
-            f"Model {entry.name!r} is listed in the manifest of {self.url!r} but its artifact "
-            f"{entry.key!r} is missing"
-        )
-
-    def _fetch_archive(
-        self, entry: ModelEntry, path: str, folder: Path, *, max_bytes: int, max_members: int
-    ) -> int:
-        try:
-            if self._local and _SAFE_OPEN:
-                fh = self._open_local(entry.name, path)
-            else:
-                self._guard(entry.name, [path])
-                fh = self._open_read(path)
-        except FileNotFoundError as exc:
-            raise self._missing(entry) from exc
-        written = 0
-        with fh:
-            reader = _HashingReader(fh)
-            failure: Exception | None = None
-            try:
-                summary = safe_extract(reader, folder, max_bytes=max_bytes, max_members=max_members, fresh=True)
-                written = summary.bytes
-                if not summary.files:
-                    failure = CorruptArtifactError(f"Model {entry.name!r}: the archive holds no files")
-            except (UnsafeArchiveError, CorruptArtifactError) as exc:
-                failure = exc
-            digest = reader.drain()
-        if entry.sha256 is not None and digest != entry.sha256:
-            raise CorruptArtifactError(
-                f"Model {entry.name!r}: sha256 mismatch (manifest {entry.sha256}, stored {digest})"
-            ) from failure
-        if isinstance(failure, UnsafeArchiveError):
-            raise CorruptArtifactError(f"Model {entry.name!r}: unsafe archive: {failure}") from failure
-        if failure is not None:
-            if str(failure).startswith(f"Model {entry.name!r}"):
-                raise failure
-            raise CorruptArtifactError(f"Model {entry.name!r}: {failure}") from failure
-        return written
-
-    def _fetch_folder(
-        self, entry: ModelEntry, path: str, folder: Path, *, max_bytes: int, max_members: int
-    ) -> int:
-        from mmeperf.repository.archive import member_parts
-
-        files = sorted(self._find(path))
-        if not files:
-            raise self._missing(entry)
-        if len(files) > max_members:
-            raise CorruptArtifactError(f"Model {entry.name!r} has more than {max_members} files")
-        self._guard(entry.name, files)
-        prefix = path.rstrip("/") + "/"
-        hashes: dict[str, str] = {}
-        total = 0
-        for remote in files:
-            rel_raw = remote[len(prefix):] if remote.startswith(prefix) else remote
-            try:
-                parts = member_parts(rel_raw)
-            except UnsafeArchiveError as exc:
-                raise CorruptArtifactError(f"Model {entry.name!r}: unsafe file name: {exc}") from exc
-            rel = "/".join(parts)
-            target = folder.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            sha = hashlib.sha256()
-            with self._open_read(remote) as src, open(target, "xb") as out:
-                while chunk := src.read(_CHUNK):
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise CorruptArtifactError(
-                            f"Model {entry.name!r} is larger than the limit of {max_bytes} bytes"
-                        )
-                    sha.update(chunk)
-                    out.write(chunk)
-            hashes[rel] = sha.hexdigest()
-        digest = _folder_digest(hashes)
-        if entry.sha256 is not None and digest != entry.sha256:
-            raise CorruptArtifactError(
-                f"Model {entry.name!r}: sha256 mismatch (manifest {entry.sha256}, stored {digest})"
-            )
-        return total
 
     def detect_backend(self, directory: PathLike, *, entry: ModelEntry | None = None) -> str | None:
         """The backend of an unpacked model: the entry's recorded backend, else detected by files."""
@@ -931,7 +483,7 @@ class ModelRepository:
         entries = self.list()
         recorded = self._manifest_entries()
         for entry in entries:
-            reason, size, digest = self._check(entry)
+            reason, size, digest = self.layout_strategy.check(self._store, entry, self._path(entry.key))
             if reason is not None:
                 problems[entry.name] = reason
                 continue
@@ -941,44 +493,3 @@ class ModelRepository:
         if update_manifest and adopted:
             self._update_manifest(put=adopted)
         return VerifyReport(checked=len(entries), problems=problems)
-
-    def _check(self, entry: ModelEntry) -> tuple[str | None, int, str | None]:
-        """(problem or None, stored bytes, sha256) of one model."""
-        path = self._path(entry.key)
-        if self.layout == "sagemaker":
-            try:
-                self._guard(entry.name, [path])
-            except CorruptArtifactError as exc:
-                return str(exc), 0, None
-            try:
-                fh = self._open_read(path)
-            except FileNotFoundError:
-                return "missing", 0, None
-            with fh:
-                reader = _HashingReader(fh)
-                reason: str | None = None
-                try:
-                    summary = check_archive(reader)
-                    if not summary.files:
-                        reason = "unreadable archive: it holds no files"
-                except CorruptArtifactError as exc:
-                    reason = str(exc)
-                except UnsafeArchiveError as exc:
-                    reason = f"unsafe archive: {exc}"
-                digest = reader.drain()
-            if entry.sha256 is not None and digest != entry.sha256:
-                return "sha256 mismatch", reader.count, digest
-            return reason, reader.count, digest
-        try:
-            hashes = self._remote_file_hashes(entry.name, path)
-        except FileNotFoundError:
-            return "missing", 0, None
-        except CorruptArtifactError as exc:  # a link or a file outside the repository folder
-            return str(exc), 0, None
-        if not hashes:
-            return "missing", 0, None
-        digest = _folder_digest(hashes)
-        size = sum(int(info.get("size") or 0) for info in self._find(path).values())
-        if entry.sha256 is not None and digest != entry.sha256:
-            return "sha256 mismatch", size, digest
-        return None, size, digest

@@ -19,7 +19,8 @@ from mmeperf.endpoints.triton import TritonEndpoint, parse_triton_metrics
 from mmeperf.errors import ConfigurationError, EndpointError, EndpointNotReadyError
 from mmeperf.metrics import LatencyStat
 from mmeperf.repository import ModelRepository
-from mmeperf.repository.triton import TritonTensor, python_config, triton_model_folder
+from mmeperf.repository.triton import TritonTensor, python_config
+from mmeperf.repository.triton.packaging import triton_model_folder
 from tests.endpoints.triton.conftest import TritonServer
 
 DATA = Path(__file__).parent / "data"

@@ -1,50 +1,36 @@
-"""Triton ``config.pbtxt``: a typed spec, validated before anything is written, and packaging.
+"""Triton's ``config.pbtxt`` as a typed spec: validated when built, written as protobuf text.
 
 :class:`TritonModelConfig` covers what the GPU workflow needs (pytorch_libtorch, onnxruntime_onnx,
-tensorrt_plan, python and fil models; batching, instance groups, warmup) and writes protobuf text
-that Triton's own ``model_config_pb2`` parses. :func:`package_model` lays an artifact out as
-``<name>/config.pbtxt`` + ``<name>/1/model.*`` in a :class:`~mmeperf.repository.ModelRepository`
-(SageMaker MME tarballs or a Triton folder), with N copies to fill an instance's memory.
+tensorrt_plan, python and fil models; batching, instance groups, warmup) and writes text that
+Triton's own ``model_config_pb2`` parses (:func:`parse_config`).
 """
 
 from __future__ import annotations
 
-import builtins
-import functools
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from mmeperf.errors import ConfigurationError, MissingDependencyError
 
-if TYPE_CHECKING:
-    from mmeperf.backends.tensorrt import EngineProfile
-    from mmeperf.backends.tensors import Signature
-    from mmeperf.exporters.base import ExportResult
-    from mmeperf.repository.manifest import ModelEntry
-    from mmeperf.repository.repository import ModelRepository
-
 __all__ = [
+    "BACKEND_PLATFORMS",
     "CONFIG_FILE",
     "DEFAULT_MODEL_FILES",
+    "FIL_MODEL_FILES",
+    "BatchRange",
     "BatchingSpec",
+    "DataType",
     "InstanceGroup",
+    "InstanceKind",
+    "Platform",
     "TritonModelConfig",
     "TritonTensor",
     "WarmupSpec",
+    "build_config",
     "check_engine_profile",
-    "config_for_signature",
-    "cv_config",
-    "fil_config",
-    "nlp_config",
-    "package_model",
     "parse_config",
-    "python_config",
-    "triton_model_folder",
 ]
 
 CONFIG_FILE = "config.pbtxt"
@@ -93,7 +79,6 @@ BACKEND_PLATFORMS: dict[str, Platform] = {
     "tensorrt": "tensorrt_plan",
     "xgboost": "fil",
 }
-
 
 def _text(value: str) -> str:
     """A protobuf text-format string literal."""
@@ -401,16 +386,16 @@ class TritonModelConfig(BaseModel):
     def with_name(self, name: str | None) -> TritonModelConfig:
         return self.model_validate(self.model_dump() | {"name": name})
 
-
 def build_config(**fields: Any) -> TritonModelConfig:
     """``TritonModelConfig(**fields)`` with validation failures as ConfigurationError (400)."""
     try:
         return TritonModelConfig(**fields)
     except ValidationError as exc:
-        raise ConfigurationError(f"Invalid Triton model config: {_problems(exc)}") from exc
+        raise ConfigurationError(f"Invalid Triton model config: {validation_problems(exc)}") from exc
 
 
-def _problems(exc: ValidationError) -> str:
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic validation failure as one line: ``field: message; ...``."""
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
     )
@@ -442,322 +427,18 @@ def parse_config(text: str) -> Any:
         raise ConfigurationError(f"Triton cannot parse this config.pbtxt: {exc}") from exc
 
 
-# --- builders ------------------------------------------------------------------------------------
+class BatchRange(Protocol):
+    """The batch sizes an engine takes (a TensorRT :class:`~mmeperf.backends.tensorrt.EngineProfile`)."""
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+    @property
+    def min_batch(self) -> int: ...
 
-
-def _configuration_errors(builder: _F) -> _F:
-    """Builders raise ConfigurationError (400) for what the typed spec refuses."""
-
-    @functools.wraps(builder)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return builder(*args, **kwargs)
-        except ValidationError as exc:
-            raise ConfigurationError(f"Invalid Triton model config: {_problems(exc)}") from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _tensor_model_config(
-    *,
-    platform: Platform,
-    name: str | None,
-    max_batch_size: int,
-    inputs: list[TritonTensor],
-    outputs: list[TritonTensor],
-    preferred_batch_sizes: Sequence[int] | None,
-    max_queue_delay_microseconds: int,
-    dynamic_batching: bool,
-    instance_kind: InstanceKind,
-    instance_count: int,
-    warmup: bool,
-    warmup_inputs: list[TritonTensor] | None = None,
-) -> TritonModelConfig:
-    """The config shared by tensor models (CV, NLP, from a signature): batching, instances, warmup."""
-    return build_config(
-        platform=platform,
-        name=name,
-        max_batch_size=max_batch_size,
-        inputs=inputs,
-        outputs=outputs,
-        dynamic_batching=_batching(
-            preferred_batch_sizes, max_queue_delay_microseconds, max_batch_size, dynamic_batching
-        ),
-        instance_groups=_instances(instance_kind, instance_count),
-        warmup=_warmup_for(inputs if warmup_inputs is None else warmup_inputs, warmup),
-    )
-
-
-def _instances(kind: InstanceKind, count: int) -> list[InstanceGroup]:
-    return [InstanceGroup(kind=kind, count=count)]
-
-
-def _batching(
-    preferred: Sequence[int] | None,
-    max_queue_delay_microseconds: int,
-    max_batch_size: int,
-    enabled: bool = True,
-) -> BatchingSpec | None:
-    if not enabled:
-        if preferred:
-            raise ConfigurationError("preferred batch sizes need dynamic_batching=True")
-        return None
-    if max_batch_size == 0:
-        if preferred:
-            raise ConfigurationError("preferred batch sizes need max_batch_size > 0")
-        return None
-    return BatchingSpec(
-        preferred_batch_size=list(preferred or []),
-        max_queue_delay_microseconds=max_queue_delay_microseconds,
-    )
-
-
-def _warmup_for(inputs: list[TritonTensor], enabled: bool, batch_size: int = 1) -> list[WarmupSpec]:
-    if not enabled or not inputs:
-        return []
-    return [WarmupSpec(batch_size=batch_size, inputs={t.name: t for t in inputs})]
-
-
-@_configuration_errors
-def cv_config(
-    platform: Platform,
-    *,
-    name: str | None = None,
-    image_shape: Sequence[int] = (3, 224, 224),
-    num_classes: int = 1000,
-    input_name: str = "INPUT__0",
-    output_name: str = "OUTPUT__0",
-    max_batch_size: int = 32,
-    preferred_batch_sizes: Sequence[int] | None = (16,),
-    max_queue_delay_microseconds: int = 0,
-    instance_kind: InstanceKind = "KIND_GPU",
-    instance_count: int = 1,
-    dynamic_batching: bool = True,
-    warmup: bool = False,
-    io: bool = True,
-) -> TritonModelConfig:
-    """An image classifier: ``INPUT__0`` FP32 [3, 224, 224] -> ``OUTPUT__0`` FP32 [classes].
-
-    The defaults are the reference's CV PyTorch config (max batch 32, preferred 16, one GPU
-    instance). ``io=False`` leaves inputs and outputs to Triton's auto-complete.
-    """
-    inputs = (
-        [TritonTensor(name=input_name, data_type="TYPE_FP32", dims=list(image_shape))] if io else []
-    )
-    outputs = (
-        [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[num_classes])] if io else []
-    )
-    return _tensor_model_config(
-        platform=platform, name=name, max_batch_size=max_batch_size, inputs=inputs, outputs=outputs,
-        preferred_batch_sizes=preferred_batch_sizes,
-        max_queue_delay_microseconds=max_queue_delay_microseconds, dynamic_batching=dynamic_batching,
-        instance_kind=instance_kind, instance_count=instance_count, warmup=warmup,
-    )
-
-
-@_configuration_errors
-def nlp_config(
-    platform: Platform,
-    *,
-    name: str | None = None,
-    seq_len: int = 128,
-    hidden_size: int = 768,
-    input_names: Sequence[str] = ("input_ids", "attention_mask"),
-    input_dtype: DataType = "TYPE_INT64",
-    output_name: str = "last_hidden_state",
-    max_batch_size: int = 128,
-    preferred_batch_sizes: Sequence[int] | None = None,
-    max_queue_delay_microseconds: int = 0,
-    instance_kind: InstanceKind = "KIND_GPU",
-    instance_count: int = 1,
-    dynamic_batching: bool = True,
-    warmup: bool = False,
-    io: bool = True,
-) -> TritonModelConfig:
-    """A text encoder: token tensors [seq_len] -> ``last_hidden_state`` FP32 [seq_len, hidden].
-
-    The reference's NLP PyTorch config used INT32 tokens and max batch 128; our exports take
-    INT64 (what tokenizers and ONNX produce). ``io=False``: auto-complete (its TensorRT config).
-    """
-    inputs = (
-        [TritonTensor(name=n, data_type=input_dtype, dims=[seq_len]) for n in input_names]
-        if io
-        else []
-    )
-    outputs = (
-        [TritonTensor(name=output_name, data_type="TYPE_FP32", dims=[seq_len, hidden_size])]
-        if io
-        else []
-    )
-    return _tensor_model_config(
-        platform=platform, name=name, max_batch_size=max_batch_size, inputs=inputs, outputs=outputs,
-        preferred_batch_sizes=preferred_batch_sizes,
-        max_queue_delay_microseconds=max_queue_delay_microseconds, dynamic_batching=dynamic_batching,
-        instance_kind=instance_kind, instance_count=instance_count, warmup=warmup,
-    )
-
-
-@_configuration_errors
-def fil_config(
-    *,
-    num_features: int,
-    name: str | None = None,
-    model_type: str = "xgboost_json",
-    output_class: bool = True,
-    predict_proba: bool = False,
-    num_outputs: int = 1,
-    threshold: float | None = None,
-    max_batch_size: int = 32768,
-    max_queue_delay_microseconds: int = 100,
-    instance_kind: InstanceKind = "KIND_GPU",
-    instance_count: int = 1,
-    extra_parameters: dict[str, str] | None = None,
-    default_model_filename: str | None = None,
-) -> TritonModelConfig:
-    """An XGBoost (or LightGBM/Treelite) model on Triton's FIL backend: ``input__0`` FP32
-    [num_features] -> ``output__0`` FP32 [num_outputs]; binary classifiers have one output.
-
-    SageMaker-style artifacts (``xgboost-model`` in UBJSON, as mmeperf's xgboost backend saves
-    them) need ``model_type="xgboost_ubj", default_model_filename="xgboost-model"``.
-    """
-    if num_features < 1:
-        raise ConfigurationError(f"num_features must be >= 1, got {num_features}")
-    parameters = {
-        "model_type": model_type,
-        "output_class": "true" if output_class else "false",
-    }
-    if predict_proba:
-        parameters["predict_proba"] = "true"
-    if threshold is not None:
-        parameters["threshold"] = repr(float(threshold))
-    parameters.update(extra_parameters or {})
-    return build_config(
-        platform="fil",
-        name=name,
-        max_batch_size=max_batch_size,
-        inputs=[TritonTensor(name="input__0", data_type="TYPE_FP32", dims=[num_features])],
-        outputs=[TritonTensor(name="output__0", data_type="TYPE_FP32", dims=[num_outputs])],
-        dynamic_batching=BatchingSpec(max_queue_delay_microseconds=max_queue_delay_microseconds),
-        instance_groups=_instances(instance_kind, instance_count),
-        parameters=parameters,
-        default_model_filename=default_model_filename,
-    )
-
-
-@_configuration_errors
-def python_config(
-    *,
-    inputs: Sequence[TritonTensor] = (),
-    outputs: Sequence[TritonTensor] = (),
-    name: str | None = None,
-    max_batch_size: int = 0,
-    instance_kind: InstanceKind = "KIND_CPU",
-    instance_count: int = 1,
-    parameters: dict[str, str] | None = None,
-) -> TritonModelConfig:
-    """A Python-backend model (``1/model.py``), e.g. the reference's server-metrics model."""
-    return build_config(
-        platform="python",
-        name=name,
-        max_batch_size=max_batch_size,
-        inputs=list(inputs),
-        outputs=list(outputs),
-        instance_groups=_instances(instance_kind, instance_count),
-        parameters=dict(parameters or {}),
-    )
-
-
-@_configuration_errors
-def config_for_signature(
-    backend: str,
-    signature: Signature,
-    *,
-    name: str | None = None,
-    max_batch_size: int = 32,
-    preferred_batch_sizes: Sequence[int] | None = None,
-    max_queue_delay_microseconds: int = 0,
-    instance_kind: InstanceKind = "KIND_GPU",
-    instance_count: int = 1,
-    dynamic_batching: bool = True,
-    warmup: bool = False,
-    engine_profile: EngineProfile | None = None,
-    allow_unused_profile: bool = False,
-) -> TritonModelConfig:
-    """The config for an exported tensor model (``pytorch``, ``onnx`` or ``tensorrt``) from its
-    signature; a TensorRT config is checked against the engine's optimization profile.
-
-    Triton's ``dims`` leave out the batch axis when ``max_batch_size > 0`` and include it when
-    ``max_batch_size == 0``. So a batching config needs every tensor's first axis dynamic (-1,
-    exported with ``dynamic_batch=True``) and drops it; ``max_batch_size=0`` lists the full
-    shape, a dynamic first axis staying -1 (any size, no server-side batching).
-    """
-    from mmeperf.backends.tensors import triton_datatype
-
-    if backend not in BACKEND_PLATFORMS or backend == "xgboost":
-        raise ConfigurationError(
-            f"Expected a tensor backend (pytorch, onnx, tensorrt), got {backend!r}; use fil_config for XGBoost"
-        )
-
-    def tensor(spec: Any) -> TritonTensor:
-        if spec.dtype is None or spec.shape is None:
-            raise ConfigurationError(
-                f"Tensor {spec.name!r} has no recorded dtype/shape; export with mmeperf.exporters "
-                f"so signature.json is written"
-            )
-        shape = [int(d) for d in spec.shape]
-        if max_batch_size > 0:
-            if not shape or shape[0] != -1:
-                raise ConfigurationError(
-                    f"Tensor {spec.name!r} has the fixed shape {shape} (no dynamic batch axis), "
-                    f"but max_batch_size={max_batch_size} makes Triton add a batch axis in front "
-                    f"of dims. Re-export with dynamic_batch=True, or use max_batch_size=0 so "
-                    f"dims list the full shape"
-                )
-            dims = shape[1:]
-        else:
-            dims = shape
-        if not dims:
-            # A per-row scalar: Triton wants dims [1] and a reshape to [] for the model.
-            return TritonTensor.model_validate(
-                {
-                    "name": spec.name,
-                    "data_type": triton_datatype(spec.dtype),
-                    "dims": [1],
-                    "reshape": [],
-                }
-            )
-        return TritonTensor.model_validate(
-            {"name": spec.name, "data_type": triton_datatype(spec.dtype), "dims": dims}
-        )
-
-    try:
-        inputs = [tensor(s) for s in signature.inputs]
-        outputs = [tensor(s) for s in signature.outputs]
-    except ValidationError as exc:
-        raise ConfigurationError(f"Invalid tensor for a Triton config: {exc}") from exc
-    warmup_inputs = inputs
-    if max_batch_size == 0:
-        # Warmup requests need concrete dims: one row where the batch axis is dynamic.
-        warmup_inputs = [
-            t.model_copy(update={"dims": [1 if i == 0 and d == -1 else d for i, d in enumerate(t.dims)]})
-            for t in inputs
-        ]
-    config = _tensor_model_config(
-        platform=BACKEND_PLATFORMS[backend], name=name, max_batch_size=max_batch_size,
-        inputs=inputs, outputs=outputs, preferred_batch_sizes=preferred_batch_sizes,
-        max_queue_delay_microseconds=max_queue_delay_microseconds, dynamic_batching=dynamic_batching,
-        instance_kind=instance_kind, instance_count=instance_count, warmup=warmup,
-        warmup_inputs=warmup_inputs,
-    )
-    if engine_profile is not None:
-        check_engine_profile(config, engine_profile, allow_unused_profile=allow_unused_profile)
-    return config
+    @property
+    def max_batch(self) -> int: ...
 
 
 def check_engine_profile(
-    config: TritonModelConfig, profile: EngineProfile, *, allow_unused_profile: bool = False
+    config: TritonModelConfig, profile: BatchRange, *, allow_unused_profile: bool = False
 ) -> None:
     """Refuse a tensorrt_plan config whose batches the engine cannot take, or that wastes it.
 
@@ -791,92 +472,3 @@ def check_engine_profile(
             f"preferred batch sizes {outside} are outside the engine's profile "
             f"{profile.min_batch}..{profile.max_batch}"
         )
-
-
-# --- packaging ----------------------------------------------------------------------------------
-
-
-def triton_model_folder(
-    destination: Path, config: TritonModelConfig, artifact_dir: Path, *, version: int = 1
-) -> Path:
-    """Lay out ``destination/config.pbtxt`` and ``destination/<version>/<artifact files>``.
-
-    Checks the artifact file the platform loads is there before writing anything.
-    """
-    if version < 1:
-        raise ConfigurationError(f"Triton model versions start at 1, got {version}")
-    artifact_dir = Path(artifact_dir)
-    wanted = config.model_filename
-    if not (artifact_dir / wanted).is_file():
-        present = sorted(p.name for p in artifact_dir.iterdir()) if artifact_dir.is_dir() else []
-        raise ConfigurationError(
-            f"{config.platform} loads {wanted}, which {artifact_dir} does not hold (it has {present})"
-        )
-    text = config.to_pbtxt()
-    try:
-        parse_config(text)
-    except MissingDependencyError:
-        pass
-    destination = Path(destination)
-    version_dir = destination / str(version)
-    version_dir.mkdir(parents=True, exist_ok=True)
-    for item in artifact_dir.iterdir():
-        if item.is_file():
-            shutil.copy2(item, version_dir / item.name)
-    (destination / CONFIG_FILE).write_text(text)
-    return destination
-
-
-def package_model(
-    repository: ModelRepository,
-    name: str,
-    artifact: ExportResult | Path,
-    config: TritonModelConfig,
-    *,
-    backend: str | None = None,
-    copies: int = 0,
-    template: str = "{name}-v{i}",
-    overwrite: bool = False,
-) -> builtins.list[ModelEntry]:
-    """Add one model (and ``copies`` copies) to ``repository`` in Triton's folder structure.
-
-    SageMaker layout: ``<name>.tar.gz`` holding ``<name>/config.pbtxt`` and ``<name>/1/model.*``
-    (what SageMaker's Triton MME container unpacks); Triton layout: the same folder under the
-    repository. Copies are ``template.format(name=name, i=0..copies-1)``: how the GPU
-    workflow fills an instance's memory. Returns the entries added, the model first.
-    """
-    from mmeperf.exporters.base import ExportResult
-
-    if isinstance(artifact, ExportResult):
-        backend = backend or artifact.backend
-        artifact_dir = artifact.directory
-    else:
-        artifact_dir = Path(artifact)
-    if backend is None:
-        raise ConfigurationError("package_model needs backend= when given a folder")
-    expected = BACKEND_PLATFORMS.get(backend)
-    if expected is not None and expected != config.platform:
-        raise ConfigurationError(
-            f"A {backend!r} artifact is served by Triton's {expected}, but the config says {config.platform}"
-        )
-    if config.platform == "tensorrt_plan":
-        from mmeperf.backends.tensorrt import EngineProfile
-
-        profile = EngineProfile.load(artifact_dir)
-        if profile is not None:
-            check_engine_profile(config, profile)
-    if copies < 0:
-        raise ConfigurationError(f"copies must be >= 0, got {copies}")
-    # The repository's own name rules (InvalidModelNameError, 400) before any path is built.
-    name = repository._name_of(name)
-    with tempfile.TemporaryDirectory(prefix="mmeperf-triton-") as tmp:
-        # A fixed folder name: the model's name never becomes part of a local path here.
-        folder = triton_model_folder(Path(tmp) / "model", config, artifact_dir)
-        prefix = name if repository.layout == "sagemaker" else None
-        entry = repository.add(
-            name, folder, backend=backend, arcname_prefix=prefix, overwrite=overwrite
-        )
-    entries = [entry]
-    if copies:
-        entries.extend(repository.copies(name, copies, template=template, overwrite=overwrite))
-    return entries
