@@ -1,6 +1,6 @@
 """How much load one core of mmeperf's generator makes, against raw Locust and the boto3 user.
 
-One run, one trivial server (``mmeperf.load.testserver`` with no delay, its own process), three
+One run, one trivial server (``mmeperf.testing.servers`` with no delay, its own process), three
 generators one after the other, each a single Locust process with the same users and no wait:
 
 * mmeperf's HTTP user (FastHttpUser's geventhttpclient, exact HDR recording per request);
@@ -90,7 +90,7 @@ def main() -> None:
     duration = args.warmup + args.window + 4.0
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "mmeperf.load.testserver", "--port", str(port), "--delay-ms", "0"])
+    server = subprocess.Popen([sys.executable, "-m", "mmeperf.testing.servers", "--port", str(port), "--delay-ms", "0"])
     work = Path(tempfile.mkdtemp(prefix="mmeperf-loadgen-"))
     results: dict[str, tuple[float, float]] = {}
     try:

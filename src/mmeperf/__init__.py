@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from mmeperf.instances import InstanceProfile
     from mmeperf.load.benchmark import Benchmark
     from mmeperf.load.profile import LoadProfile
+    from mmeperf.load.result import BenchmarkResult
     from mmeperf.metrics import ServerMetrics
     from mmeperf.repository import ModelRepository
-    from mmeperf.results.result import BenchmarkResult
 
 _LAZY: dict[str, str] = {
     "Backend": "mmeperf.backends.base",
     "Benchmark": "mmeperf.load.benchmark",
-    "BenchmarkResult": "mmeperf.results.result",
+    "BenchmarkResult": "mmeperf.load.result",
     "Endpoint": "mmeperf.endpoints.base",
     "EndpointInfo": "mmeperf.endpoints.base",
     "ExportResult": "mmeperf.exporters.base",

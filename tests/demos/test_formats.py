@@ -11,7 +11,6 @@ import pytest
 from mmeperf.demos.formats import (
     SUMMARY_COLUMNS,
     FormatsDemoOptions,
-    bar_heights,
     max_users_without_failures,
     run_formats_demo,
 )
@@ -30,14 +29,6 @@ def test_a_step_that_completed_nothing_stops_the_count() -> None:
     # A server that answered nothing in a step (no failure recorded either) held no users.
     assert max_users_without_failures([(10, 50, 0), (20, 0, 0), (40, 80, 0)]) == 10
     assert max_users_without_failures([(10, 0, 0)]) == 0
-
-
-def test_latency_bars_are_relative_to_the_lowest_latency() -> None:
-    # Lower is better: the fastest format is 1 and a twice-as-slow one 2 (not 0.5 of the max).
-    assert bar_heights([4.0, 2.0, 8.0], higher_is_better=False) == [2.0, 1.0, 4.0]
-    assert bar_heights([4.0, 0.0], higher_is_better=False) == [1.0, 0.0]
-    assert bar_heights([50.0, 100.0], higher_is_better=True) == [0.5, 1.0]
-    assert bar_heights([0.0, 0.0], higher_is_better=True) == [0.0, 0.0]
 
 
 def test_options_are_checked_up_front() -> None:

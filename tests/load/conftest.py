@@ -23,7 +23,7 @@ def free_port() -> int:
 
 @dataclass
 class TestServer:
-    """A running ``mmeperf.load.testserver`` and its log of what it handled."""
+    """A running ``mmeperf.testing.servers`` and its log of what it handled."""
 
     __test__ = False
 
@@ -52,7 +52,7 @@ def test_server() -> Iterator[Callable[..., TestServer]]:
     def start(*args: str) -> TestServer:
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mmeperf.load.testserver", "--port", str(port), *args],
+            [sys.executable, "-m", "mmeperf.testing.servers", "--port", str(port), *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         started.append(proc)

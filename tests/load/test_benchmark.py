@@ -17,7 +17,7 @@ import pytest
 from mmeperf.errors import ConfigurationError, LoadTestError
 from mmeperf.load import AwsAuth, Benchmark, LoadProfile, Traffic
 from mmeperf.load.benchmark import MetricsSampler
-from mmeperf.results.result import BenchmarkResult
+from mmeperf.load.result import BenchmarkResult
 from tests.load.echo_endpoint import EchoEndpoint
 
 slow = pytest.mark.slow

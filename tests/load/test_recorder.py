@@ -1,8 +1,7 @@
-"""Recorder -> Aggregator: exact counts, stage/second/model views and stop conditions (no Locust)."""
+"""Recorder -> Aggregator: exact counts, stage/second/model views, worker reports (no Locust)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -50,32 +49,6 @@ def test_two_processes_merge_exactly(tmp_path: Path) -> None:
         "stage": 1, "model": "gone", "status": 404, "error_code": "ValidationError", "count": 5, "message": "nope"}
     per_model = pd.read_csv(tmp_path / "per_model_stats.csv").set_index("model")
     assert per_model.loc["m", "requests"] == 100 and per_model.loc["gone", "failures"] == 5
-
-
-def test_stop_conditions(tmp_path: Path) -> None:
-    now = time.time()
-    slow = LoadProfile.constant(users=1, duration="60s", stop={"latency": {"threshold_ms": 50, "window": 3, "min_requests": 5}})
-    (tmp_path / "a").mkdir()
-    agg = Aggregator(tmp_path / "a", profile=slow, t0=now - 10, lag_s=1)
-    agg.load_start = now - 10
-    r = Recorder()
-    _record(r, t=now - 5, n=10, latency_us=5_000)
-    agg.merge(r.drain())
-    agg.flush(now)
-    assert agg.check_stop(now) is None
-    _record(r, t=now, n=10, latency_us=80_000)
-    agg.merge(r.drain())
-    agg.flush(now + 2)
-    assert "p99 latency" in (agg.check_stop(now + 2) or "")
-
-    (tmp_path / "b").mkdir()
-    plateau = LoadProfile.steps(users=[1, 2], step_duration="5s", stop={"throughput_plateau": {"min_growth": 0.1}})
-    agg = Aggregator(tmp_path / "b", profile=plateau, t0=now - 20, lag_s=1)
-    agg.load_start = now - 20
-    _record(r, t=now - 18, n=50, latency_us=1_000, stage=0)
-    _record(r, t=now - 13, n=52, latency_us=1_000, stage=1)
-    agg.merge(r.drain())
-    assert "stopped growing" in (agg.check_stop(now) or "")
 
 
 def test_master_waits_for_a_report_the_final_one_overtook(tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ from mmeperf.results.cost import DEFAULT_P99_BUDGET_MS
 if TYPE_CHECKING:
     from mmeperf.endpoints.base import Endpoint
     from mmeperf.load.benchmark import Progress
+    from mmeperf.load.result import BenchmarkResult
     from mmeperf.results.compare import Comparison, RunSummary
-    from mmeperf.results.result import BenchmarkResult
 
 __all__ = ["ChurnDemoOptions", "ChurnDemoResult", "run_churn_demo"]
 

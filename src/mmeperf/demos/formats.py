@@ -6,7 +6,8 @@ available here (TensorRT is reported with the reason when it is not), measure th
 one loaded copy of each format holds, package Triton model folders and SageMaker MME tarballs,
 load copies one at a time into the local MME (each charged its measured size) until the first
 eviction, step users up against the copies that fit, and write ``summary_results.csv`` with the
-reference's two charts. Latency figures are each step's own exact percentiles.
+reference's two charts. Latency figures are each step's own exact percentiles. The memory probe
+is :mod:`mmeperf.memory_probe`; the charts are drawn by :mod:`mmeperf.results.charts`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmeperf.errors import ConfigurationError, MmeperfError
+from mmeperf.memory_probe import ResidentMemory, measure_resident_memory
 
 __all__ = [
     "FORMATS",
@@ -30,10 +32,9 @@ __all__ = [
     "FormatOutcome",
     "FormatsDemoOptions",
     "FormatsDemoResult",
-    "ResidentMemory",
-    "bar_heights",
+    "ResidentMemory",  # from mmeperf.memory_probe
     "max_users_without_failures",
-    "measure_resident_memory",
+    "measure_resident_memory",  # from mmeperf.memory_probe
     "run_formats_demo",
 ]
 
@@ -182,96 +183,6 @@ def max_users_without_failures(steps: list[tuple[int, int, int]]) -> int:
             return best
         best = users
     return best
-
-
-class ResidentMemory(BaseModel):
-    """Resident memory (RSS) one loaded copy of a model holds, measured in a fresh process."""
-
-    per_copy_bytes: int
-    """(RSS after loading and invoking ``copies`` copies - RSS before) / ``copies``."""
-    copies: int
-    """Copies loaded for the measurement (after one warm-up copy, not counted)."""
-    baseline_bytes: int
-    """The probe process's RSS with the framework imported and one copy warm."""
-    estimate_bytes: int
-    """The runner's own estimate (its weights), for comparison."""
-
-
-def measure_resident_memory(
-    fmt: str, directory: Path, inputs: dict[str, Any], *, copies: int = 4, timeout_s: float = 300
-) -> ResidentMemory:
-    """Load ``copies`` copies of the artifact in ``directory`` through the ``fmt`` backend in a
-    subprocess, one prediction each (as the MME serves a copy once loaded), and measure the RSS
-    they add. One warm-up copy is loaded first so that the framework's one-time allocations
-    (libraries, thread pools, kernels) are not charged to the copies.
-
-    The artifact must be one the caller built (TorchScript is loaded with ``allow_pickle``).
-    """
-    import json
-    import subprocess
-    import sys
-    import tempfile
-
-    if copies < 1:
-        raise ConfigurationError(f"copies must be >= 1, got {copies}")
-    with tempfile.TemporaryDirectory(prefix="mmeperf-rss-") as tmp:
-        npz = Path(tmp) / "inputs.npz"
-        arrays: dict[str, Any] = {k: np.asarray(v) for k, v in inputs.items()}
-        np.savez(npz, **arrays)
-        request = json.dumps(
-            {"format": fmt, "directory": str(directory), "inputs": str(npz), "copies": copies}
-        )
-        code = "import sys; from mmeperf.demos.formats import _resident_probe; _resident_probe(sys.argv[1])"
-        try:
-            done = subprocess.run(
-                [sys.executable, "-c", code, request],
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise MmeperfError(f"Measuring {fmt} memory took over {timeout_s:.0f} s") from exc
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise MmeperfError(f"Measuring {fmt} memory failed: {tail[0]}")
-    return ResidentMemory.model_validate_json(done.stdout.strip().splitlines()[-1])
-
-
-def _resident_probe(request: str) -> None:
-    """The subprocess side of :func:`measure_resident_memory`; prints one JSON line."""
-    import gc
-    import json
-
-    import psutil
-
-    from mmeperf._plugins import get_backend
-
-    args = json.loads(request)
-    backend = get_backend(args["format"])
-    with np.load(args["inputs"]) as archive:
-        inputs = {k: archive[k] for k in archive.files}
-    directory = Path(args["directory"])
-    process = psutil.Process()
-
-    def load_one() -> Any:
-        runner = backend.load(directory, allow_pickle=True)  # the demo's own export
-        runner.predict(inputs)
-        return runner
-
-    warm = load_one()
-    gc.collect()
-    before = process.memory_info().rss
-    runners = [load_one() for _ in range(int(args["copies"]))]
-    gc.collect()
-    after = process.memory_info().rss
-    result = ResidentMemory(
-        per_copy_bytes=max(int((after - before) / len(runners)), 0),
-        copies=len(runners),
-        baseline_bytes=int(before),
-        estimate_bytes=int(warm.memory_bytes),
-    )
-    print(result.model_dump_json())
 
 
 def _format_available(fmt: str) -> str | None:
@@ -667,77 +578,16 @@ def _charts(
 ) -> list[Path]:
     """Chart 1 (per format: throughput and latency vs users, success/failure bars) and chart 2
     (per format: models loaded, lowest latency, highest throughput, most users without failures)."""
-    from mmeperf.results.charts import latency_throughput_vs_users
+    import pandas as pd
+
+    from mmeperf.results.charts import formats_comparison, latency_throughput_vs_users
 
     first = latency_throughput_vs_users(
         frames, out / "chart_latency_throughput.png", title="req/s and latency vs users"
     )
-    second = _comparison_chart(
-        [o for o in outcomes if o.available], out / "chart_formats.png", model_name
+    available = pd.DataFrame(
+        [o.model_dump() for o in outcomes if o.available],
+        columns=["format", "models_loaded", "lowest_p50_ms", "max_rps", "max_users_without_failures"],
     )
+    second = formats_comparison(available, out / "chart_formats.png", model_name=model_name)
     return [first, second]
-
-
-def bar_heights(values: list[float], *, higher_is_better: bool) -> list[float]:
-    """Bars of the comparison chart, the best format at 1: values over the largest when higher
-    is better; over the smallest positive one when lower is better (latency), so a bar of 2
-    means twice the best latency. Zeros (nothing measured) stay 0."""
-    if higher_is_better:
-        peak = max(values, default=0.0) or 1.0
-        return [v / peak for v in values]
-    positive = [v for v in values if v > 0]
-    lowest = min(positive) if positive else 1.0
-    return [v / lowest for v in values]
-
-
-def _comparison_chart(outcomes: list[FormatOutcome], path: Path, model_name: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # (label, values, higher is better)
-    metrics: list[tuple[str, list[float], bool]] = [
-        (
-            "models loaded\n(copies resident at first eviction,\nmeasured RSS per copy)",
-            [float(o.models_loaded or 0) for o in outcomes],
-            True,
-        ),
-        (
-            "lowest p50 latency (ms)\n(x the lowest; lower is better)",
-            [o.lowest_p50_ms or 0.0 for o in outcomes],
-            False,
-        ),
-        ("highest requests/s", [o.max_rps or 0.0 for o in outcomes], True),
-        (
-            "most users without failures",
-            [float(o.max_users_without_failures or 0) for o in outcomes],
-            True,
-        ),
-    ]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.9))
-    colors = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
-    for ax, (label, values, higher_is_better) in zip(axes, metrics, strict=True):
-        normalized = bar_heights(values, higher_is_better=higher_is_better)
-        bars = ax.bar([o.format for o in outcomes], normalized, color=colors[: len(outcomes)])
-        for bar, value in zip(bars, values, strict=True):
-            text = f"{value:g}" if value == int(value) else f"{value:.1f}"
-            ax.annotate(
-                text,
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-        ax.set_title(label, fontsize=8)
-        ax.set_ylim(0, 1.2 * max([1.0, *normalized]))
-        ax.set_yticks([])
-    fig.suptitle(
-        f"{model_name}: formats compared (values annotated; bars relative to the best = 1: "
-        f"higher is better, except latency, shown as a multiple of the lowest)",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

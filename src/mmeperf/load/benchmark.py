@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from mmeperf._types import PathLike
 from mmeperf.endpoints.base import Endpoint
 from mmeperf.errors import ConfigurationError, LoadTestError
+from mmeperf.load import runfolder as F
 from mmeperf.load.profile import LoadProfile
 from mmeperf.load.spec import ENV_SPEC, AwsAuth, EndpointSpec, RunSpec, UserKind
 from mmeperf.metrics import SERVER_METRIC_COLUMNS, ServerMetrics, interval_row
-from mmeperf.results import files as F
 
 if TYPE_CHECKING:
-    from mmeperf.results.result import BenchmarkResult
+    from mmeperf.load.result import BenchmarkResult
 
 __all__ = ["Benchmark", "BenchmarkHandle", "MetricsSampler", "Progress", "locustfile_path"]
 
@@ -535,7 +535,7 @@ class BenchmarkHandle:
                     proc.send_signal(sig)
 
     def _finish(self) -> BenchmarkResult:
-        from mmeperf.results.result import BenchmarkResult
+        from mmeperf.load.result import BenchmarkResult
 
         if self._sampler is not None:
             self._sampler.stop(timeout=30)

@@ -1,1 +1,26 @@
-"""Results: one run's files as DataFrames, comparisons, cost, charts and the HTML report."""
+"""Results: comparisons, cost, charts and the HTML report, read from runs' folders.
+
+A run's folder and :class:`BenchmarkResult` belong to the load side (:mod:`mmeperf.load.result`);
+the name is re-exported here, imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mmeperf.load.result import BenchmarkResult
+
+__all__ = ["BenchmarkResult"]
+
+_LAZY = {"BenchmarkResult": "mmeperf.load.result"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmeperf.results' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

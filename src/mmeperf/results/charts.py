@@ -16,7 +16,10 @@ import pandas as pd
 
 __all__ = [
     "DASHBOARD_PANELS",
+    "FORMATS_COMPARISON_PANELS",
+    "bar_heights",
     "dashboard_panel",
+    "formats_comparison",
     "latency_throughput_vs_users",
     "warm_cold_distribution",
 ]
@@ -190,3 +193,66 @@ def _count(part: pd.DataFrame) -> str:
     if "count" in part and len(part):
         return f"{int(_numeric(part, 'count').max()):,}"
     return "?"
+
+
+def bar_heights(values: list[float], *, higher_is_better: bool) -> list[float]:
+    """Bars of the comparison chart, the best format at 1: values over the largest when higher
+    is better; over the smallest positive one when lower is better (latency), so a bar of 2
+    means twice the best latency. Zeros (nothing measured) stay 0."""
+    if higher_is_better:
+        peak = max(values, default=0.0) or 1.0
+        return [v / peak for v in values]
+    positive = [v for v in values if v > 0]
+    lowest = min(positive) if positive else 1.0
+    return [v / lowest for v in values]
+
+
+#: formats_comparison's panels: (column, label, higher is better).
+FORMATS_COMPARISON_PANELS: tuple[tuple[str, str, bool], ...] = (
+    (
+        "models_loaded",
+        "models loaded\n(copies resident at first eviction,\nmeasured RSS per copy)",
+        True,
+    ),
+    ("lowest_p50_ms", "lowest p50 latency (ms)\n(x the lowest; lower is better)", False),
+    ("max_rps", "highest requests/s", True),
+    ("max_users_without_failures", "most users without failures", True),
+)
+
+
+def formats_comparison(formats: pd.DataFrame, path: Path, *, model_name: str) -> Path:
+    """Model formats side by side: models loaded, lowest latency, highest throughput, most users
+    without failures; bars relative to the best format (see :func:`bar_heights`), values annotated.
+
+    ``formats``: one row per format with columns format, models_loaded, lowest_p50_ms, max_rps,
+    max_users_without_failures (a missing figure counts as 0).
+    """
+    plt = _plt()
+    labels = [str(f) for f in formats["format"]] if "format" in formats else []
+    fig, axes = plt.subplots(1, len(FORMATS_COMPARISON_PANELS), figsize=(3.4 * len(FORMATS_COMPARISON_PANELS), 3.9))
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
+    for ax, (column, label, higher_is_better) in zip(axes, FORMATS_COMPARISON_PANELS, strict=True):
+        values = [float(v) for v in _numeric(formats, column).fillna(0.0)]
+        normalized = bar_heights(values, higher_is_better=higher_is_better)
+        bars = ax.bar(labels, normalized, color=colors[: len(labels)])
+        for bar, value in zip(bars, values, strict=True):
+            text = f"{value:g}" if value == int(value) else f"{value:.1f}"
+            ax.annotate(
+                text,
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_title(label, fontsize=8)
+        ax.set_ylim(0, 1.2 * max([1.0, *normalized]))
+        ax.set_yticks([])
+    fig.suptitle(
+        f"{model_name}: formats compared (values annotated; bars relative to the best = 1: "
+        f"higher is better, except latency, shown as a multiple of the lowest)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,5 +1,7 @@
 """Test kits that ship with mmeperf, for plugin authors: subclass one class, get the contract tested.
 
+Test servers with known behaviour (``python -m mmeperf.testing.servers``) live here too.
+
 ``from mmeperf.testing import BackendConformance`` imports pytest (the kit is pytest tests);
 importing ``mmeperf.testing`` alone does not.
 """

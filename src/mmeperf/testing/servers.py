@@ -3,7 +3,7 @@
 It is the ground truth for the load generator's own checks (``tests/load``) and for
 ``benchmarks/load_generator.py``: each request's handling time is logged (``GET /log``), a global
 stall can be scheduled, and named models can be made to fail with 404 ValidationError.
-Run it with ``python -m mmeperf.load.testserver --port 8080 --delay-ms 50:150``.
+Run it with ``python -m mmeperf.testing.servers --port 8080 --delay-ms 50:150``.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import pytest
 from mmeperf.errors import ConfigurationError
 from mmeperf.load import LoadProfile
 from mmeperf.load.recorder import Aggregator, Recorder
+from mmeperf.load.result import BenchmarkResult
 from mmeperf.metrics import SERVER_METRIC_COLUMNS
-from mmeperf.results.result import BenchmarkResult
 
 
 def test_load_a_written_folder(tmp_path: Path) -> None:

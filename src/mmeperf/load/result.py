@@ -14,8 +14,8 @@ import pandas as pd
 
 from mmeperf._types import PathLike
 from mmeperf.errors import ConfigurationError
+from mmeperf.load import runfolder as F
 from mmeperf.metrics import SERVER_METRIC_COLUMNS
-from mmeperf.results import files as F
 
 __all__ = ["BenchmarkResult"]
 

@@ -1,4 +1,4 @@
-"""Names and columns of the files in a benchmark's result folder, and crash-safe CSV writing.
+"""The run folder: names and columns of the files a benchmark writes, and crash-safe CSV writing.
 
 Appended files (history, server metrics) are flushed every second; rewritten files go through a
 temporary file and ``os.replace``, so a run killed at any instant leaves complete, readable CSVs.
