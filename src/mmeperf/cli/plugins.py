@@ -11,7 +11,7 @@ def plugins() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from mmeperf._plugins import plugin_status
+    from mmeperf.plugins import plugin_status
 
     table = Table(title="mmeperf plugins")
     for column in ("group", "name", "provider", "version", "status"):

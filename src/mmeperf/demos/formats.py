@@ -245,7 +245,7 @@ def _resident_probe(request: str) -> None:
 
     import psutil
 
-    from mmeperf._plugins import get_backend
+    from mmeperf.plugins import get_backend
 
     args = json.loads(request)
     backend = get_backend(args["format"])
@@ -276,7 +276,7 @@ def _resident_probe(request: str) -> None:
 
 def _format_available(fmt: str) -> str | None:
     """Why ``fmt`` cannot run here, or None."""
-    from mmeperf._plugins import get_backend
+    from mmeperf.plugins import get_backend
 
     needs = {"onnx": ("onnx", "onnxscript"), "pytorch": (), "tensorrt": ("onnx", "onnxscript")}[fmt]
     try:
@@ -302,7 +302,7 @@ def run_formats_demo(
     progress: Callable[[str], None] = print,
 ) -> FormatsDemoResult:
     """Run the whole benchmark and write its outputs under ``options.out``."""
-    from mmeperf.models import sample_model
+    from mmeperf.sample_models import sample_model
 
     options.wait_range()  # refuse a bad range before any work
     out = Path(options.out)
@@ -351,7 +351,7 @@ def run_formats_demo(
         )
 
     # Memory of one copy per format: measured, not estimated from the weights.
-    from mmeperf._plugins import get_backend
+    from mmeperf.plugins import get_backend
 
     probe_inputs = model.example_inputs(1, seed=options.seed + 1000)
     for fmt, export in exports.items():
@@ -504,7 +504,8 @@ def _build_repositories(
 
 
 def _payloads(options: FormatsDemoOptions, model: Any) -> tuple[list[bytes], str]:
-    from mmeperf.backends.tensors import JSON_TYPE, NPY_TYPE, NPZ_TYPE, encode_request
+    from mmeperf.backends.bodies import encode_request
+    from mmeperf.backends.tensors import JSON_TYPE, NPY_TYPE, NPZ_TYPE
 
     if options.payload == "json":
         content_type = JSON_TYPE

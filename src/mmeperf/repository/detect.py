@@ -9,9 +9,9 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from mmeperf._plugins import BACKENDS, get_backend_class, known_plugins
 from mmeperf._types import PathLike
 from mmeperf.errors import PluginError
+from mmeperf.plugins import BACKENDS, get_backend_class, known_plugins
 
 __all__ = ["detect_backend"]
 

@@ -586,7 +586,7 @@ class ModelRepository:
         """
         name = self._name_of(name)
         if backend is not None:
-            from mmeperf._plugins import BACKENDS, known_plugins
+            from mmeperf.plugins import BACKENDS, known_plugins
 
             known = known_plugins(BACKENDS)
             if backend not in known:
@@ -657,7 +657,7 @@ class ModelRepository:
         arcname_prefix: str | None = None,
     ) -> ModelEntry:
         """Save a native ``model`` with backend plugin ``backend`` and add the artifact."""
-        from mmeperf._plugins import get_backend
+        from mmeperf.plugins import get_backend
 
         plugin = get_backend(backend)
         with tempfile.TemporaryDirectory(prefix="mmeperf-save-") as tmp:
