@@ -26,10 +26,14 @@ from mmeperf.plugins import (
     get_backend,
     get_backend_class,
     get_endpoint_class,
-    known_plugins,
     load_plugin,
-    plugin_status,
     register,
+)
+from mmeperf.plugins import (
+    available as known_plugins,
+)
+from mmeperf.plugins import (
+    status as plugin_status,
 )
 
 BUILTIN_BACKENDS = {"xgboost", "pytorch", "onnx", "tensorrt"}
@@ -181,7 +185,7 @@ def _importable(module: str) -> bool:
 def test_discovery_is_lazy() -> None:
     code = (
         "import sys, mmeperf\n"
-        "from mmeperf.plugins import BACKENDS, ENDPOINTS, known_plugins, get_backend_class\n"
+        "from mmeperf.plugins import BACKENDS, ENDPOINTS, available as known_plugins, get_backend_class\n"
         "known_plugins(BACKENDS); known_plugins(ENDPOINTS); get_backend_class('xgboost')\n"
         "heavy = ('xgboost', 'torch', 'onnxruntime', 'tensorrt', 'tritonclient', 'boto3', 'locust', 'gevent')\n"
         "print([m for m in heavy if m in sys.modules])\n"
@@ -191,7 +195,8 @@ def test_discovery_is_lazy() -> None:
 
 
 def test_isolated_registry_undoes_registrations() -> None:
-    from mmeperf.plugins import isolated_registry, known_plugins, unregister
+    from mmeperf.plugins import available as known_plugins
+    from mmeperf.plugins import isolated_registry, unregister
 
     before = known_plugins(BACKENDS)
     with isolated_registry():

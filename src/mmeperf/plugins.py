@@ -11,7 +11,7 @@ live above it; :mod:`mmeperf.backends` offers the same lookup typed as ``Backend
 
 Lookups: :func:`get_backend` (the shared instance), :func:`get_backend_class`,
 :func:`get_endpoint_class`, :func:`load_plugin` (any group), :func:`load_object`
-(any ``module:attr``); what is there: :func:`known_plugins`, :func:`plugin_status`; changes at
+(any ``module:attr``); what is there: :func:`available`, :func:`status`; changes at
 run time: :func:`register`, :func:`unregister`, :func:`isolated_registry` (for tests).
 """
 
@@ -41,15 +41,15 @@ __all__ = [
     "Group",
     "PluginInfo",
     "PluginStatus",
+    "available",
     "get_backend",
     "get_backend_class",
     "get_endpoint_class",
     "isolated_registry",
-    "known_plugins",
     "load_object",
     "load_plugin",
-    "plugin_status",
     "register",
+    "status",
     "unregister",
 ]
 
@@ -187,7 +187,7 @@ def isolated_registry() -> Iterator[None]:
                         _backend_instances.pop(name, None)
 
 
-def known_plugins(group: Group) -> dict[str, PluginInfo]:
+def available(group: Group) -> dict[str, PluginInfo]:
     """Name -> info for every plugin registered in ``group``."""
     return dict(_discover()[group])
 
@@ -313,7 +313,7 @@ def _check_dependencies(cls: type[BackendPlugin] | type[EndpointPlugin], group: 
         raise MissingDependencyError(exc.what, exc.package, extra, distribution=provider) from exc.__cause__
 
 
-def plugin_status() -> list[PluginStatus]:
+def status() -> list[PluginStatus]:
     """Every plugin of every group, loaded once to tell whether it works here."""
     out: list[PluginStatus] = []
     for group in _GROUPS:

@@ -586,9 +586,9 @@ class ModelRepository:
         """
         name = self._name_of(name)
         if backend is not None:
-            from mmeperf.plugins import BACKENDS, known_plugins
+            from mmeperf.plugins import BACKENDS, available
 
-            known = known_plugins(BACKENDS)
+            known = available(BACKENDS)
             if backend not in known:
                 raise UnknownPluginError("backend", backend, known)
         src = Path(source)
