@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mmeperf._plugins import isolated_registry
+from mmeperf.plugins import isolated_registry
 
 
 @pytest.fixture(autouse=True)

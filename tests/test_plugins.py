@@ -12,24 +12,28 @@ from typing import Any, ClassVar
 import pytest
 
 import mmeperf
-from mmeperf import _plugins
-from mmeperf._plugins import (
-    BACKENDS,
-    ENDPOINTS,
-    get_backend,
-    get_backend_class,
-    get_endpoint_class,
-    known_plugins,
-    load_plugin,
-    plugin_status,
-    register,
-)
+from mmeperf import plugins as _plugins
 from mmeperf.backends.base import Backend, Runner
 from mmeperf.errors import (
     MissingDependencyError,
     PluginError,
     PluginNotImplementedError,
     UnknownPluginError,
+)
+from mmeperf.plugins import (
+    BACKENDS,
+    ENDPOINTS,
+    get_backend,
+    get_backend_class,
+    get_endpoint_class,
+    load_plugin,
+    register,
+)
+from mmeperf.plugins import (
+    available as known_plugins,
+)
+from mmeperf.plugins import (
+    status as plugin_status,
 )
 
 BUILTIN_BACKENDS = {"xgboost", "pytorch", "onnx", "tensorrt"}
@@ -181,7 +185,7 @@ def _importable(module: str) -> bool:
 def test_discovery_is_lazy() -> None:
     code = (
         "import sys, mmeperf\n"
-        "from mmeperf._plugins import BACKENDS, ENDPOINTS, known_plugins, get_backend_class\n"
+        "from mmeperf.plugins import BACKENDS, ENDPOINTS, available as known_plugins, get_backend_class\n"
         "known_plugins(BACKENDS); known_plugins(ENDPOINTS); get_backend_class('xgboost')\n"
         "heavy = ('xgboost', 'torch', 'onnxruntime', 'tensorrt', 'tritonclient', 'boto3', 'locust', 'gevent')\n"
         "print([m for m in heavy if m in sys.modules])\n"
@@ -191,7 +195,8 @@ def test_discovery_is_lazy() -> None:
 
 
 def test_isolated_registry_undoes_registrations() -> None:
-    from mmeperf._plugins import isolated_registry, known_plugins, unregister
+    from mmeperf.plugins import available as known_plugins
+    from mmeperf.plugins import isolated_registry, unregister
 
     before = known_plugins(BACKENDS)
     with isolated_registry():
@@ -199,3 +204,46 @@ def test_isolated_registry_undoes_registrations() -> None:
         unregister(BACKENDS, "xgboost")
         assert "temporary" in known_plugins(BACKENDS) and "xgboost" not in known_plugins(BACKENDS)
     assert known_plugins(BACKENDS) == before
+
+
+def test_a_third_party_plugin_names_its_own_package_in_the_install_hint() -> None:
+    # The provider is the installed distribution that registered the plugin (here: pytest).
+    class WithExtra(_NeedsMissing):
+        name: ClassVar[str] = "with-extra"
+        extra: ClassVar[str | None] = "dev"  # an extra pytest declares
+
+    register(BACKENDS, "with-extra", WithExtra, provider="pytest")
+    with pytest.raises(MissingDependencyError) as info:
+        get_backend("with-extra")
+    assert str(info.value).endswith("Install it with: pip install 'pytest[dev]'")
+    assert isinstance(info.value.__cause__, ImportError)
+    # An extra the provider does not declare would be a pip command that installs nothing.
+    register(BACKENDS, "needs-missing", _NeedsMissing, provider="pytest")
+    with pytest.raises(MissingDependencyError) as info:
+        get_backend("needs-missing")
+    assert str(info.value).endswith("Install it with: pip install mmeperf_test_no_such_module")
+    assert "mmeperf[" not in str(info.value)
+
+
+def test_the_registry_checks_shape_and_imports_nothing_above_core() -> None:
+    import ast
+
+    from mmeperf import plugins
+
+    tree = ast.parse(Path(plugins.__file__).read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert {m for m in imported if m.startswith("mmeperf")} <= {"mmeperf.errors"}
+    assert isinstance(_NeedsMissing, plugins.BackendPlugin)
+    assert not isinstance(Path, plugins.BackendPlugin)
+
+
+def test_load_object_resolves_module_attr_paths() -> None:
+    from mmeperf.plugins import load_object
+
+    assert load_object("pathlib:PurePath.joinpath") is __import__("pathlib").PurePath.joinpath
+    with pytest.raises(PluginError, match="has no Nope"):
+        load_object("pathlib:Nope")
+    with pytest.raises(PluginError, match="failed to import"):
+        load_object("mmeperf_test_no_such_module:X")

@@ -11,13 +11,14 @@ import argparse
 from pathlib import Path
 
 from mmeperf import Benchmark, LoadProfile, ModelRepository, get_backend
-from mmeperf.backends.tensors import NPZ_TYPE, Signature, encode_request
+from mmeperf.backends.bodies import encode_request
+from mmeperf.backends.tensors import NPZ_TYPE, Signature
 from mmeperf.endpoints.local import LocalEndpoint
 from mmeperf.exporters import OnnxExporter, TorchScriptExporter
 from mmeperf.load import Traffic
-from mmeperf.models import bert_base
 from mmeperf.repository.triton import config_for_signature
 from mmeperf.repository.triton.packaging import package_model
+from mmeperf.sample_models import bert_base
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from mmeperf.errors import MmeperfError
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from mmeperf._plugins import get_backend, get_endpoint_class
+    from mmeperf.backends import get_backend
     from mmeperf.backends.base import Backend, Runner
     from mmeperf.endpoints.base import Endpoint, EndpointInfo, InvokeResult
     from mmeperf.exporters.base import Exporter, ExportResult
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mmeperf.load.profile import LoadProfile
     from mmeperf.load.result import BenchmarkResult
     from mmeperf.metrics import ServerMetrics
+    from mmeperf.plugins import get_endpoint_class
     from mmeperf.repository import ModelRepository
 
 _LAZY: dict[str, str] = {
@@ -44,8 +45,8 @@ _LAZY: dict[str, str] = {
     "ModelRepository": "mmeperf.repository",
     "Runner": "mmeperf.backends.base",
     "ServerMetrics": "mmeperf.metrics",
-    "get_backend": "mmeperf._plugins",
-    "get_endpoint_class": "mmeperf._plugins",
+    "get_backend": "mmeperf.backends",
+    "get_endpoint_class": "mmeperf.plugins",
 }
 
 __all__ = [

@@ -109,11 +109,15 @@ class PluginNotImplementedError(PluginError, NotImplementedError):
 class MissingDependencyError(PluginError, ImportError):
     """An optional dependency is missing; the message says the exact pip command."""
 
-    def __init__(self, what: str, package: str, extra: str) -> None:
+    def __init__(
+        self, what: str, package: str, extra: str | None, *, distribution: str = "mmeperf"
+    ) -> None:
+        # ``distribution``: the package whose ``extra`` installs it (a third-party plugin's own);
+        # without an extra, the fix is the missing package itself.
         self.what, self.package, self.extra = what, package, extra
-        super().__init__(
-            f"{what} needs {package}. Install it with: pip install 'mmeperf[{extra}]'"
-        )
+        self.distribution = distribution
+        install = f"'{distribution}[{extra}]'" if extra else package
+        super().__init__(f"{what} needs {package}. Install it with: pip install {install}")
 
 
 # --- repository ----------------------------------------------------------------------------

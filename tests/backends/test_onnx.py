@@ -15,11 +15,11 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from mmeperf._plugins import get_backend
 from mmeperf._types import Array, Batch
 from mmeperf.backends.onnx import OnnxBackend, default_providers
 from mmeperf.backends.tensors import NPZ_TYPE
 from mmeperf.errors import ConfigurationError, PayloadError
+from mmeperf.plugins import get_backend
 from mmeperf.testing import BackendConformance
 from tests.exporters._shared import exported, tiny
 

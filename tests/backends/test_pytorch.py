@@ -15,12 +15,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from mmeperf._plugins import get_backend
 from mmeperf._types import Array, Batch
 from mmeperf.backends.base import Backend, Runner
+from mmeperf.backends.bodies import encode_request
 from mmeperf.backends.pytorch import TorchScriptBackend
-from mmeperf.backends.tensors import NPZ_TYPE, encode_request
+from mmeperf.backends.tensors import NPZ_TYPE
 from mmeperf.errors import ConfigurationError, ModelLoadError, PayloadError, PredictionError
+from mmeperf.plugins import get_backend
 from mmeperf.testing import BackendConformance
 from tests.exporters._shared import exported, tiny
 

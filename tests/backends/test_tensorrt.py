@@ -12,17 +12,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mmeperf._plugins import get_backend, get_backend_class
 from mmeperf._types import Array, Batch
 from mmeperf.backends.tensorrt import EngineProfile, TensorRTBackend
 from mmeperf.errors import ConfigurationError, MissingDependencyError
+from mmeperf.plugins import get_backend, get_backend_class
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 
 def test_class_imports_without_tensorrt_or_torch() -> None:
     code = (
-        "import sys; from mmeperf._plugins import get_backend_class; c = get_backend_class('tensorrt');"
+        "import sys; from mmeperf.plugins import get_backend_class; c = get_backend_class('tensorrt');"
         "print(c.triton_platform, c.artifact_patterns, 'torch' in sys.modules, 'tensorrt' in sys.modules)"
     )
     out = subprocess.run(

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from mmeperf.backends.bodies import encode_request
 from mmeperf.backends.tensors import (
     JSON_TYPE,
     NPY_TYPE,
@@ -15,7 +16,6 @@ from mmeperf.backends.tensors import (
     Signature,
     TensorSpec,
     decode_tensors,
-    encode_request,
     encode_tensors,
     kserve_response,
     main_artifact,

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mmeperf._plugins import get_backend
 from mmeperf.backends import codecs
+from mmeperf.backends.bodies import encode_request
 from mmeperf.errors import ConfigurationError, ModelLoadError, PayloadError, PredictionError
+from mmeperf.plugins import get_backend
 from mmeperf.testing import BackendConformance
 from tests.backends._tabular import N_FEATURES, churn_like
 
@@ -186,7 +187,7 @@ def test_server_side_decode_answers_like_the_container(backend: XGBoostBackend, 
     backend.save(tiny_booster, tmp_path)
     runner = backend.load(tmp_path)
     x, _ = churn_like(3, seed=9)
-    body = codecs.encode_batch(x, "text/csv")
+    body = encode_request(x, "text/csv")
     batch = backend.decode(body, "text/csv", runner)
     answer = backend.encode(runner.predict(batch))  # no Accept: the container answers CSV
     expected = tiny_booster.predict(xgboost.DMatrix(x))

@@ -7,8 +7,8 @@ import re
 from typer.testing import CliRunner
 
 import mmeperf
-from mmeperf._plugins import plugin_status
 from mmeperf.cli import app
+from mmeperf.plugins import status as plugin_status
 
 BACKENDS = ("xgboost", "pytorch", "onnx", "tensorrt")
 ENDPOINTS = ("local", "sagemaker", "triton")

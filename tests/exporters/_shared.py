@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mmeperf.exporters.base import ExportResult
-from mmeperf.models import SampleModel, sample_model
+from mmeperf.sample_models import SampleModel, sample_model
 
 _ROOT = Path(tempfile.mkdtemp(prefix="mmeperf-test-exports-"))
 atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mmeperf.backends.bodies import CSV, JSON, NPY, encode_request
 from mmeperf.errors import ConfigurationError
 from mmeperf.load.traffic import RequestSampler, RequestTable, Traffic, zipf_weights
 
@@ -96,3 +97,11 @@ def test_value_with_a_line_break_is_a_configuration_error() -> None:
     table = Traffic.from_frame(frame.assign(note=["a", "b,c", "d"]), model_column="State").build()
     assert table.bodies == [b"a,1", b'"b,c",2', b"d,3"]
     assert [table.models[i] for i in table.row_models or []] == ["CA.tar.gz", "NY.tar.gz", "TX.tar.gz"]
+
+
+def test_the_load_side_sends_what_the_encoder_writes() -> None:
+    rows = np.array([[0.1, np.nan], [2.0, 3.0]], dtype=np.float32)
+    for encoding, content_type in (("csv", CSV), ("json", JSON), ("npy", NPY)):
+        table = Traffic.from_array(rows, models=["m"], array_encoding=encoding).build()
+        assert table.bodies == [encode_request(r[None, :], content_type) for r in rows], encoding
+    assert Traffic.from_array(rows, models=["m"]).build().bodies[0] == b"0.10000000149011612,"

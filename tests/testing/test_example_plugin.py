@@ -42,7 +42,7 @@ def test_installed_example_is_discovered_with_its_provider(site: Path) -> None:
     code = (
         "import json\n"
         "from mmeperf import get_backend\n"
-        "from mmeperf._plugins import BACKENDS, known_plugins\n"
+        "from mmeperf.plugins import BACKENDS, available as known_plugins\n"
         "info = known_plugins(BACKENDS)['sklearn']\n"
         "backend = get_backend('sklearn')\n"
         "print(json.dumps({'provider': info.provider, 'version': info.version, 'value': info.value,\n"

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mmeperf._deps import require
 from mmeperf._types import Array, Batch
+from mmeperf.backends import codecs
+from mmeperf.backends.codecs import Encoded
 
 __all__ = ["Backend", "Encoded", "Runner"]
 
@@ -40,14 +41,6 @@ class Runner(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
         """Release what the runner holds (GPU memory, sessions). Called on unload."""
-
-
-@dataclass(frozen=True, slots=True)
-class Encoded:
-    """A response body and its content type."""
-
-    body: bytes
-    content_type: str
 
 
 class Backend(ABC):
@@ -88,8 +81,6 @@ class Backend(ABC):
 
     def decode(self, body: bytes, content_type: str, runner: Runner | None = None) -> Batch:
         """Turn a request body into a batch. Raises PayloadError (4xx) on malformed input."""
-        from mmeperf.backends import codecs
-
         n_features = runner.n_features if runner is not None else None
         return codecs.decode(
             body, content_type, accepted=self.content_types, n_features=n_features
@@ -97,8 +88,6 @@ class Backend(ABC):
 
     def encode(self, predictions: Array, accept: str | None = None) -> Encoded:
         """Turn predictions into a response body of type ``accept`` (default: first accept type)."""
-        from mmeperf.backends import codecs
-
         return codecs.encode(predictions, accept, accepted=self.accept_types)
 
     @classmethod

@@ -1,8 +1,9 @@
 """Request and response bodies <-> numpy batches, for the content types SageMaker's XGBoost speaks.
 
 The server decodes every request through :func:`decode` (hot path: one short CSV row parses in a
-few microseconds, no pandas) and encodes every answer through :func:`encode`; clients and tests
-use the mirror pair :func:`encode_batch` / :func:`decode_predictions`.
+few microseconds, no pandas) and encodes every answer through :func:`encode`; clients write
+requests with :func:`mmeperf.backends.bodies.encode_request` and read answers with
+:func:`decode_predictions`.
 
 Formats, as SageMaker's XGBoost container (algorithm mode, the one multi-model endpoints run)
 reads and writes them:
@@ -31,6 +32,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -38,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mmeperf._types import Array
-from mmeperf.backends.base import Encoded
+from mmeperf.backends.bodies import CSV, JSON, LIBSVM, NPY, media_type, npy_bytes
 from mmeperf.errors import PayloadError, UnsupportedAcceptError, UnsupportedContentTypeError
 
 __all__ = [
@@ -48,20 +50,22 @@ __all__ = [
     "MAX_SPARSE_CELLS",
     "MAX_SPARSE_WIDTH",
     "NPY",
+    "Encoded",
     "decode",
     "decode_predictions",
     "encode",
-    "encode_batch",
     "media_type",
 ]
 
-CSV = "text/csv"
-JSON = "application/json"
-NPY = "application/x-npy"
-LIBSVM = "text/libsvm"
 
-#: Spellings SageMaker clients use for the same format.
-_ALIASES = {"text/x-libsvm": LIBSVM, "csv": CSV, "json": JSON, "libsvm": LIBSVM}
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A response body and its content type."""
+
+    body: bytes
+    content_type: str
+
+
 _KNOWN = (CSV, JSON, NPY, LIBSVM)
 _NUMERIC_KINDS = frozenset("iuf")
 # Errors quote at most this much of what they received: bodies can be megabytes.
@@ -72,16 +76,6 @@ MAX_SPARSE_WIDTH = 1_000_000
 #: Most values the sparse records (JSON or libsvm) of one body may expand to: 40 MB as float32,
 #: far over any real-time payload written densely; a tiny body cannot claim gigabytes.
 MAX_SPARSE_CELLS = 10_000_000
-
-
-@lru_cache(maxsize=256)
-def media_type(header: str) -> str:
-    """``"Text/CSV; charset=utf-8"`` -> ``"text/csv"``; aliases (``text/x-libsvm``) resolved.
-
-    Cached: a load test sends the same few header strings millions of times.
-    """
-    base = header.split(";", 1)[0].strip().lower()
-    return _ALIASES.get(base, base)
 
 
 @lru_cache(maxsize=64)
@@ -458,38 +452,9 @@ def encode(predictions: Array, accept: str | None, *, accepted: Sequence[str]) -
     if kind == JSON:
         return Encoded(json.dumps(array.tolist()).encode(), JSON)
     if kind == NPY:
-        buffer = io.BytesIO()
-        np.save(buffer, array, allow_pickle=False)
-        return Encoded(buffer.getvalue(), NPY)
+        return Encoded(npy_bytes(array), NPY)
     # A backend listed an accept type this module cannot write: a backend bug, but still typed.
     raise UnsupportedAcceptError(accept or kind, [a for a in accepted_t if media_type(a) in (CSV, JSON, NPY)])
-
-
-def encode_batch(batch: Array, content_type: str) -> bytes:
-    """A request body for ``batch`` (client side; the inverse of :func:`decode`).
-
-    Floats are written with Python's shortest round-tripping repr, so decoding gives back the
-    same float32 values. NaN is written as an empty CSV field / absent libsvm entry.
-    """
-    kind = media_type(content_type)
-    array = np.asarray(batch)
-    if array.ndim == 1:
-        array = array.reshape(1, -1)
-    if kind == CSV:
-        return "\n".join(
-            ",".join("" if v != v else str(v) for v in row) for row in array.tolist()
-        ).encode()
-    if kind == JSON:
-        return json.dumps(array.tolist()).encode()
-    if kind == NPY:
-        buffer = io.BytesIO()
-        np.save(buffer, array, allow_pickle=False)
-        return buffer.getvalue()
-    if kind == LIBSVM:
-        return "\n".join(
-            " ".join(f"{i}:{v}" for i, v in enumerate(row) if v == v) for row in array.tolist()
-        ).encode()
-    raise UnsupportedContentTypeError(content_type, _KNOWN)
 
 
 def decode_predictions(body: bytes, content_type: str) -> Array:

@@ -4,6 +4,7 @@ A :class:`Signature` says what a tensor model takes and returns (names, dtypes, 
 dynamic axes); it travels with the artifact as ``signature.json``. Requests may be KServe v2 JSON
 (what Triton takes), plain JSON (a nested list, or ``{name: nested list}``), NPY (one tensor) or
 NPZ (named tensors); answers are JSON (a nested array, as the tabular codecs answer), NPY or NPZ.
+Clients write requests with :func:`mmeperf.backends.bodies.encode_request`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from pydantic import BaseModel, field_validator
 
 from mmeperf._types import Array, Batch, Tensors
 from mmeperf.backends.base import Backend, Encoded, Runner
-from mmeperf.backends.codecs import media_type
+from mmeperf.backends.bodies import (
+    JSON,
+    NPY,
+    NPZ,
+    TENSOR_DTYPES,
+    kserve_datatype,
+    kserve_request,
+    media_type,
+    npy_bytes,
+    npz_bytes,
+    numpy_dtype,
+)
 from mmeperf.errors import (
     ModelLoadError,
     PayloadError,
@@ -38,7 +50,6 @@ __all__ = [
     "TensorRunner",
     "TensorSpec",
     "decode_tensors",
-    "encode_request",
     "encode_tensors",
     "kserve_datatype",
     "kserve_request",
@@ -49,53 +60,16 @@ __all__ = [
     "triton_datatype",
 ]
 
-JSON_TYPE = "application/json"
-NPY_TYPE = "application/x-npy"
-NPZ_TYPE = "application/x-npz"
+JSON_TYPE = JSON
+NPY_TYPE = NPY
+NPZ_TYPE = NPZ
 #: The file beside a tensor model's artifact that records its signature.
 SIGNATURE_FILE = "signature.json"
-
-# numpy dtype name -> KServe v2 datatype (Triton's config uses the same names prefixed TYPE_).
-_KSERVE: dict[str, str] = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
-_NUMPY = {v: k for k, v in _KSERVE.items()}
-
-
-def kserve_datatype(dtype: str | np.dtype[Any]) -> str:
-    """``float32`` -> ``FP32`` (KServe v2 / Triton wire name)."""
-    name = np.dtype(dtype).name
-    if name not in _KSERVE:
-        raise PayloadError(
-            f"Unsupported tensor dtype {name!r}; expected one of: {', '.join(_KSERVE)}"
-        )
-    return _KSERVE[name]
 
 
 def triton_datatype(dtype: str | np.dtype[Any]) -> str:
     """``float32`` -> ``TYPE_FP32`` (config.pbtxt's DataType enum)."""
     return "TYPE_" + kserve_datatype(dtype)
-
-
-def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    """``FP32`` or ``TYPE_FP32`` -> ``float32``."""
-    key = datatype.removeprefix("TYPE_").upper()
-    if key not in _NUMPY:
-        raise PayloadError(
-            f"Unsupported datatype {datatype!r}; expected one of: {', '.join(_NUMPY)}"
-        )
-    return np.dtype(_NUMPY[key])
 
 
 class TensorSpec(BaseModel):
@@ -115,8 +89,8 @@ class TensorSpec(BaseModel):
         if value is None:
             return None
         name = np.dtype(value).name
-        if name not in _KSERVE:
-            raise ValueError(f"unsupported dtype {value!r}; expected one of: {', '.join(_KSERVE)}")
+        if name not in TENSOR_DTYPES:
+            raise ValueError(f"unsupported dtype {value!r}; expected one of: {', '.join(TENSOR_DTYPES)}")
         return name
 
     @field_validator("shape")
@@ -377,13 +351,9 @@ def encode_tensors(outputs: Tensors, accept: str | None = None) -> Encoded:
     first = np.asarray(next(iter(outputs.values())))
     if kind == JSON_TYPE:
         return Encoded(json.dumps(first.tolist(), separators=(",", ":")).encode(), JSON_TYPE)
-    buffer = io.BytesIO()
     if kind == NPY_TYPE:
-        np.save(buffer, first, allow_pickle=False)
-        return Encoded(buffer.getvalue(), NPY_TYPE)
-    arrays: dict[str, Any] = dict(outputs)
-    np.savez(buffer, **arrays)
-    return Encoded(buffer.getvalue(), NPZ_TYPE)
+        return Encoded(npy_bytes(first), NPY_TYPE)
+    return Encoded(npz_bytes(outputs), NPZ_TYPE)
 
 
 def kserve_response(outputs: Tensors, *, model_name: str | None = None) -> dict[str, Any]:
@@ -402,45 +372,6 @@ def kserve_response(outputs: Tensors, *, model_name: str | None = None) -> dict[
     if model_name is not None:
         doc["model_name"] = model_name
     return doc
-
-
-def kserve_request(inputs: Tensors) -> dict[str, Any]:
-    """Inputs as a KServe v2 inference request body (what Triton and the reference's load test send)."""
-    return {
-        "inputs": [
-            {
-                "name": name,
-                "shape": [int(d) for d in array.shape],
-                "datatype": kserve_datatype(array.dtype),
-                "data": np.asarray(array).reshape(-1).tolist(),
-            }
-            for name, array in inputs.items()
-        ]
-    }
-
-
-def encode_request(inputs: Tensors | Array, content_type: str = JSON_TYPE) -> bytes:
-    """A request body for named inputs (client side; the inverse of :func:`decode_tensors`).
-
-    JSON is a KServe v2 request; NPY carries one unnamed tensor; NPZ every tensor by name.
-    """
-    kind = media_type(content_type)
-    named = inputs if isinstance(inputs, dict) else {"INPUT__0": np.asarray(inputs)}
-    if kind == JSON_TYPE:
-        return json.dumps(kserve_request(named), separators=(",", ":")).encode()
-    buffer = io.BytesIO()
-    if kind == NPY_TYPE:
-        if len(named) != 1:
-            raise PayloadError(
-                f"NPY carries one tensor; send {len(named)} named inputs as NPZ or JSON"
-            )
-        np.save(buffer, next(iter(named.values())), allow_pickle=False)
-        return buffer.getvalue()
-    if kind == NPZ_TYPE:
-        arrays: dict[str, Any] = dict(named)
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
-    raise UnsupportedContentTypeError(content_type, (JSON_TYPE, NPY_TYPE, NPZ_TYPE))
 
 
 # --- shared base ---------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ def plugins() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from mmeperf._plugins import plugin_status
+    from mmeperf import plugins as registry
 
     table = Table(title="mmeperf plugins")
     for column in ("group", "name", "provider", "version", "status"):
         table.add_column(column)
-    for status in plugin_status():
+    for status in registry.status():
         info = status.info
         # escape(): the error's "pip install 'mmeperf[onnx]'" is not rich markup.
         state = "[green]ok[/green]" if status.loads else f"[red]unavailable[/red]: {escape(status.error or '')}"

@@ -7,7 +7,7 @@ one loaded copy of each format holds, package Triton model folders and SageMaker
 load copies one at a time into the local MME (each charged its measured size) until the first
 eviction, step users up against the copies that fit, and write ``summary_results.csv`` with the
 reference's two charts. Latency figures are each step's own exact percentiles. The memory probe
-is :mod:`mmeperf.memory_probe`; the charts are drawn by :mod:`mmeperf.results.charts`.
+is :mod:`mmeperf.backends.memory_probe`; the charts are drawn by :mod:`mmeperf.results.charts`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmeperf.errors import ConfigurationError, MmeperfError
-from mmeperf.memory_probe import ResidentMemory, measure_resident_memory
+from mmeperf.backends.memory_probe import ResidentMemory, measure_resident_memory
 
 __all__ = [
     "FORMATS",
@@ -32,9 +32,9 @@ __all__ = [
     "FormatOutcome",
     "FormatsDemoOptions",
     "FormatsDemoResult",
-    "ResidentMemory",  # from mmeperf.memory_probe
+    "ResidentMemory",  # from mmeperf.backends.memory_probe
     "max_users_without_failures",
-    "measure_resident_memory",  # from mmeperf.memory_probe
+    "measure_resident_memory",  # from mmeperf.backends.memory_probe
     "run_formats_demo",
 ]
 
@@ -187,7 +187,7 @@ def max_users_without_failures(steps: list[tuple[int, int, int]]) -> int:
 
 def _format_available(fmt: str) -> str | None:
     """Why ``fmt`` cannot run here, or None."""
-    from mmeperf._plugins import get_backend
+    from mmeperf.plugins import get_backend
 
     needs = {"onnx": ("onnx", "onnxscript"), "pytorch": (), "tensorrt": ("onnx", "onnxscript")}[fmt]
     try:
@@ -213,7 +213,7 @@ def run_formats_demo(
     progress: Callable[[str], None] = print,
 ) -> FormatsDemoResult:
     """Run the whole benchmark and write its outputs under ``options.out``."""
-    from mmeperf.models import sample_model
+    from mmeperf.sample_models import sample_model
 
     options.wait_range()  # refuse a bad range before any work
     out = Path(options.out)
@@ -262,7 +262,7 @@ def run_formats_demo(
         )
 
     # Memory of one copy per format: measured, not estimated from the weights.
-    from mmeperf._plugins import get_backend
+    from mmeperf.plugins import get_backend
 
     probe_inputs = model.example_inputs(1, seed=options.seed + 1000)
     for fmt, export in exports.items():
@@ -416,7 +416,8 @@ def _build_repositories(
 
 
 def _payloads(options: FormatsDemoOptions, model: Any) -> tuple[list[bytes], str]:
-    from mmeperf.backends.tensors import JSON_TYPE, NPY_TYPE, NPZ_TYPE, encode_request
+    from mmeperf.backends.bodies import encode_request
+    from mmeperf.backends.tensors import JSON_TYPE, NPY_TYPE, NPZ_TYPE
 
     if options.payload == "json":
         content_type = JSON_TYPE

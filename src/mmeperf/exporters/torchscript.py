@@ -56,7 +56,7 @@ def run_eager(model: Any, inputs: Tensors, *, what: str = "the example input") -
     if not isinstance(result, torch.Tensor):
         raise ExportError(
             f"The model's forward must return one tensor, got {type(result).__name__}; wrap it "
-            f"(see mmeperf.models) so it returns e.g. the logits"
+            f"(see mmeperf.sample_models) so it returns e.g. the logits"
         )
     return np.asarray(result.detach().cpu().numpy())
 

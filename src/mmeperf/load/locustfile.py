@@ -8,7 +8,6 @@ merges the recorders and writes the result folder every second.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -298,17 +297,11 @@ elif SPEC.user == "boto3":
             return int(response["ResponseMetadata"]["HTTPStatusCode"]), headers.get(HEADER_CACHE), None, None, len(payload)
 
 else:
-    from mmeperf._plugins import get_endpoint_class
+    from mmeperf.plugins import get_endpoint_class, load_object
 
     assert SPEC.endpoint is not None, "user 'endpoint' needs an endpoint spec"
     _target = SPEC.endpoint.target
-    if ":" in _target:
-        _module, _, _attr = _target.partition(":")
-        _cls: Any = importlib.import_module(_module)
-        for _part in _attr.split("."):
-            _cls = getattr(_cls, _part)
-    else:
-        _cls = get_endpoint_class(_target)
+    _cls: Any = load_object(_target) if ":" in _target else get_endpoint_class(_target)
     _factory = getattr(_cls, SPEC.endpoint.factory) if SPEC.endpoint.factory else _cls
     _ENDPOINT = _factory(**SPEC.endpoint.kwargs)
 

@@ -8,7 +8,6 @@ file the Locust processes map, and :class:`RequestSampler` draws requests from i
 from __future__ import annotations
 
 import bisect
-import io
 import json
 import mimetypes
 import random
@@ -22,11 +21,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from mmeperf._types import PathLike
+from mmeperf.backends.bodies import CSV, JSON, NPY, encode_request
 from mmeperf.errors import ConfigurationError
 
 __all__ = ["RequestSampler", "RequestTable", "Traffic", "zipf_weights"]
 
 _MAGIC = b"MMEPERF-REQUESTS-1\n"
+#: ``Traffic.array_encoding`` -> the content type its rows are sent as.
+_ARRAY_TYPES = {"csv": CSV, "npy": NPY, "json": JSON}
 
 
 def zipf_weights(n: int, s: float) -> list[float]:
@@ -72,7 +74,8 @@ class Traffic(BaseModel):
     accept: str | None = None
     """Accept header, when the endpoint should answer in a particular type."""
     array_encoding: Literal["csv", "npy", "json"] = "csv"
-    """How a numpy row becomes bytes (csv line, .npy with a batch axis, or a JSON list)."""
+    """How a numpy row becomes bytes (csv line, .npy with a batch axis, or a JSON list of one row),
+    written by the backends' request encoder; NaN is an empty CSV field."""
     payloads: list[str] = Field(default_factory=list)
     """Literal payloads (UTF-8 text), when no data file is given."""
 
@@ -230,19 +233,16 @@ class Traffic(BaseModel):
         arr = np.asarray(array)
         if arr.ndim == 0 or arr.shape[0] == 0:
             raise ConfigurationError(f"Expected an array with at least one row, received shape {arr.shape}")
+        # The backends' own request encoder: one writer per content type, one NaN rule (an empty
+        # CSV field, as the frame path's pandas writes it too).
+        content_type = _ARRAY_TYPES[self.array_encoding]
         bodies: list[bytes] = []
         for row in arr:
-            if self.array_encoding == "npy":
-                buf = io.BytesIO()
-                np.save(buf, np.asarray(row)[None, ...], allow_pickle=False)
-                bodies.append(buf.getvalue())
-            elif self.array_encoding == "json":
-                bodies.append(json.dumps(np.asarray(row)[None, ...].tolist()).encode())
-            else:
-                flat = np.asarray(row).reshape(-1)
-                bodies.append(",".join(repr(x.item()) for x in flat).encode())
-        default = {"csv": "text/csv", "npy": "application/x-npy", "json": "application/json"}
-        return self._routed(bodies, [self._ctype(default[self.array_encoding])])
+            one = np.asarray(row)[None, ...]  # each request carries one row with its batch axis
+            if self.array_encoding == "csv":
+                one = one.reshape(1, -1)
+            bodies.append(encode_request(one, content_type))
+        return self._routed(bodies, [self._ctype(content_type)])
 
     def _from_files(self, path: Path) -> RequestTable:
         if not path.exists():

@@ -9,9 +9,9 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from mmeperf._plugins import BACKENDS, get_backend_class, known_plugins
 from mmeperf._types import PathLike
 from mmeperf.errors import PluginError
+from mmeperf.plugins import BACKENDS, available, get_backend_class
 
 __all__ = ["detect_backend"]
 
@@ -34,7 +34,7 @@ def detect_backend(directory: PathLike, *, hint: str | None = None) -> str | Non
     except OSError:
         return None
     best: tuple[int, str] | None = None
-    for name in sorted(known_plugins(BACKENDS)):
+    for name in sorted(available(BACKENDS)):
         try:
             cls = get_backend_class(name)
         except PluginError:

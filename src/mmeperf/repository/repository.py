@@ -279,9 +279,9 @@ class ModelRepository:
         """
         name = self._name_of(name)
         if backend is not None:
-            from mmeperf._plugins import BACKENDS, known_plugins
+            from mmeperf.plugins import BACKENDS, available
 
-            known = known_plugins(BACKENDS)
+            known = available(BACKENDS)
             if backend not in known:
                 raise UnknownPluginError("backend", backend, known)
         src = Path(source)
@@ -331,7 +331,7 @@ class ModelRepository:
         arcname_prefix: str | None = None,
     ) -> ModelEntry:
         """Save a native ``model`` with backend plugin ``backend`` and add the artifact."""
-        from mmeperf._plugins import get_backend
+        from mmeperf.plugins import get_backend
 
         plugin = get_backend(backend)
         with tempfile.TemporaryDirectory(prefix="mmeperf-save-") as tmp:

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from mmeperf._plugins import BACKENDS, get_backend, get_backend_class
 from mmeperf._types import Array, Batch
-from mmeperf.backends import codecs
+from mmeperf.backends import codecs, get_backend
 from mmeperf.backends.base import Backend, Runner
+from mmeperf.backends.bodies import encode_request
 from mmeperf.errors import (
     ConfigurationError,
     ModelLoadError,
@@ -39,6 +39,7 @@ from mmeperf.errors import (
     UnsupportedAcceptError,
     UnsupportedContentTypeError,
 )
+from mmeperf.plugins import BACKENDS, get_backend_class
 
 __all__ = ["BackendConformance"]
 
@@ -85,7 +86,7 @@ class BackendConformance:
         if isinstance(batch, dict):
             pytest.skip("named-tensor batches have no generic request encoding; override request_body")
         try:
-            return codecs.encode_batch(batch, content_type)
+            return encode_request(batch, content_type)
         except UnsupportedContentTypeError:
             pytest.skip(f"no generic encoder for {content_type}; override request_body")
 
@@ -112,7 +113,10 @@ class BackendConformance:
 
     def _backend_class(self) -> type[Backend]:
         target = type(self).backend
-        return get_backend_class(target) if isinstance(target, str) else target
+        cls = get_backend_class(target) if isinstance(target, str) else target
+        if not issubclass(cls, Backend):
+            pytest.fail(f"{cls!r} is not a mmeperf.backends.base.Backend subclass")
+        return cls
 
     @pytest.fixture
     def conformance_backend(self) -> Backend:

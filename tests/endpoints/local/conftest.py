@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmeperf._plugins import BACKENDS, register
 from mmeperf._types import Array, Batch
 from mmeperf.backends.xgboost import XGBoostBackend, XGBoostRunner
 from mmeperf.datasets.churn import FEATURES, ChurnBuild, build_churn_repository
@@ -25,6 +24,7 @@ from mmeperf.endpoints.local.app import MMEApp
 from mmeperf.endpoints.local.config import ServerConfig
 from mmeperf.endpoints.local.server import bind
 from mmeperf.endpoints.local.service import MMEService
+from mmeperf.plugins import BACKENDS, register
 from mmeperf.repository import ModelRepository
 
 GATE_TIMEOUT_S = 20

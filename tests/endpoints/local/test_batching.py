@@ -60,9 +60,9 @@ def test_batches_are_bounded(churn: Churn, gates: Gates, gated_repo: ModelReposi
 def test_compiled_runner_predicts_small_batches_inline(churn: Churn, tmp_path: Path) -> None:
     import asyncio
 
-    from mmeperf._plugins import get_backend
     from mmeperf.endpoints.local.batching import Batcher, Dispatcher
     from mmeperf.endpoints.local.fastpath import CompiledXGBoostRunner, compile_runner
+    from mmeperf.plugins import get_backend
 
     backend = get_backend("xgboost")
     backend.save(churn.build.models["churn-xgb-CA"].booster, tmp_path / "ca")

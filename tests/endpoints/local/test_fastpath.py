@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import xgboost
 
-from mmeperf._plugins import get_backend
 from mmeperf.backends.xgboost import XGBoostRunner
 from mmeperf.datasets.churn import FEATURES
 from mmeperf.endpoints.local.fastpath import CompiledXGBoostRunner, compile_runner
+from mmeperf.plugins import get_backend
 
 from .conftest import Churn
 

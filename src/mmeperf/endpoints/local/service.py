@@ -497,7 +497,7 @@ def _optimize(runner: Runner) -> Runner:
 
 def _warm_backends(repository: ModelRepository) -> dict[str, int]:
     """Import the repository's backends; the stored size of every model by target."""
-    from mmeperf._plugins import get_backend
+    from mmeperf.plugins import get_backend
 
     entries = repository.list()
     for name in sorted({e.backend for e in entries if e.backend}):
@@ -526,7 +526,7 @@ def _validate_target(target: str) -> str:
 
 def _resolve_backend(entry: ModelEntry, folder: Path) -> Backend:
     """The backend for an artifact: the manifest's, else the one whose files it has."""
-    from mmeperf._plugins import get_backend
+    from mmeperf.backends import get_backend
     from mmeperf.repository import detect_backend
 
     name = detect_backend(folder, hint=entry.backend)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmeperf._deps import require
-from mmeperf.models.base import SampleInput, SampleModel, seeded
+from mmeperf.sample_models.base import SampleInput, SampleModel, seeded
 
 __all__ = ["bert_base"]
 
@@ -24,7 +24,7 @@ def bert_base(
     require("transformers", what="The sample models", extra="torch")
     from transformers import BertConfig, BertModel
 
-    from mmeperf.models._modules import BertEncoder, BertEncoderWithTokenTypes
+    from mmeperf.sample_models._modules import BertEncoder, BertEncoderWithTokenTypes
 
     # BertConfig's defaults are bert-base-uncased's shape (12 x 768, vocabulary 30522).
     options: dict[str, Any] = {"attn_implementation": "eager"}

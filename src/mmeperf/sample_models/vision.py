@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mmeperf._deps import require
-from mmeperf.models.base import SampleInput, SampleModel, seeded
+from mmeperf.sample_models.base import SampleInput, SampleModel, seeded
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +42,7 @@ def resnet50(*, tiny: bool = False, seed: int = 0) -> SampleModel:
     require("transformers", what="The sample models", extra="torch")
     from transformers import ResNetConfig, ResNetForImageClassification
 
-    from mmeperf.models._modules import ImageClassifier
+    from mmeperf.sample_models._modules import ImageClassifier
 
     # ResNetConfig's defaults are ResNet-50: bottleneck stages [3, 4, 6, 3] of [256 .. 2048].
     options: dict[str, Any] = {"num_labels": 1000}
@@ -74,7 +74,7 @@ def vit_base(*, tiny: bool = False, seed: int = 0) -> SampleModel:
     require("transformers", what="The sample models", extra="torch")
     from transformers import ViTConfig, ViTForImageClassification
 
-    from mmeperf.models._modules import ImageClassifier
+    from mmeperf.sample_models._modules import ImageClassifier
 
     # ViTConfig's defaults are ViT-Base/16 at 224x224. Eager attention exports identically to
     # TorchScript and ONNX (SDPA's kernels differ per backend).

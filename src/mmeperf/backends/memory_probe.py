@@ -1,6 +1,6 @@
 """Resident memory one loaded copy of a model holds, measured in a fresh process.
 
-:func:`measure_resident_memory` starts ``python -m mmeperf.memory_probe '<request json>'``, which
+:func:`measure_resident_memory` starts ``python -m mmeperf.backends.memory_probe '<request json>'``, which
 loads copies of an artifact through its backend plugin and prints one JSON line.
 """
 
@@ -56,7 +56,7 @@ def measure_resident_memory(
         )
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "mmeperf.memory_probe", request],
+                [sys.executable, "-m", "mmeperf.backends.memory_probe", request],
                 capture_output=True,
                 text=True,
                 timeout=timeout_s,
@@ -77,7 +77,7 @@ def probe(request: str) -> ResidentMemory:
     """
     import psutil
 
-    from mmeperf._plugins import get_backend
+    from mmeperf.backends import get_backend
 
     args = json.loads(request)
     backend = get_backend(args["format"])
@@ -106,10 +106,10 @@ def probe(request: str) -> ResidentMemory:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mmeperf.memory_probe '<request json>'``: print the measurement as one JSON line."""
+    """``python -m mmeperf.backends.memory_probe '<request json>'``: print the measurement as one JSON line."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise SystemExit("usage: python -m mmeperf.memory_probe '<request json>'")
+        raise SystemExit("usage: python -m mmeperf.backends.memory_probe '<request json>'")
     print(probe(args[0]).model_dump_json())
 
 

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from mmeperf.models import resnet50, sample_model, vit_base
+from mmeperf.sample_models import resnet50, sample_model, vit_base
 from tests.exporters._shared import tiny
 
 

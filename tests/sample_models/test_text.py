@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from mmeperf.errors import ConfigurationError
-from mmeperf.models import bert_base
+from mmeperf.sample_models import bert_base
 from tests.exporters._shared import tiny
 
 

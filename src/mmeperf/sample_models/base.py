@@ -7,7 +7,7 @@ TorchScript tracing and ONNX export are clean.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,10 +20,7 @@ from mmeperf.errors import ConfigurationError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SAMPLE_MODELS", "SampleInput", "SampleModel", "sample_model", "seeded"]
-
-#: Names accepted by :func:`sample_model` (and ``mmeperf demo formats --model``).
-SAMPLE_MODELS = ("resnet50", "vit", "bert")
+__all__ = ["SampleInput", "SampleModel", "seeded"]
 
 
 @dataclass(frozen=True)
@@ -122,20 +119,3 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def sample_model(name: str, *, tiny: bool = False, seed: int = 0) -> SampleModel:
-    """The sample model ``name`` (one of :data:`SAMPLE_MODELS`)."""
-    from mmeperf.models.text import bert_base
-    from mmeperf.models.vision import resnet50, vit_base
-
-    builders: dict[str, Callable[..., SampleModel]] = {
-        "resnet50": resnet50,
-        "vit": vit_base,
-        "bert": bert_base,
-    }
-    if name not in builders:
-        raise ConfigurationError(
-            f"Unknown sample model {name!r}; expected one of: {', '.join(SAMPLE_MODELS)}"
-        )
-    return builders[name](tiny=tiny, seed=seed)

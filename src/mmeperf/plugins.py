@@ -1,9 +1,18 @@
-"""Plugin discovery for backends and endpoints, lazy like fsspec's registry.
+"""The public plugin registry of backends and endpoints, lazy like fsspec's registry.
 
-A table maps names to dotted paths, filled from the ``mmeperf.backends`` and
+A table maps names to ``module:attr`` paths, filled from the ``mmeperf.backends`` and
 ``mmeperf.endpoints`` entry-point groups (built-ins register there too) and from
 :func:`register` at run time. Nothing is imported until a name is used, so a broken TensorRT
 never stops an XGBoost run; each plugin remembers which installed package provided it.
+
+The registry is a leaf: it imports nothing of mmeperf but errors. A loaded class is checked by
+shape (:class:`BackendPlugin`, :class:`EndpointPlugin`), not against the base classes, which
+live above it; :mod:`mmeperf.backends` offers the same lookup typed as ``Backend``.
+
+Lookups: :func:`get_backend` (the shared instance), :func:`get_backend_class`,
+:func:`get_endpoint_class`, :func:`load_plugin` (any group), :func:`load_object`
+(any ``module:attr``); what is there: :func:`available`, :func:`status`; changes at
+run time: :func:`register`, :func:`unregister`, :func:`isolated_registry` (for tests).
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, TypeGuard, runtime_checkable
 
 from mmeperf.errors import (
     MissingDependencyError,
@@ -23,23 +33,23 @@ from mmeperf.errors import (
     UnknownPluginError,
 )
 
-if TYPE_CHECKING:
-    from mmeperf.backends.base import Backend
-    from mmeperf.endpoints.base import Endpoint
-
 __all__ = [
     "BACKENDS",
     "ENDPOINTS",
+    "BackendPlugin",
+    "EndpointPlugin",
+    "Group",
     "PluginInfo",
     "PluginStatus",
+    "available",
     "get_backend",
     "get_backend_class",
     "get_endpoint_class",
     "isolated_registry",
-    "known_plugins",
+    "load_object",
     "load_plugin",
-    "plugin_status",
     "register",
+    "status",
     "unregister",
 ]
 
@@ -47,6 +57,48 @@ Group = Literal["mmeperf.backends", "mmeperf.endpoints"]
 BACKENDS: Group = "mmeperf.backends"
 ENDPOINTS: Group = "mmeperf.endpoints"
 _GROUPS: tuple[Group, ...] = (BACKENDS, ENDPOINTS)
+
+
+@runtime_checkable
+class BackendPlugin(Protocol):
+    """What the registry requires of a backend class (``mmeperf.backends.base.Backend`` has it).
+
+    Checked by shape on every lookup, so the registry never imports the classes it registers.
+    """
+
+    name: ClassVar[str]
+    artifact_patterns: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def check_dependencies(cls) -> None: ...
+
+    def save(self, model: Any, directory: Path) -> Path: ...
+
+    def load(self, directory: Path, *, allow_pickle: bool = False) -> Any: ...
+
+    def decode(self, body: bytes, content_type: str, runner: Any = None) -> Any: ...
+
+    def encode(self, predictions: Any, accept: str | None = None) -> Any: ...
+
+
+@runtime_checkable
+class EndpointPlugin(Protocol):
+    """What the registry requires of an endpoint class (``mmeperf.endpoints.base.Endpoint`` has it)."""
+
+    kind: ClassVar[str]
+
+    @classmethod
+    def check_dependencies(cls) -> None: ...
+
+    def deploy(self, repository: Any) -> Any: ...
+
+    def invoke(
+        self, target_model: str, body: bytes, *, content_type: str = ..., accept: str | None = None
+    ) -> Any: ...
+
+    def metrics(self) -> Any: ...
+
+    def delete(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +124,7 @@ class PluginStatus:
 _lock = threading.Lock()
 _registry: dict[str, dict[str, PluginInfo]] | None = None
 _loaded: dict[tuple[str, str], Any] = {}
-_backend_instances: dict[str, Backend] = {}
+_backend_instances: dict[str, BackendPlugin] = {}
 
 
 def _discover() -> dict[str, dict[str, PluginInfo]]:
@@ -135,7 +187,7 @@ def isolated_registry() -> Iterator[None]:
                         _backend_instances.pop(name, None)
 
 
-def known_plugins(group: Group) -> dict[str, PluginInfo]:
+def available(group: Group) -> dict[str, PluginInfo]:
     """Name -> info for every plugin registered in ``group``."""
     return dict(_discover()[group])
 
@@ -153,30 +205,50 @@ def load_plugin(group: Group, name: str) -> Any:
     if name not in table:
         raise UnknownPluginError(group.rsplit(".", 1)[-1].rstrip("s"), name, table)
     info = table[name]
-    module_name, _, attr = info.value.partition(":")
+    obj = _import(info.value, f"The {name!r} {_kind(group)}", info)
+    _loaded[key] = obj
+    return obj
+
+
+def load_object(value: str) -> Any:
+    """Import ``module:attr`` (``attr`` may be dotted; without it, the module itself).
+
+    What a spec naming an object outside the registry (``mypkg.targets:MyEndpoint``) resolves
+    through; failures raise the same PluginError family as :func:`load_plugin`.
+    """
+    return _import(value, repr(value), None)
+
+
+def _import(value: str, what: str, info: PluginInfo | None) -> Any:
+    """Import ``value``; ``info``, for a registered plugin, lets errors name its provider."""
+    module_name, _, attr = value.partition(":")
     try:
         module = importlib.import_module(module_name)
     except MissingDependencyError:
         raise
     except ModuleNotFoundError as exc:
-        if exc.name is not None and (exc.name == module_name or module_name.startswith(exc.name + ".")):
+        if (
+            info is not None
+            and exc.name is not None
+            and (exc.name == module_name or module_name.startswith(exc.name + "."))
+        ):
             raise PluginNotImplementedError(
-                f"The {name!r} {_kind(group)} is registered by {info.provider} but its module "
-                f"{module_name} is not in this version ({info.version}) yet"
+                f"{what} is registered by {info.provider} but its module {module_name} is not "
+                f"in this version ({info.version}) yet"
             ) from exc
-        raise PluginError(f"The {name!r} {_kind(group)} failed to import: {exc}") from exc
+        raise PluginError(f"{what} failed to import: {exc}") from exc
     except Exception as exc:  # a broken third-party plugin must not take the process down
-        raise PluginError(f"The {name!r} {_kind(group)} failed to import: {exc!r}") from exc
+        raise PluginError(f"{what} failed to import: {exc!r}") from exc
     obj: Any = module
     for part in attr.split(".") if attr else []:
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
+            if info is None:
+                raise PluginError(f"{what} does not exist: {module_name} has no {attr}") from exc
             raise PluginNotImplementedError(
-                f"The {name!r} {_kind(group)} names {info.value}, which does not exist in "
-                f"{info.provider} {info.version}"
+                f"{what} names {value}, which does not exist in {info.provider} {info.version}"
             ) from exc
-    _loaded[key] = obj
     return obj
 
 
@@ -184,37 +256,64 @@ def _kind(group: str) -> str:
     return "backend" if group == BACKENDS else "endpoint"
 
 
-def get_backend_class(name: str) -> type[Backend]:
-    """The backend plugin class ``name``, imported but with its dependencies unchecked (light)."""
-    from mmeperf.backends.base import Backend
+def _is_backend_class(obj: object) -> TypeGuard[type[BackendPlugin]]:
+    # runtime_checkable protocols check attribute names; on a class, its class attributes.
+    return isinstance(obj, type) and isinstance(obj, BackendPlugin)
 
+
+def _is_endpoint_class(obj: object) -> TypeGuard[type[EndpointPlugin]]:
+    return isinstance(obj, type) and isinstance(obj, EndpointPlugin)
+
+
+def get_backend_class(name: str) -> type[BackendPlugin]:
+    """The backend plugin class ``name``, imported but with its dependencies unchecked (light)."""
     cls = load_plugin(BACKENDS, name)
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+    if not _is_backend_class(cls):
         raise PluginError(f"Backend plugin {name!r} must be a Backend subclass, got {cls!r}")
     return cls
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str) -> BackendPlugin:
     """The backend plugin ``name`` (one shared instance; backends are stateless)."""
     if name not in _backend_instances:
         cls = get_backend_class(name)
-        cls.check_dependencies()
+        _check_dependencies(cls, BACKENDS, name)
         _backend_instances[name] = cls()
     return _backend_instances[name]
 
 
-def get_endpoint_class(name: str) -> type[Endpoint]:
-    """The endpoint plugin class ``name``."""
-    from mmeperf.endpoints.base import Endpoint
-
+def get_endpoint_class(name: str) -> type[EndpointPlugin]:
+    """The endpoint plugin class ``name``, its dependencies checked."""
     cls = load_plugin(ENDPOINTS, name)
-    if not (isinstance(cls, type) and issubclass(cls, Endpoint)):
+    if not _is_endpoint_class(cls):
         raise PluginError(f"Endpoint plugin {name!r} must be an Endpoint subclass, got {cls!r}")
-    cls.check_dependencies()
+    _check_dependencies(cls, ENDPOINTS, name)
     return cls
 
 
-def plugin_status() -> list[PluginStatus]:
+def _check_dependencies(cls: type[BackendPlugin] | type[EndpointPlugin], group: Group, name: str) -> None:
+    """``cls.check_dependencies()``, its install hint naming the package that provides the plugin.
+
+    The base classes word the hint for mmeperf's own extras; a plugin from another
+    distribution is fixed by that distribution's extra (when it declares one), else by
+    installing the missing package itself.
+    """
+    try:
+        cls.check_dependencies()
+    except MissingDependencyError as exc:
+        info = _discover()[group].get(name)
+        provider = info.provider if info is not None else "runtime"
+        if provider in ("mmeperf", "runtime", "unknown") or exc.distribution != "mmeperf":
+            raise
+        try:
+            extras = metadata.metadata(provider).get_all("Provides-Extra") or []
+        except metadata.PackageNotFoundError:
+            extras = []
+        extra = exc.extra if exc.extra in extras else None
+        raise MissingDependencyError(exc.what, exc.package, extra, distribution=provider) from exc.__cause__
+
+
+def status() -> list[PluginStatus]:
     """Every plugin of every group, loaded once to tell whether it works here."""
     out: list[PluginStatus] = []
     for group in _GROUPS:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmeperf.errors import ConfigurationError, MmeperfError
-from mmeperf.memory_probe import main, measure_resident_memory
+from mmeperf.backends.memory_probe import main, measure_resident_memory
 
 
 def test_copies_must_be_positive(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_copies_must_be_positive(tmp_path: Path) -> None:
 
 
 def test_the_probe_process_failure_names_the_format_and_its_cause(tmp_path: Path) -> None:
-    # python -m mmeperf.memory_probe really runs; an unknown backend fails inside it.
+    # python -m mmeperf.backends.memory_probe really runs; an unknown backend fails inside it.
     with pytest.raises(MmeperfError, match=r"Measuring no-such-format memory failed: .*no-such-format"):
         measure_resident_memory("no-such-format", tmp_path, {"x": np.zeros(2)}, copies=1, timeout_s=120)
 

@@ -7,8 +7,9 @@ Each has a tiny variant for tests. Nothing is downloaded; torch and transformers
 
 from __future__ import annotations
 
-from mmeperf.models.base import SAMPLE_MODELS, SampleModel, sample_model
-from mmeperf.models.text import bert_base
-from mmeperf.models.vision import resnet50, vit_base
+from mmeperf.sample_models.base import SampleModel
+from mmeperf.sample_models.catalog import SAMPLE_MODELS, sample_model
+from mmeperf.sample_models.text import bert_base
+from mmeperf.sample_models.vision import resnet50, vit_base
 
 __all__ = ["SAMPLE_MODELS", "SampleModel", "bert_base", "resnet50", "sample_model", "vit_base"]
