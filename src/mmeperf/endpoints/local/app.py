@@ -47,6 +47,8 @@ class MMEApp:
         self._runtime_prefix = b"/endpoints/"
         self._endpoint_path = service.endpoint_path.encode("latin-1", "replace")
         self._ready = False
+        #: Why the lifespan startup failed (an in-process driver re-raises it as it was).
+        self.startup_error: Exception | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -69,6 +71,7 @@ class MMEApp:
                 try:
                     await self.service.start()
                 except Exception as exc:  # the parent reads this from stderr
+                    self.startup_error = exc
                     log.error("Startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return

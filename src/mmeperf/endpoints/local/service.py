@@ -1,8 +1,8 @@
 """The local MME without its transport: invoke, load, list, unload, metrics, as plain coroutines.
 
-The ASGI app (:mod:`.app`) and the in-process :class:`~mmeperf.endpoints.memory.MemoryEndpoint`
-both call this one class, so HTTP and socket-free tests exercise the same cache, batching and
-metrics. Answers are :class:`Reply` objects; errors are turned into SageMaker-shaped replies here.
+The ASGI app (:mod:`.app`) calls this one class; the in-process
+:class:`~mmeperf.endpoints.local.memory.MemoryEndpoint` drives that same app, so HTTP and
+socket-free tests exercise the same routing, cache, batching and metrics. Answers are :class:`Reply` objects; errors are turned into SageMaker-shaped replies here.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from mmeperf.errors import (
     InvocationTimeoutError,
     MmeperfError,
     ModelLoadError,
-    ModelNotReadyError,
     ModelNotFoundError,
+    ModelNotReadyError,
     PayloadError,
     PluginError,
     RepositoryError,
