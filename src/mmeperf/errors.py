@@ -27,7 +27,13 @@ and a SageMaker-style ``error_code``::
     │   ├── InvocationError         an invoke failed; carries the HTTP status and error code
     │   ├── InsufficientMemoryError a model cannot fit the memory budget (507)
     │   ├── CloudAccessError        no credentials/region, or access denied by the cloud (403)
-    │   └── CapacityError           the cloud refused for capacity or quota (ResourceLimitExceeded)
+    │   ├── CapacityError           the cloud refused for capacity or quota (ResourceLimitExceeded)
+    │   ├── ServiceUnavailableError too many requests in progress on the local MME (503)
+    │   ├── ModelNotReadyError      the model is still loading after the request's wait limit (429)
+    │   ├── PayloadTooLargeError    a request body over the configured maximum (413)
+    │   ├── BodyReadTimeoutError    the request body did not arrive in time (408)
+    │   ├── InvocationTimeoutError  a loaded model took longer than the invocation limit (504)
+    │   └── ClientDisconnectedError the client went away before its request was read (499)
     ├── ExportError
     │   └── ParityError             an exported artifact does not match its source within tolerance
     └── LoadTestError               the load generator failed to start or run
@@ -40,7 +46,9 @@ from typing import ClassVar
 
 __all__ = [
     "BackendError",
+    "BodyReadTimeoutError",
     "CapacityError",
+    "ClientDisconnectedError",
     "CloudAccessError",
     "ConfigurationError",
     "CorruptArtifactError",
@@ -50,18 +58,22 @@ __all__ = [
     "InsufficientMemoryError",
     "InvalidModelNameError",
     "InvocationError",
+    "InvocationTimeoutError",
     "LoadTestError",
     "MissingDependencyError",
     "MmeperfError",
     "ModelExistsError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelNotReadyError",
     "ParityError",
     "PayloadError",
+    "PayloadTooLargeError",
     "PluginError",
     "PluginNotImplementedError",
     "PredictionError",
     "RepositoryError",
+    "ServiceUnavailableError",
     "UnknownPluginError",
     "UnsafeArchiveError",
     "UnsupportedAcceptError",
@@ -273,3 +285,51 @@ class ParityError(ExportError):
 
 class LoadTestError(MmeperfError):
     """The load generator failed to start or to finish its run."""
+
+
+# --- the local MME's own answers (declared here so the tree above is the whole tree) ----------
+
+
+class ServiceUnavailableError(EndpointError):
+    """Too many requests in progress (503, retried by AWS SDKs)."""
+
+    http_status = 503
+    error_code = "ServiceUnavailable"
+
+
+class ModelNotReadyError(EndpointError):
+    """The model is still downloading or loading after the request's wait limit (429)."""
+
+    http_status = 429
+    error_code = "ModelNotReadyException"
+
+
+class PayloadTooLargeError(EndpointError):
+    """A request body over the configured maximum (413)."""
+
+    http_status = 413
+    error_code = "ValidationError"
+
+
+class BodyReadTimeoutError(EndpointError):
+    """The client did not send the rest of the request body in time (408)."""
+
+    http_status = 408
+    error_code = "ValidationError"
+
+
+class InvocationTimeoutError(EndpointError):
+    """A loaded model did not answer within the invocation time limit (504, like SageMaker's)."""
+
+    http_status = 504
+    error_code = "ModelError"
+
+
+class ClientDisconnectedError(EndpointError):
+    """The client closed the connection before its request was read; nobody gets an answer.
+
+    The status is nginx's 499 (client closed request); it is never sent, only counted.
+    """
+
+    http_status = 499
+    error_code = "ClientDisconnected"

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "LATENCY_FIELDS",
     "LATENCY_METRICS",
     "SERVER_METRIC_COLUMNS",
     "LatencyStat",
@@ -29,15 +30,19 @@ __all__ = [
     "interval_rows",
 ]
 
+#: The one CloudWatch name map of latency metrics: CloudWatch name -> :class:`ServerMetrics`
+#: field (also the local MME's Prometheus base name, with a ``_microseconds`` suffix).
+LATENCY_FIELDS: dict[str, str] = {
+    "ModelLatency": "model_latency",
+    "OverheadLatency": "overhead_latency",
+    "ModelLoadingWaitTime": "model_loading_wait_time",
+    "ModelDownloadingTime": "model_downloading_time",
+    "ModelLoadingTime": "model_loading_time",
+    "ModelUnloadingTime": "model_unloading_time",
+}
+
 #: Latency metrics of an MME, CloudWatch names, microseconds.
-LATENCY_METRICS: tuple[str, ...] = (
-    "ModelLatency",
-    "OverheadLatency",
-    "ModelLoadingWaitTime",
-    "ModelDownloadingTime",
-    "ModelLoadingTime",
-    "ModelUnloadingTime",
-)
+LATENCY_METRICS: tuple[str, ...] = tuple(LATENCY_FIELDS)
 
 #: Columns of server_metrics.csv (one row per sampling interval).
 SERVER_METRIC_COLUMNS: tuple[str, ...] = (
@@ -120,16 +125,6 @@ class ServerMetrics(BaseModel):
         return self.model_cache_hits / self.model_cache_lookups if self.model_cache_lookups else None
 
 
-_LATENCY_FIELDS = {
-    "ModelLatency": "model_latency",
-    "OverheadLatency": "overhead_latency",
-    "ModelLoadingWaitTime": "model_loading_wait_time",
-    "ModelDownloadingTime": "model_downloading_time",
-    "ModelLoadingTime": "model_loading_time",
-    "ModelUnloadingTime": "model_unloading_time",
-}
-
-
 def interval_row(prev: ServerMetrics | None, cur: ServerMetrics, *, start: float) -> dict[str, Any]:
     """One server_metrics.csv row for the interval (prev, cur]; ``prev=None`` means since start.
 
@@ -153,7 +148,7 @@ def interval_row(prev: ServerMetrics | None, cur: ServerMetrics, *, start: float
         "GPUUtilization": cur.gpu_utilization,
         "GPUMemoryUtilization": cur.gpu_memory_utilization,
     }
-    for column, field in _LATENCY_FIELDS.items():
+    for column, field in LATENCY_FIELDS.items():
         a: LatencyStat = getattr(base, field)
         b: LatencyStat = getattr(cur, field)
         n = b.count - a.count

@@ -28,6 +28,7 @@ __all__ = [
     "NOT_FOUND_MARKERS",
     "AwsClients",
     "client_error_code",
+    "describe_or_none",
     "is_not_found",
     "translate_errors",
 ]
@@ -71,6 +72,18 @@ def is_not_found(exc: BaseException) -> bool:
         return True
     message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "")).lower()
     return any(marker in message for marker in NOT_FOUND_MARKERS)
+
+
+def describe_or_none(describe: Callable[[], Any]) -> Any | None:
+    """What ``describe()`` returns, or None when AWS says the resource does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return describe()
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmeperf.cloud.aws import translate_errors
 from mmeperf.errors import ConfigurationError
-from mmeperf.metrics import SERVER_METRIC_COLUMNS, LatencyStat, ServerMetrics
+from mmeperf.metrics import LATENCY_METRICS, SERVER_METRIC_COLUMNS, LatencyStat, ServerMetrics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,7 +225,6 @@ def cumulative_metrics(
     """
     start_dt, end_dt = _as_datetime(start), _as_datetime(end)
     _check_window(start_dt, end_dt, period_s)
-    latency = ("ModelLatency", "OverheadLatency", "ModelLoadingWaitTime", "ModelDownloadingTime", "ModelLoadingTime", "ModelUnloadingTime")
     wanted: list[MetricQuery] = [
         MetricQuery("invocations", INVOCATION_NAMESPACE, "Invocations", "Sum"),
         MetricQuery("e4", INVOCATION_NAMESPACE, "Invocation4XXErrors", "Sum"),
@@ -234,7 +233,7 @@ def cumulative_metrics(
         MetricQuery("lookups", INVOCATION_NAMESPACE, "ModelCacheHit", "SampleCount"),
         MetricQuery("loaded", INVOCATION_NAMESPACE, "LoadedModelCount", "Average"),
     ]
-    for name in latency:
+    for name in LATENCY_METRICS:
         for statistic in ("Sum", "SampleCount", "Maximum"):
             wanted.append(MetricQuery(f"{name}:{statistic}", INVOCATION_NAMESPACE, name, statistic))
     for name in ENDPOINT_METRICS[INSTANCE_NAMESPACE]:

@@ -22,6 +22,7 @@ __all__ = [
     "cloudformation_template",
     "dashboard_body",
     "default_dashboard_name",
+    "endpoint_dashboards",
     "put_dashboard",
 ]
 
@@ -35,6 +36,19 @@ _SUMMED = frozenset({"Invocations", "Invocation4XXErrors", "Invocation5XXErrors"
 def default_dashboard_name(endpoints: Sequence[str]) -> str:
     """``mmeperf-{a}`` or ``mmeperf-{a}--{b}`` (cleanup finds dashboards by this name)."""
     return "mmeperf-" + "--".join(endpoints)
+
+
+def endpoint_dashboards(cloudwatch: Any, endpoint_name: str) -> list[str]:
+    """The dashboards mmeperf made that show ``endpoint_name`` (alone or beside another)."""
+    own = default_dashboard_name([endpoint_name])
+    names: list[str] = []
+    paginator = cloudwatch.get_paginator("list_dashboards")
+    for page in paginator.paginate(DashboardNamePrefix="mmeperf-"):
+        for entry in page.get("DashboardEntries", []):
+            dashboard = str(entry["DashboardName"])
+            if dashboard == own or endpoint_name in dashboard.removeprefix("mmeperf-").split("--"):
+                names.append(dashboard)
+    return names
 
 
 def _metric(namespace: str, name: str, endpoint: str, variant: str, **options: Any) -> list[Any]:

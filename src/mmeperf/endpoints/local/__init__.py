@@ -2,7 +2,7 @@
 per-model batching and CloudWatch-named metrics, served by ``mmeperf serve``.
 
 ``LocalEndpoint`` (plugin name ``local``) runs the server as a subprocess; the server's parts
-live in ``config``, ``cache``, ``batching``, ``service``, ``app``, ``stats`` and ``server``.
+live in ``config``, ``cache``, ``batching``, ``service``, ``app``, ``counters`` and ``server``.
 """
 
 from mmeperf.endpoints.local.config import ServerConfig

@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from mmeperf.endpoints.local.service import MMEService, Reply
-from mmeperf.errors import EndpointError
+from mmeperf.errors import BodyReadTimeoutError, ClientDisconnectedError, PayloadTooLargeError
 
-__all__ = ["MMEApp", "PayloadTooLargeError"]
+__all__ = ["MMEApp"]
 
 log = logging.getLogger("mmeperf.serve")
 
@@ -35,22 +35,6 @@ _CONTENT_LENGTH = b"content-length"
 BODY_READ_TIMEOUT_S = 30.0
 
 
-class PayloadTooLargeError(EndpointError):
-    """A request body over the configured maximum (413)."""
-
-    http_status = 413
-    error_code = "ValidationError"
-
-
-class _BodyTimeout(EndpointError):
-    http_status = 408
-    error_code = "ValidationError"
-
-
-class _Disconnected(Exception):
-    pass
-
-
 def _text(status: int, text: str, content_type: bytes = b"text/plain; charset=utf-8") -> Reply:
     return Reply(status, [(b"content-type", content_type)], text.encode())
 
@@ -63,13 +47,15 @@ class MMEApp:
         self._runtime_prefix = b"/endpoints/"
         self._endpoint_path = service.endpoint_path.encode("latin-1", "replace")
         self._ready = False
+        #: Why the lifespan startup failed (an in-process driver re-raises it as it was).
+        self.startup_error: Exception | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             try:
                 reply = await self._http(scope, receive)
-            except _Disconnected:
+            except ClientDisconnectedError:
                 return
             headers = reply.headers
             headers.append((b"content-length", str(len(reply.body)).encode()))
@@ -85,6 +71,7 @@ class MMEApp:
                 try:
                     await self.service.start()
                 except Exception as exc:  # the parent reads this from stderr
+                    self.startup_error = exc
                     log.error("Startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -141,10 +128,10 @@ class MMEApp:
         if method == "GET":
             if path == b"/metrics":
                 return Reply(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
-                             service.stats.prometheus_text())
+                             service.counters.prometheus_text())
             if path == b"/mmeperf/metrics":
                 return Reply(200, [(b"content-type", b"application/json")],
-                             service.stats.snapshot().model_dump_json().encode())
+                             service.counters.snapshot().model_dump_json().encode())
             if path == b"/mmeperf/status":
                 return Reply(200, [(b"content-type", b"application/json")],
                              json.dumps(service.status()).encode())
@@ -174,7 +161,7 @@ class MMEApp:
                          json.dumps({"Message": f"Endpoint {endpoint} of account local not found."}).encode())
         try:
             body = await self._body(scope, receive)
-        except (PayloadTooLargeError, _BodyTimeout) as exc:
+        except (PayloadTooLargeError, BodyReadTimeoutError) as exc:
             service.count_rejected(exc.http_status)
             return service.error_reply(exc, runtime=runtime)
         if name is not None:
@@ -195,7 +182,7 @@ class MMEApp:
                     )
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _Disconnected
+            raise ClientDisconnectedError
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
             return body
@@ -206,7 +193,7 @@ class MMEApp:
                 while message.get("more_body"):
                     message = await receive()
                     if message["type"] == "http.disconnect":
-                        raise _Disconnected
+                        raise ClientDisconnectedError
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
@@ -215,5 +202,5 @@ class MMEApp:
                         )
                     chunks.append(chunk)
         except TimeoutError:
-            raise _BodyTimeout(f"The request body was not received within {BODY_READ_TIMEOUT_S:g} s") from None
+            raise BodyReadTimeoutError(f"The request body was not received within {BODY_READ_TIMEOUT_S:g} s") from None
         return b"".join(chunks)

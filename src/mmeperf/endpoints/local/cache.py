@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmeperf.backends.base import Backend, Runner
-from mmeperf.endpoints.local.stats import ServerStats
+from mmeperf.endpoints.local.counters import MmeCounters
 from mmeperf.errors import (
-    EndpointError,
     InsufficientMemoryError,
     ModelLoadError,
+    ModelNotReadyError,
 )
 from mmeperf.units import format_size
 
@@ -33,17 +33,10 @@ if TYPE_CHECKING:
     from mmeperf.endpoints.local.batching import Batcher
     from mmeperf.repository import ModelEntry, ModelRepository
 
-__all__ = ["CachedModel", "FirstUse", "Lease", "ModelCache", "ModelNotReadyError"]
+__all__ = ["CachedModel", "FirstUse", "Lease", "ModelCache"]
 
 #: Work for the request that caused a load, run in the loader thread right after it (never raises).
 FirstUse = Callable[[Backend, Runner], None]
-
-
-class ModelNotReadyError(EndpointError):
-    """The model is still downloading or loading after the request's wait limit (429)."""
-
-    http_status = 429
-    error_code = "ModelNotReadyException"
 
 
 @dataclass(eq=False)
@@ -88,7 +81,7 @@ class ModelCache:
         self,
         *,
         repository: ModelRepository,
-        stats: ServerStats,
+        counters: MmeCounters,
         budget_bytes: int | None,
         per_model_overhead_bytes: int,
         disk_dir: Path,
@@ -103,7 +96,7 @@ class ModelCache:
         disk_limit_bytes: int | None = None,
     ) -> None:
         self._repo = repository
-        self._stats = stats
+        self._counters = counters
         self.budget_bytes = budget_bytes
         self.overhead_bytes = per_model_overhead_bytes
         self._disk_dir = disk_dir
@@ -128,7 +121,7 @@ class ModelCache:
         self._known_size: dict[str, int] = {}  # target -> charged bytes of its last load
         self._stored_size: dict[str, int] = {}  # target -> stored bytes, from the repository listing
         self._tasks: set[asyncio.Task[None]] = set()
-        stats.memory_budget_bytes = budget_bytes
+        counters.memory_budget_bytes = budget_bytes
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -169,8 +162,8 @@ class ModelCache:
         model.leases += 1
         model.uses += 1
         self._loaded.move_to_end(target)
-        self._stats.model_cache_lookups += 1
-        self._stats.model_cache_hits += 1
+        self._counters.model_cache_lookups += 1
+        self._counters.model_cache_hits += 1
         return Lease(model, True, 0.0, 0.0, self)
 
     async def acquire(self, target: str, *, first_use: FirstUse | None = None) -> Lease:
@@ -186,7 +179,7 @@ class ModelCache:
         lease = self.try_hit(target)
         if lease is not None:
             return lease
-        self._stats.model_cache_lookups += 1
+        self._counters.model_cache_lookups += 1
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         deadline = t0 + self._load_wait_s
@@ -198,7 +191,7 @@ class ModelCache:
                 model.uses += 1
                 self._loaded.move_to_end(target)
                 wait_us = (time.perf_counter() - t0) * 1e6
-                self._stats.latency["ModelLoadingWaitTime"].add(wait_us)
+                self._counters.latency["ModelLoadingWaitTime"].add(wait_us)
                 return Lease(model, False, wait_us, load_us, self)
             fut = self._loading.get(target)
             if fut is None:
@@ -252,7 +245,7 @@ class ModelCache:
 
     async def _load(self, target: str, fut: asyncio.Future[CachedModel], first_use: FirstUse | None) -> None:
         loop = asyncio.get_running_loop()
-        stats = self._stats
+        counters = self._counters
         try:
             folder = self._disk_folder(target)
             # Room is reserved before anything is read when the size is known without I/O (the
@@ -279,7 +272,7 @@ class ModelCache:
                 job = await loop.run_in_executor(self._loader, self._finish_load, job, first_use)
             assert job.runner is not None and job.backend is not None
             runner, backend = job.runner, job.backend
-            stats.latency["ModelDownloadingTime"].add(job.downloading_us)
+            counters.latency["ModelDownloadingTime"].add(job.downloading_us)
             actual = max(int(runner.memory_bytes), 0) + self.overhead_bytes
             self._known_size[target] = actual
             try:
@@ -302,8 +295,8 @@ class ModelCache:
             )
             self._reserved.pop(target, None)  # the reservation becomes the model's charge
             self._loaded[target] = model
-            stats.latency["ModelLoadingTime"].add(job.loading_us)
-            stats.model_loads += 1
+            counters.latency["ModelLoadingTime"].add(job.loading_us)
+            counters.model_loads += 1
             self._publish()
             if not fut.done():
                 fut.set_result(model)
@@ -312,7 +305,7 @@ class ModelCache:
         except BaseException as exc:
             self._unreserve(target, self._reserved.get(target, 0))
             self._reserved.pop(target, None)  # also a zero reservation (no budget)
-            stats.model_load_failures += 1
+            counters.model_load_failures += 1
             if not fut.done():
                 fut.set_exception(exc)
             fut.exception()  # retrieved: a load nobody waits for any more must not log noise
@@ -502,7 +495,7 @@ class ModelCache:
                 waiter.set_result(None)
 
     def _publish(self) -> None:
-        self._stats.set_loaded(len(self._loaded), self._used)
+        self._counters.set_loaded(len(self._loaded), self._used)
 
     # --- unloading --------------------------------------------------------------------------
 
@@ -521,8 +514,8 @@ class ModelCache:
                 model.runner = None  # type: ignore[assignment]  # drop the last reference
 
         def done(f: asyncio.Future[None]) -> None:
-            self._stats.latency["ModelUnloadingTime"].add((time.perf_counter() - t0) * 1e6)
-            self._stats.model_unloads += 1
+            self._counters.latency["ModelUnloadingTime"].add((time.perf_counter() - t0) * 1e6)
+            self._counters.model_unloads += 1
             f.exception()
 
         loop.run_in_executor(self._loader, close).add_done_callback(done)

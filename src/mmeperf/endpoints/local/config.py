@@ -1,19 +1,22 @@
-"""Configuration of the embedded local MME server (``mmeperf serve`` and ``LocalEndpoint``).
+"""Configuration of the embedded local MME (``mmeperf serve``, ``LocalEndpoint``, ``MemoryEndpoint``).
 
-One pydantic model holds every option; ``resolved()`` applies an instance profile's emulation
-rule (memory budget, per-model overhead, inference threads) from :mod:`mmeperf.instances`.
+One pydantic model holds every option; the ``effective_*`` methods apply an instance profile's
+emulation rule (memory budget, per-model overhead, inference threads) from :mod:`mmeperf.instances`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmeperf.errors import ConfigurationError
 from mmeperf.instances import DEFAULT_CATALOG, InstanceProfile
+from mmeperf.units import parse_size
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "EMULATION_NOTE", "ServerConfig"]
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "EMULATION_NOTE", "ServerConfig", "ServerOptions"]
 
 #: SageMaker's InvokeEndpoint limit on the request body: 6 MB (6291456 bytes in its API model).
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -26,6 +29,22 @@ EMULATION_NOTE = (
     "(inference threads = min(instance vCPUs, host cores)); latency and throughput are this "
     "host's, not the instance's."
 )
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword options both local endpoints take (``LocalEndpoint`` adds host, port, workers
+    and timeouts); :meth:`ServerConfig.from_options` turns them into the config."""
+
+    memory_budget: int | str | None
+    """Model-cache budget, bytes or a size like ``"512MiB"``."""
+    instance_profile: str | None
+    per_model_overhead: int | str | None
+    endpoint_name: str
+    max_payload: int | str
+    allow_pickle: bool
+    cache_dir: str | None
+    server_options: Mapping[str, Any] | None
+    """Any other :class:`ServerConfig` field by name (e.g. ``fast_path=False``)."""
 
 
 class ServerConfig(BaseModel):
@@ -82,6 +101,33 @@ class ServerConfig(BaseModel):
     """Threads that download and load models (loads never run on the event loop)."""
     graceful_shutdown_s: float = Field(default=10.0, ge=0)
     """Time in-flight requests get to finish on SIGTERM."""
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        repository: str = ".",
+        memory_budget: int | str | None = None,
+        per_model_overhead: int | str | None = None,
+        max_payload: int | str = DEFAULT_MAX_PAYLOAD_BYTES,
+        server_options: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> ServerConfig:
+        """The config from the endpoints' keyword options (sizes as bytes or ``"512MiB"``),
+        checked, so a bad option fails before anything starts."""
+        values: dict[str, Any] = {
+            "repository": repository,
+            "memory_budget_bytes": None if memory_budget is None else parse_size(memory_budget),
+            "per_model_overhead_bytes": None if per_model_overhead is None else parse_size(per_model_overhead),
+            "max_payload_bytes": parse_size(max_payload),
+            **fields,
+            **(server_options or {}),  # server_options win, as they always have
+        }
+        return cls(**values).check()
+
+    def with_repository(self, repository: str) -> ServerConfig:
+        """The same options serving ``repository``."""
+        return type(self)(**{**self.model_dump(), "repository": repository}).check()
 
     def profile(self) -> InstanceProfile | None:
         """The emulated instance profile, if any (ConfigurationError for unknown names)."""

@@ -1,8 +1,8 @@
 """The local MME without its transport: invoke, load, list, unload, metrics, as plain coroutines.
 
-The ASGI app (:mod:`.app`) and the in-process :class:`~mmeperf.endpoints.memory.MemoryEndpoint`
-both call this one class, so HTTP and socket-free tests exercise the same cache, batching and
-metrics. Answers are :class:`Reply` objects; errors are turned into SageMaker-shaped replies here.
+The ASGI app (:mod:`.app`) calls this one class; the in-process
+:class:`~mmeperf.endpoints.local.memory.MemoryEndpoint` drives that same app, so HTTP and
+socket-free tests exercise the same routing, cache, batching and metrics. Answers are :class:`Reply` objects; errors are turned into SageMaker-shaped replies here.
 """
 
 from __future__ import annotations
@@ -28,26 +28,28 @@ from mmeperf.endpoints.base import (
     HEADER_WAIT_US,
 )
 from mmeperf.endpoints.local.batching import Batcher, Dispatcher
-from mmeperf.endpoints.local.cache import Lease, ModelCache, ModelNotReadyError
+from mmeperf.endpoints.local.cache import Lease, ModelCache
 from mmeperf.endpoints.local.config import EMULATION_NOTE, ServerConfig
-from mmeperf.endpoints.local.stats import ServerStats
+from mmeperf.endpoints.local.counters import MmeCounters
 from mmeperf.errors import (
     CorruptArtifactError,
-    EndpointError,
     InsufficientMemoryError,
     InvalidModelNameError,
+    InvocationTimeoutError,
     MmeperfError,
     ModelLoadError,
     ModelNotFoundError,
+    ModelNotReadyError,
     PayloadError,
     PluginError,
     RepositoryError,
+    ServiceUnavailableError,
 )
 
 if TYPE_CHECKING:
     from mmeperf.repository import ModelEntry, ModelRepository
 
-__all__ = ["MMEService", "Reply", "ServiceUnavailableError"]
+__all__ = ["MMEService", "Reply"]
 
 log = logging.getLogger("mmeperf.serve")
 
@@ -55,18 +57,6 @@ Headers = list[tuple[bytes, bytes]]
 _JSON = b"application/json"
 #: Placeholder account in ARNs (the local endpoint has no AWS account).
 LOCAL_ACCOUNT = "000000000000"
-
-
-class ServiceUnavailableError(EndpointError):
-    """Too many requests in progress (503, retried by AWS SDKs)."""
-
-    http_status = 503
-    error_code = "ServiceUnavailable"
-
-
-class _InvocationTimeout(EndpointError):
-    http_status = 504
-    error_code = "ModelError"
 
 
 @dataclass(slots=True)
@@ -91,7 +81,7 @@ class MMEService:
         self._repository = repository
         self._profile = config.profile()
         self._work_dir = Path(tempfile.mkdtemp(prefix="mmeperf-mme-", dir=config.cache_dir))
-        self.stats = ServerStats(
+        self.counters = MmeCounters(
             memory_total_bytes=self._profile.memory_bytes if self._profile else None,
             disk_path=str(self._work_dir),
         )
@@ -140,7 +130,7 @@ class MMEService:
 
         self._cache = ModelCache(
             repository=self._repository,
-            stats=self.stats,
+            counters=self.counters,
             budget_bytes=self.config.effective_budget(),
             per_model_overhead_bytes=self.config.effective_overhead(),
             disk_dir=self._work_dir / "models",
@@ -177,8 +167,8 @@ class MMEService:
         return self._cache
 
     def _on_batch(self, rows: int) -> None:
-        self.stats.batches += 1
-        self.stats.batched_rows += rows
+        self.counters.batches += 1
+        self.counters.batched_rows += rows
 
     # --- invocations ------------------------------------------------------------------------
 
@@ -195,7 +185,7 @@ class MMEService:
         """One invocation. ``runtime``: SageMaker runtime error shapes (else the container's
         plain statuses); ``load``: load the model on a miss (``/models/{name}/invoke`` does not)."""
         t0 = time.perf_counter()
-        stats = self.stats
+        counters = self.counters
         lease: Lease | None = None
         model_us: float | None = None
         try:
@@ -264,14 +254,14 @@ class MMEService:
                     *_attribution(lease, model_us),
                 ]
             total_us = (time.perf_counter() - t0) * 1e6
-            stats.latency["ModelLatency"].add(model_us)
-            stats.latency["OverheadLatency"].add(max(total_us - model_us - lease.wait_us, 0.0))
-            stats.count_response(200)
+            counters.latency["ModelLatency"].add(model_us)
+            counters.latency["OverheadLatency"].add(max(total_us - model_us - lease.wait_us, 0.0))
+            counters.count_response(200)
             return Reply(200, headers, encoded.body)
         except Exception as exc:
             reply, counted_status = self._error_reply(exc, target, runtime=runtime)
             reply.headers.extend(_attribution(lease, model_us))
-            stats.count_response(counted_status)
+            counters.count_response(counted_status)
             return reply
         finally:
             if lease is not None:
@@ -293,7 +283,7 @@ class MMEService:
         if code == "ModelError":
             # What SageMaker says when the container answered an error: 424 wrapping it.
             kind = "client" if 400 <= status < 500 else "server"
-            original = 0 if isinstance(exc, _InvocationTimeout) else status
+            original = 0 if isinstance(exc, InvocationTimeoutError) else status
             payload = {
                 "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
                 "Message": (
@@ -314,7 +304,7 @@ class MMEService:
 
     def count_rejected(self, status: int) -> None:
         """Count an invocation the transport refused before it reached the service (413...)."""
-        self.stats.count_response(status)
+        self.counters.count_response(status)
 
     def error_reply(self, exc: Exception, *, runtime: bool) -> Reply:
         """A reply for an error raised outside ``invoke`` (e.g. a body over the size limit)."""
@@ -388,7 +378,7 @@ class MMEService:
     def status(self) -> dict[str, Any]:
         """``GET /mmeperf/status``: configuration, emulation and the cache right now."""
         cache = self.cache
-        s = self.stats
+        s = self.counters
         return {
             "endpoint_name": self.config.endpoint_name,
             "pid": os.getpid(),
@@ -465,7 +455,7 @@ class _FirstUse:
 
 def _expire(fut: asyncio.Future[Any], target: str) -> None:
     if not fut.done():
-        fut.set_exception(_InvocationTimeout(
+        fut.set_exception(InvocationTimeoutError(
             f"Your invocation timed out while waiting for a response from model {target!r}"
         ))
 
@@ -559,7 +549,7 @@ def _classify(exc: Exception, target: str | None, repository: str) -> tuple[int,
         return 500, "ModelError", f"Model {target!r} failed to load: {exc}"
     if isinstance(exc, ModelNotReadyError | ServiceUnavailableError):
         return exc.http_status, exc.error_code, str(exc)
-    if isinstance(exc, _InvocationTimeout):
+    if isinstance(exc, InvocationTimeoutError):
         return 504, "ModelError", str(exc)
     if isinstance(exc, MmeperfError) and exc.error_code == "ModelError":
         return 500, "ModelError", f"Model {target!r} failed: {exc}"

@@ -1,4 +1,4 @@
-"""MemoryEndpoint: the local MME's service in this process, no sockets."""
+"""MemoryEndpoint: the local MME's ASGI app in this process, no sockets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmeperf.endpoints.memory import MemoryEndpoint
+from mmeperf.endpoints.local.memory import MemoryEndpoint
 from mmeperf.repository import ModelRepository
 
 
@@ -49,4 +49,19 @@ def test_memory_endpoint_serves_like_the_local_one(two_models: tuple[ModelReposi
         assert metrics.invocations == 5 and metrics.invocation_4xx_errors == 2
         assert metrics.model_loads == 2 and metrics.model_cache_hits == 2
         assert ep.info().kind == "memory"
+    ep.delete()
+
+
+def test_memory_endpoint_goes_through_the_app(two_models: tuple[ModelRepository, dict[str, object]]) -> None:
+    """Body limits, headers and the container routes are the ASGI app's, not re-implemented."""
+    repo, _ = two_models
+    with MemoryEndpoint(max_payload="1KiB", endpoint_name="in-process").deploy(repo) as ep:
+        ok = ep.invoke("alpha.tar.gz", b"0.1,0.2,0.3,0.4")
+        assert ok.ok and ok.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
+        assert ok.headers["x-amzn-requestid"]
+        too_big = ep.invoke("alpha.tar.gz", b"1," * 1024)
+        assert (too_big.status, too_big.error_code) == (413, "ValidationError")
+        assert ep._request("GET", "/ping").status == 200
+        assert ep._request("GET", "/models/alpha.tar.gz").status == 200
+        assert ep.metrics().invocation_4xx_errors == 1
     ep.delete()

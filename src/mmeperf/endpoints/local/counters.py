@@ -1,4 +1,5 @@
-"""Counters of the local MME under CloudWatch's MME metric names, and their two views.
+"""The local MME's own counters (:class:`MmeCounters`) under CloudWatch's MME names, and their
+two views: the sampled :class:`~mmeperf.metrics.ServerMetrics` snapshot and Prometheus text.
 
 Requests update plain integers on the event loop (no locks, no Prometheus objects on the hot
 path); ``snapshot()`` builds the typed :class:`ServerMetrics` and ``prometheus_text()`` the
@@ -23,9 +24,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from mmeperf.metrics import LatencyStat, ServerMetrics
+from mmeperf.metrics import LATENCY_FIELDS, LatencyStat, ServerMetrics
 
-__all__ = ["LatencyCounter", "ServerStats"]
+__all__ = ["LatencyCounter", "MmeCounters"]
 
 
 @dataclass(slots=True)
@@ -46,20 +47,10 @@ class LatencyCounter:
         return LatencyStat(count=self.count, sum_us=self.sum_us, max_us=self.max_us)
 
 
-# CloudWatch name -> Prometheus base name (latencies get a _microseconds suffix).
-_LATENCIES = {
-    "ModelLatency": "model_latency",
-    "OverheadLatency": "overhead_latency",
-    "ModelLoadingWaitTime": "model_loading_wait_time",
-    "ModelDownloadingTime": "model_downloading_time",
-    "ModelLoadingTime": "model_loading_time",
-    "ModelUnloadingTime": "model_unloading_time",
-}
-
-
-class ServerStats:
-    """Everything the server counts. Mutated only on the event loop thread (or under ``lock``
-    from loader threads), read by snapshots."""
+class MmeCounters:
+    """Everything the local MME counts (raw counters, not a sample: :meth:`snapshot` reads them
+    into a :class:`ServerMetrics`). Mutated only on the event loop thread (or under ``lock``
+    from loader threads)."""
 
     def __init__(self, *, memory_total_bytes: int | None, disk_path: str) -> None:
         self.lock = threading.Lock()
@@ -78,7 +69,7 @@ class ServerStats:
         self.memory_used_bytes = 0
         self.peak_memory_used_bytes = 0
         self.memory_budget_bytes: int | None = None
-        self.latency: dict[str, LatencyCounter] = {name: LatencyCounter() for name in _LATENCIES}
+        self.latency: dict[str, LatencyCounter] = {name: LatencyCounter() for name in LATENCY_FIELDS}
         self._memory_total = memory_total_bytes or psutil.virtual_memory().total
         self._disk_path = disk_path
         self._process = psutil.Process(os.getpid())
@@ -160,11 +151,11 @@ class ServerStats:
 
 
 class _Collector(Collector):
-    def __init__(self, stats: ServerStats) -> None:
-        self._stats = stats
+    def __init__(self, counters: MmeCounters) -> None:
+        self._counters = counters
 
     def collect(self) -> Iterator[Metric]:
-        s = self._stats
+        s = self._counters
         counters = (
             ("invocations", "Invocations answered (CloudWatch Invocations)", s.invocations),
             ("invocation_4xx_errors", "Invocations answered 4xx (Invocation4XXErrors)", s.invocation_4xx_errors),
@@ -179,7 +170,8 @@ class _Collector(Collector):
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)
-        for cw_name, base in _LATENCIES.items():
+        # Prometheus names are the ServerMetrics field names, plus the unit.
+        for cw_name, base in LATENCY_FIELDS.items():
             c = s.latency[cw_name]
             yield SummaryMetricFamily(
                 f"{base}_microseconds", f"{cw_name}, microseconds", count_value=c.count, sum_value=c.sum_us
