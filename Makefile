@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,11 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 
+# The documentation site, API reference from the docstrings; fails on a broken link or reference.
+docs: $(VENV)/.test-installed
+	$(PIP) -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "site built: open site/index.html"
+
 clean:
-	rm -rf $(VENV) .venv-triton mmeperf-out
+	rm -rf $(VENV) .venv-triton mmeperf-out site
