@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from mmeperf.planner.cache import che_hit_ratio, hit_ratio_curve, lru_hit_ratio_simulated
-from mmeperf.planner.calibration import Calibration, Distribution, HostFacts, Measured, ModelCalibration, Source
+from mmeperf.planner.calibrate import calibrate
+from mmeperf.planner.calibration import (
+    Calibration,
+    Distribution,
+    HostFacts,
+    Measured,
+    ModelCalibration,
+    Source,
+)
 from mmeperf.planner.result import SimulationResult
 from mmeperf.planner.simulation import InstanceConfig, ModelSpec, Simulation, popularity_of
 
@@ -18,6 +26,7 @@ __all__ = [
     "Simulation",
     "SimulationResult",
     "Source",
+    "calibrate",
     "che_hit_ratio",
     "hit_ratio_curve",
     "lru_hit_ratio_simulated",

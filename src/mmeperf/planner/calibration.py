@@ -1,17 +1,18 @@
 """Calibration: what a run measured, in the form a simulation consumes, each number with its source.
 
-Built from a run folder (:meth:`Calibration.from_run`), saved as YAML or JSON a user can read and
+Built from a run folder by :func:`mmeperf.planner.calibrate`, saved as YAML or JSON a user can read and
 edit. Nothing is invented: a figure the run did not measure is absent (None), and a figure
 derived from measurements says how in its ``source``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import yaml
@@ -91,7 +92,7 @@ class Distribution(_Model):
             if 0.0 not in q or 100.0 not in q:
                 raise ValueError("empirical quantiles must include percent 0 and 100")
             values = [q[p] for p in sorted(q)]
-            if any(b < a for a, b in zip(values, values[1:], strict=False)) or values[0] < 0:
+            if any(b < a for a, b in itertools.pairwise(values)) or values[0] < 0:
                 raise ValueError("empirical quantiles must be >= 0 and non-decreasing")
         elif self.kind == "lognormal":
             if self.median_s is None or self.sigma is None:
@@ -167,7 +168,7 @@ class Distribution(_Model):
             assert self.median_s is not None and self.sigma is not None
             return self.median_s * np.exp(self.sigma * rng.standard_normal(n))  # type: ignore[no-any-return]
         ps, vs = self._table()
-        return np.interp(rng.random(n) * 100.0, ps, vs)
+        return np.asarray(np.interp(rng.random(n) * 100.0, ps, vs), dtype=np.float64)
 
     def scaled(self, factor: float, *, note: str) -> Distribution:
         """The same shape times ``factor`` (its source notes why)."""
@@ -278,13 +279,6 @@ class Calibration(_Model):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigurationError(f"Invalid calibration {str(p)!r}: {exc}") from exc
-
-    @classmethod
-    def from_run(cls, run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None) -> Calibration:
-        """Build from one run folder; ``model_bytes`` adds sizes the run did not record (source: given)."""
-        from mmeperf.planner.calibrate import calibrate
-
-        return calibrate(run_dir, model_bytes=model_bytes)
 
     # --- what a simulation reads ----------------------------------------------------------
 

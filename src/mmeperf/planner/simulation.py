@@ -18,7 +18,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +26,7 @@ from simpy import Environment
 from simpy.events import Event, Timeout
 
 from mmeperf.errors import ConfigurationError
-from mmeperf.load.profile import LoadProfile, OpenLoopShape, StagePlan
+from mmeperf.load.profile import LoadProfile, OpenLoopShape
 from mmeperf.load.traffic import Traffic
 from mmeperf.planner.calibration import Calibration, Distribution, Source
 from mmeperf.planner.result import Records, SimulationResult
@@ -229,7 +229,7 @@ class Simulation:
                 if instance.memory_budget_bytes is not None:
                     raise ConfigurationError(
                         f"The calibration has no memory figure for {name!r}: give model_bytes, or "
-                        "calibrate with model sizes (Calibration.from_run(..., model_bytes=...))"
+                        "calibrate with model sizes (calibrate(run_dir, model_bytes=...))"
                     )
                 size = 0
             specs.append(ModelSpec(
@@ -340,7 +340,7 @@ class Simulation:
             self._at(t, self._set_users, target)
 
     def _set_users(self, ev: Event) -> None:
-        target: int = ev.value
+        target = cast(int, ev.value)
         alive = self._users
         while len(alive) < target:
             user = _User()
@@ -357,7 +357,7 @@ class Simulation:
         self._send(req)
 
     def _user_next(self, ev: Event) -> None:
-        self._user_send(ev.value)
+        self._user_send(cast(_User, ev.value))
 
     # --- traffic: open loop ---------------------------------------------------------------
 
@@ -376,7 +376,7 @@ class Simulation:
                         break
                     t = float(ts[-1])
             else:
-                n = int(math.floor(plan.duration_s * plan.rate + 1e-9))
+                n = math.floor(plan.duration_s * plan.rate + 1e-9)
                 times.extend((plan.start_s + np.arange(n) / plan.rate).tolist())
         self._arrivals = times
         self._ai = 0
@@ -530,7 +530,7 @@ class Simulation:
         self._at(req.service_s, self._served, req)
 
     def _served(self, ev: Event) -> None:
-        req: _Req = ev.value
+        req = cast(_Req, ev.value)
         inst = req.inst
         assert inst is not None
         m = req.model
@@ -582,7 +582,7 @@ class Simulation:
         return inst.used + need <= inst.budget
 
     def _loaded(self, ev: Event) -> None:
-        inst, m = ev.value
+        inst, m = cast(tuple[_Instance, int], ev.value)
         now = self.env.now
         inst.loader_free += 1
         inst.status[m] = 2
