@@ -1,0 +1,265 @@
+"""Build a :class:`Calibration` from a run folder: histograms, per-model stats, server metrics.
+
+Server metrics are per-interval averages with CloudWatch's names (µs); a mean over the run is
+weighted by the interval's sample count where the run recorded one (Invocations, ModelLoads,
+ModelUnloads) and is an unweighted mean of interval averages where it did not (said so).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmeperf._types import PathLike
+from mmeperf.load.hist import Histogram
+from mmeperf.planner._runfolder import (
+    ENVIRONMENT_JSON,
+    HISTOGRAMS_JSON,
+    SERVER_METRICS_CSV,
+    BenchmarkResult,
+)
+from mmeperf.planner.calibration import (
+    QUANTILES,
+    Calibration,
+    Distribution,
+    HostFacts,
+    Measured,
+    ModelCalibration,
+    Source,
+)
+
+__all__ = ["calibrate", "histogram_distribution"]
+
+#: A model's own client histogram stands for its warm service time when at most this share was cold.
+MAX_COLD_SHARE_FOR_OWN = 0.05
+#: ... and when it has at least this many requests.
+MIN_REQUESTS_FOR_OWN = 20
+
+
+def histogram_distribution(hist: Histogram, *, source: Source) -> Distribution | None:
+    """Empirical quantiles (seconds) of an HDR histogram of microseconds; None when empty."""
+    if hist.total == 0:
+        return None
+    values = hist.values_at(QUANTILES)
+    quantiles = {p: (v or 0) / 1e6 for p, v in values.items()}
+    # HDR values are bucket tops (3 digits); keep the table monotone after the exact min/max.
+    ordered = sorted(quantiles)
+    running = 0.0
+    for p in ordered:
+        running = max(running, quantiles[p])
+        quantiles[p] = running
+    return Distribution.from_quantiles(quantiles, samples=int(hist.total), source=source)
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(dtype=float)
+    return pd.to_numeric(frame[column], errors="coerce")
+
+
+def _weighted_mean_us(
+    frame: pd.DataFrame, column: str, weight: str | None, *, run: str,
+) -> tuple[float, int | None, Source] | None:
+    values = _numeric(frame, column)
+    if weight is not None:
+        weights = _numeric(frame, weight).fillna(0)
+        mask = values.notna() & (weights > 0)
+        if not mask.any():
+            return None
+        w = weights[mask].to_numpy(dtype=float)
+        mean = float(np.sum(values[mask].to_numpy(dtype=float) * w) / np.sum(w))
+        src = Source(run=run, measurement=f"{SERVER_METRICS_CSV} {column}, intervals weighted by {weight}")
+        return mean, int(np.sum(w)), src
+    mask = values.notna()
+    if not mask.any():
+        return None
+    src = Source(
+        run=run, measurement=f"{SERVER_METRICS_CSV} {column}",
+        note=f"unweighted mean of {int(mask.sum())} interval averages: the run records no sample count for it",
+    )
+    return float(values[mask].mean()), None, src
+
+
+def _mean_distribution(frame: pd.DataFrame, column: str, weight: str | None, *, run: str) -> Distribution | None:
+    found = _weighted_mean_us(frame, column, weight, run=run)
+    if found is None:
+        return None
+    mean_us, samples, src = found
+    src = src.model_copy(update={"note": "; ".join(
+        x for x in (src.note, "interval averages give the mean only: a constant at that mean") if x
+    )})
+    return Distribution.constant(mean_us / 1e6, samples=samples, source=src)
+
+
+def calibrate(run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None) -> Calibration:
+    """A Calibration from the run folder ``run_dir`` (see the module docstring)."""
+    result = BenchmarkResult.load(run_dir)
+    run = str(Path(run_dir))
+    hists = result.histograms()
+    env: dict[str, Any] = result.info.get("environment", {}) or {}
+    endpoint: dict[str, Any] = env.get("endpoint", {}) or {}
+    sm = result.server_metrics
+
+    host = HostFacts(
+        instance_type=endpoint.get("instance_type"),
+        emulated=endpoint.get("emulated"),
+        endpoint_kind=endpoint.get("kind"),
+        cpu_count=env.get("cpu_count"),
+        platform=env.get("platform"),
+        memory_budget_bytes=endpoint.get("memory_budget_bytes"),
+    )
+
+    # --- client latency: warm and cold over every stage -----------------------------------
+    warm, cold = Histogram(), Histogram()
+    for key, hist in hists.get("stages", {}).items():
+        kind = key.rpartition("/")[2]
+        if kind == "warm":
+            warm.merge(hist)
+        elif kind == "cold":
+            cold.merge(hist)
+    client_warm = histogram_distribution(
+        warm, source=Source(run=run, measurement=f"{HISTOGRAMS_JSON} stages */warm (client side)")
+    )
+    client_cold = histogram_distribution(
+        cold, source=Source(run=run, measurement=f"{HISTOGRAMS_JSON} stages */cold (client side)")
+    )
+
+    # --- server side ----------------------------------------------------------------------
+    model_latency = _weighted_mean_us(sm, "ModelLatency", "Invocations", run=run)
+    overhead = _mean_distribution(sm, "OverheadLatency", "Invocations", run=run)
+    load_time = _mean_distribution(sm, "ModelLoadingTime", "ModelLoads", run=run)
+    unload_time = _mean_distribution(sm, "ModelUnloadingTime", "ModelUnloads", run=run)
+    download_time = _mean_distribution(sm, "ModelDownloadingTime", None, run=run)
+    loading_wait = _mean_distribution(sm, "ModelLoadingWaitTime", None, run=run)
+
+    # Service time: the client's warm shape, scaled to the server's mean ModelLatency when known
+    # (the client's figure also holds network, front end and queueing).
+    scale: float | None = None
+    scale_note = ""
+    service: Distribution | None = None
+    if client_warm is not None:
+        service = client_warm
+        if model_latency is not None and client_warm.mean > 0:
+            mean_us, samples, _ = model_latency
+            scale = (mean_us / 1e6) / client_warm.mean
+            scale_note = (
+                f"shape of the client's warm latency, scaled by {scale:.4f} to the server's mean "
+                f"ModelLatency {mean_us / 1000:.3f} ms over {samples} invocations"
+            )
+            service = client_warm.scaled(scale, note=scale_note).model_copy(update={"mean_s": mean_us / 1e6})
+        else:
+            service = client_warm.scaled(
+                1.0, note="client-side warm latency as is (no server ModelLatency): includes network and queueing"
+            )
+
+    # --- per model ------------------------------------------------------------------------
+    models: dict[str, ModelCalibration] = {}
+    per_model = result.per_model
+    model_hists = hists.get("models", {})
+    for row in per_model.to_dict("records") if len(per_model) else []:
+        name = str(row["model"])
+        requests = int(row.get("requests") or 0)
+        cold_requests = int(row.get("cold_requests") or 0)
+        own: Distribution | None = None
+        hist = model_hists.get(name)
+        failures = int(row.get("failures") or 0)
+        if (
+            hist is not None and requests >= MIN_REQUESTS_FOR_OWN and failures == 0
+            and cold_requests <= MAX_COLD_SHARE_FOR_OWN * requests
+        ):
+            own = histogram_distribution(
+                hist, source=Source(run=run, measurement=f"{HISTOGRAMS_JSON} models[{name}] (client side)")
+            )
+            if own is not None and scale is not None:
+                own = own.scaled(scale, note=scale_note + f"; {cold_requests} of {requests} requests were cold")
+        size: Measured | None = None
+        if model_bytes is not None and name in model_bytes:
+            size = Measured(value=float(model_bytes[name]), unit="bytes",
+                            source=Source(measurement="given by the caller"))
+        models[name] = ModelCalibration(
+            requests=requests, cold_requests=cold_requests, service_time=own, memory_bytes=size
+        )
+    if model_bytes is not None:
+        for name, nbytes in model_bytes.items():
+            if name not in models:
+                models[name] = ModelCalibration(memory_bytes=Measured(
+                    value=float(nbytes), unit="bytes", source=Source(measurement="given by the caller")))
+
+    return Calibration(
+        runs=[run],
+        host=host,
+        models=models,
+        service_time=service,
+        client_warm_latency=client_warm,
+        client_cold_latency=client_cold,
+        overhead_latency=overhead,
+        load_time=load_time,
+        unload_time=unload_time,
+        download_time=download_time,
+        loading_wait_time=loading_wait,
+        cpu_seconds_per_request=_cpu_per_request(sm, env, run=run),
+        memory_per_model_bytes=_memory_per_model(sm, host, run=run),
+        hit_ratio=_hit_ratio(sm, run=run),
+    )
+
+
+def _cpu_per_request(sm: pd.DataFrame, env: Mapping[str, Any], *, run: str) -> Measured | None:
+    cpu = _numeric(sm, "CPUUtilization")
+    invocations = _numeric(sm, "Invocations").fillna(0)
+    elapsed = _numeric(sm, "elapsed_s")
+    if cpu.notna().sum() == 0 or invocations.sum() <= 0 or elapsed.isna().all():
+        return None
+    first = env.get("metrics_interval_s")
+    dt = elapsed.diff()
+    dt.iloc[0] = float(first) if first else math.nan
+    mask = cpu.notna() & dt.notna() & (dt > 0) & (invocations > 0)
+    if not mask.any():
+        return None
+    cpu_s = float(np.sum(cpu[mask].to_numpy(dtype=float) / 100.0 * dt[mask].to_numpy(dtype=float)))
+    n = int(invocations[mask].sum())
+    return Measured(
+        value=cpu_s / n, unit="cpu_s", samples=n,
+        source=Source(
+            run=run, measurement=f"{SERVER_METRICS_CSV} CPUUtilization x interval / Invocations",
+            note="every CPU second of the server process in intervals with invocations (loads included)",
+        ),
+    )
+
+
+def _hit_ratio(sm: pd.DataFrame, *, run: str) -> Measured | None:
+    hit = _numeric(sm, "ModelCacheHit")
+    invocations = _numeric(sm, "Invocations").fillna(0)
+    mask = hit.notna() & (invocations > 0)
+    if not mask.any():
+        return None
+    w = invocations[mask].to_numpy(dtype=float)
+    return Measured(
+        value=float(np.sum(hit[mask].to_numpy(dtype=float) * w) / np.sum(w)), unit="ratio", samples=int(w.sum()),
+        source=Source(run=run, measurement=f"{SERVER_METRICS_CSV} ModelCacheHit, weighted by Invocations"),
+    )
+
+
+def _memory_per_model(sm: pd.DataFrame, host: HostFacts, *, run: str) -> Measured | None:
+    """Budget / most models held, from a run whose cache was full (it unloaded to make room)."""
+    unloads = _numeric(sm, "ModelUnloads").fillna(0)
+    loaded = _numeric(sm, "LoadedModelCount")
+    if host.memory_budget_bytes is None or unloads.sum() <= 0 or loaded.isna().all():
+        return None
+    most = int(loaded.max())
+    if most <= 0:
+        return None
+    return Measured(
+        value=float(host.memory_budget_bytes // most), unit="bytes", samples=int(unloads.sum()),
+        source=Source(
+            run=run,
+            measurement=f"{ENVIRONMENT_JSON} endpoint.memory_budget_bytes / max {SERVER_METRICS_CSV} LoadedModelCount",
+            note=f"the cache unloaded {int(unloads.sum())} times, so it was full at {most} models; "
+            "assumes the models are of one size (give model_bytes otherwise)",
+        ),
+    )
+

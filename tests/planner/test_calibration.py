@@ -1,0 +1,96 @@
+"""Calibration: YAML/JSON round trips, sources, and one built from a real local run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmeperf.errors import ConfigurationError
+from mmeperf.planner import (
+    Calibration,
+    Distribution,
+    InstanceConfig,
+    Measured,
+    ModelCalibration,
+    Simulation,
+    Source,
+    calibrate,
+)
+
+
+def _calibration() -> Calibration:
+    src = Source(run="runs/a", measurement="histograms.json stages */warm (client side)", note="scaled")
+    service = Distribution.from_quantiles({0: 0.001, 50: 0.002, 99: 0.01, 100: 0.02}, source=src, samples=500)
+    return Calibration(
+        runs=["runs/a"], service_time=service,
+        load_time=Distribution.constant(0.25, samples=12, source=Source(run="runs/a", measurement="ModelLoadingTime")),
+        models={"a": ModelCalibration(requests=10, service_time=service.lognormal_fit()),
+                "b": ModelCalibration(requests=30, memory_bytes=Measured(
+                    value=1e6, unit="bytes", source=Source(measurement="given by the caller")))},
+    )
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_round_trip(tmp_path: Path, suffix: str) -> None:
+    cal = _calibration()
+    path = cal.save(tmp_path / f"cal{suffix}")
+    again = Calibration.load(path)
+    assert again == cal
+    assert again.service_time_of("a").kind == "lognormal"
+    assert again.service_time_of("zzz") == cal.service_time  # replicated from the all-model figure
+    assert again.memory_of("b") == 1_000_000 and again.memory_of("a") is None
+    assert again.popularity() == {"a": 0.25, "b": 0.75}
+
+
+def test_bad_files_and_distributions_are_typed_errors(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigurationError, match="mapping"):
+        Calibration.load(tmp_path / "bad.yaml")
+    (tmp_path / "wrong.yaml").write_text("models: 3\n")
+    with pytest.raises(ConfigurationError, match="Invalid calibration"):
+        Calibration.load(tmp_path / "wrong.yaml")
+    with pytest.raises(ValueError, match="0 and 100"):
+        Distribution.from_quantiles({50: 1.0}, source=Source(measurement="x"))
+
+
+def test_distribution_quantiles_and_mean() -> None:
+    d = Distribution.from_quantiles({0: 0.0, 50: 1.0, 100: 2.0}, source=Source(measurement="x"))
+    assert d.quantile(25) == pytest.approx(0.5)
+    assert d.mean == pytest.approx(1.0)
+    fit = d.lognormal_fit()
+    assert fit.quantile(50) == pytest.approx(1.0) and fit.quantile(90) == pytest.approx(1.8, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_calibration_from_a_real_local_run(tmp_path: Path) -> None:
+    pytest.importorskip("xgboost")
+    from mmeperf.datasets.churn import build_churn_repository
+    from mmeperf.endpoints.local import LocalEndpoint
+    from mmeperf.load import Benchmark, LoadProfile, Traffic
+
+    build = build_churn_repository(tmp_path / "repo", n_rows=1000, rounds=3)
+    test = pd.read_csv(build.test_csv)
+    traffic = Traffic.from_frame(test, model_column="State", model_template="churn-xgb-{}.tar.gz",
+                                 label_column="Churn?", drop_columns=["CustomerID"])
+    profile = LoadProfile.constant(users=4, spawn_rate=50, duration="5s", traffic=traffic,
+                                   wait={"min": 0, "max": 0.02})
+    with LocalEndpoint(endpoint_name="churn", memory_budget="20MiB").deploy(build.repository) as endpoint:
+        Benchmark(endpoint, profile).run(tmp_path / "run")
+
+    cal = calibrate(tmp_path / "run")
+    assert cal.runs == [str(tmp_path / "run")]
+    assert cal.service_time is not None and cal.service_time.samples and cal.service_time.samples > 50
+    assert "ModelLatency" in (cal.service_time.source.note or "")
+    assert cal.client_cold_latency is not None and cal.load_time is not None
+    assert cal.load_time.source.measurement.endswith("weighted by ModelLoads")
+    assert cal.host.endpoint_kind == "local" and cal.host.memory_budget_bytes == 20 * 2**20
+    assert sum(m.requests for m in cal.models.values()) > 100
+    assert cal.hit_ratio is not None and 0 < cal.hit_ratio.value <= 1
+    cal.save(tmp_path / "cal.yaml")
+    again = Calibration.load(tmp_path / "cal.yaml")
+    assert again == cal
+    # It drives a simulation of the same traffic.
+    sim = Simulation.from_calibration(again, profile, instance=InstanceConfig(vcpus=2), seed=1).run()
+    assert sim.total_requests > 100 and sim.total_failures == 0
