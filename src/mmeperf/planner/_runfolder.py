@@ -6,8 +6,8 @@ move of those modules changes this file only.
 
 from __future__ import annotations
 
-from mmeperf.results import files as F
-from mmeperf.results.result import BenchmarkResult
+from mmeperf.load import runfolder as F
+from mmeperf.load.result import BenchmarkResult
 
 __all__ = [
     "ENVIRONMENT_JSON",
