@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmeperf.errors import ConfigurationError, MmeperfError
 from mmeperf.backends.memory_probe import main, measure_resident_memory
+from mmeperf.errors import ConfigurationError, MmeperfError
 
 
 def test_copies_must_be_positive(tmp_path: Path) -> None:

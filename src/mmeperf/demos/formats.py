@@ -23,8 +23,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mmeperf.errors import ConfigurationError, MmeperfError
 from mmeperf.backends.memory_probe import ResidentMemory, measure_resident_memory
+from mmeperf.errors import ConfigurationError, MmeperfError
 
 __all__ = [
     "FORMATS",
