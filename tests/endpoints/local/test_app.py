@@ -60,8 +60,7 @@ def test_boto3_gets_xgboost_predictions_from_all_51_models(churn: Churn, served:
             np.testing.assert_array_equal(got, expected)
     assert sorted(ep.loaded_models()) == sorted(churn.target(s) for s in churn.states)
     # After their loads, every churn model is served by compiled trees (verified bit-exact).
-    wait_until(lambda: all(m["runner"] == "CompiledXGBoostRunner"
-                           for m in json.loads(ep._request("GET", "/models")[2])["models"]),
+    wait_until(lambda: all(m["runner"] == "CompiledXGBoostRunner" for m in ep.status()["models"]),
                "every model runs compiled")
 
 
@@ -154,11 +153,16 @@ def test_absolute_target_is_refused(served: Any) -> None:
     ep, root = served
     result = ep.invoke(str(root / "secret.tar.gz"), b"1")
     assert (result.status, result.error_code) == (400, "ValidationError")
-    # The container API refuses the same names in its path.
+    # The container API finds no such model (MMS: 404 for a name it does not hold) and refuses
+    # the url, as MMS refuses relative paths.
     status, _, _ = ep._request("GET", "/models/..%2Fsecret.tar.gz")
-    assert status == 400
-    status, _, _ = ep._request("POST", "/models", json.dumps({"model_name": "../secret.tar.gz"}).encode())
-    assert status == 400
+    assert status == 404
+    status, _, body = ep._request("POST", "/models", json.dumps(
+        {"model_name": "secret", "url": "../secret.tar.gz"}).encode(), {"Content-Type": "application/json"})
+    assert status == 404 and json.loads(body)["message"] == "Relative path is not allowed in url: ../secret.tar.gz"
+    status, _, body = ep._request("POST", "/models", json.dumps(
+        {"model_name": "secret", "url": str(root / "secret.tar.gz")}).encode(), {"Content-Type": "application/json"})
+    assert status == 404 and json.loads(body)["message"].startswith("Model not found in model store: ")
     assert all("secret" not in name for name in ep.loaded_models())
 
 
@@ -184,8 +188,11 @@ def test_container_contract(churn: Churn, served: Any) -> None:
     assert req("GET", f"/models/{target}")[0] == 404
     assert req("POST", f"/models/{target}/invoke", csv_body(churn.rows("WY", 1)),
                {"Content-Type": "text/csv"})[0] == 404
-    assert req("POST", "/models", json.dumps({"model_name": target, "url": target}).encode())[0] == 200
-    assert req("POST", "/models", json.dumps({"model_name": target}).encode())[0] == 409
+    as_json = {"Content-Type": "application/json"}
+    assert req("POST", "/models", json.dumps({"model_name": target, "url": target}).encode(), as_json)[0] == 200
+    # MMS checks the url before the name (no url: 400), then answers 409 for a second load.
+    assert req("POST", "/models", json.dumps({"model_name": target}).encode(), as_json)[0] == 400
+    assert req("POST", "/models", json.dumps({"model_name": target, "url": target}).encode(), as_json)[0] == 409
     status, _, body = req("GET", f"/models/{target}")
     assert status == 200 and json.loads(body)["modelName"] == target
     rows = churn.rows("WY", 2)
@@ -197,7 +204,7 @@ def test_container_contract(churn: Churn, served: Any) -> None:
     assert status == 200
     status, _, body = req("POST", f"/models/{target}/invoke", b"1,2", {"Content-Type": "text/csv"})
     assert status == 400 and "17" in json.loads(body)["message"]
-    listing = json.loads(req("GET", "/models?max_results=2")[2])
+    listing = json.loads(req("GET", "/models?limit=2")[2])
     assert len(listing["models"]) == 2 and "nextPageToken" in listing
     assert target in ep.loaded_models()
     assert req("DELETE", f"/models/{target}")[0] == 200

@@ -21,7 +21,8 @@ def _run(churn: Churn, gates: Gates, repo: ModelRepository, *, max_batch: int, n
     expected = [churn.expected("CA", rows[i: i + 1]) for i in range(n + 1)]
     with ThreadServer(ServerConfig(repository=repo.url, max_batch_size=max_batch), repo) as srv:
         target = "churn-xgb-CA.tar.gz"
-        assert srv.request("POST", "/models", b'{"model_name": "%s"}' % target.encode())[0] == 200
+        assert srv.request("POST", "/models", b'{"model_name": "%s", "url": "%s"}' % (target.encode(), target.encode()),
+                           {"Content-Type": "application/json"})[0] == 200
         gates.predict.clear()
         gates.in_predict.clear()
         answers: dict[int, tuple[int, dict[str, str], bytes]] = {}
@@ -99,7 +100,7 @@ def test_fast_path_compiles_after_the_configured_uses(churn: Churn) -> None:
         target, rows = churn.target("TX"), churn.rows("TX", 1)
 
         def runner() -> str:
-            return str(srv.get_json("/models/" + target)["runner"])
+            return str(next(m["runner"] for m in srv.get_json("/mmeperf/status")["models"] if m["name"] == target))
 
         for _ in range(2):
             code, _, body = srv.invoke(target, csv_body(rows))

@@ -117,7 +117,9 @@ def test_model_bigger_than_the_budget(churn: Churn, gates: Gates, gated_repo: Mo
         doc = json.loads(body)
         assert code == 424 and doc["OriginalStatusCode"] == 507
         assert "churn-xgb-CA.tar.gz" in doc["Message"]
-        code, _, body = srv.request("POST", "/models", json.dumps({"model_name": "churn-xgb-CA.tar.gz"}).encode())
+        code, _, body = srv.request("POST", "/models", json.dumps(
+            {"model_name": "churn-xgb-CA.tar.gz", "url": "churn-xgb-CA.tar.gz"}).encode(),
+            {"Content-Type": "application/json"})
         assert code == 507, body
         assert srv.get_json("/mmeperf/status")["memory_used_bytes"] == 0
 

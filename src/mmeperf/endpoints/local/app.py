@@ -1,8 +1,9 @@
 """The local MME's HTTP surface: a bare ASGI app (no framework on the hot path).
 
 Routes: the SageMaker runtime call ``POST /endpoints/{name}/invocations``; the container-side
-MME contract (``GET /ping``, ``POST /invocations``, ``GET/POST /models``,
-``GET/DELETE /models/{name}``, ``POST /models/{name}/invoke``); ``GET /metrics`` (Prometheus);
+MME contract as Multi Model Server routes it (``/ping``, ``/invocations``, ``GET/POST /models``,
+``GET/PUT/DELETE /models/{name}``, ``/models/{name}/invoke``, ``/predictions/{name}``; see
+:mod:`.container`); ``GET /metrics`` (Prometheus);
 ``GET /mmeperf/metrics`` (the typed ServerMetrics as JSON) and ``GET /mmeperf/status``.
 """
 
@@ -15,7 +16,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from mmeperf.endpoints.local.service import MMEService, Reply
+from mmeperf.endpoints.local.container import ContainerAPI, RegisterRequest
+from mmeperf.endpoints.local.replies import Reply, method_not_allowed, mms_error, not_found, ping
+from mmeperf.endpoints.local.service import MMEService
 from mmeperf.errors import BodyReadTimeoutError, ClientDisconnectedError, PayloadTooLargeError
 
 __all__ = ["MMEApp"]
@@ -35,8 +38,19 @@ _CONTENT_LENGTH = b"content-length"
 BODY_READ_TIMEOUT_S = 30.0
 
 
-def _text(status: int, text: str, content_type: bytes = b"text/plain; charset=utf-8") -> Reply:
-    return Reply(status, [(b"content-type", content_type)], text.encode())
+def _query(scope: Scope) -> dict[str, list[str]]:
+    return parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+
+
+def _segment(raw: bytes) -> str:
+    return unquote(raw.decode("latin-1"))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 class MMEApp:
@@ -44,6 +58,7 @@ class MMEApp:
 
     def __init__(self, service: MMEService) -> None:
         self.service = service
+        self.container = ContainerAPI(service)
         self._runtime_prefix = b"/endpoints/"
         self._endpoint_path = service.endpoint_path.encode("latin-1", "replace")
         self._ready = False
@@ -90,41 +105,12 @@ class MMEApp:
         service = self.service
         if method == "POST" and path.startswith(self._runtime_prefix) and path.endswith(b"/invocations"):
             return await self._invoke(scope, receive, path, runtime=True)
-        if path == b"/ping":
-            return _text(200 if self._ready else 503, "Healthy\n" if self._ready else "Starting\n")
-        if path == b"/invocations" and method == "POST":
-            return await self._invoke(scope, receive, path, runtime=False)
-        if path == b"/models":
-            if method == "GET":
-                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-                return service.list_models(
-                    next_page_token=query.get("next_page_token", [None])[0],
-                    max_results=query.get("max_results", [None])[0],
-                )
-            if method == "POST":
-                body = await self._body(scope, receive)
-                try:
-                    doc = json.loads(body or b"{}")
-                    name = doc["model_name"]
-                    url = doc.get("url")
-                    if not isinstance(name, str) or not (url is None or isinstance(url, str)):
-                        raise TypeError
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    return _text(400, 'Expected a JSON body {"model_name": "...", "url": "..."}\n')
-                return await service.load_model(name, url)
-            return _text(405, "Method not allowed\n")
-        if path.startswith(b"/models/"):
-            rest = path[len(b"/models/"):]
-            if rest.endswith(b"/invoke"):
-                if method != "POST":
-                    return _text(405, "Method not allowed\n")
-                return await self._invoke(scope, receive, path, runtime=False, name=rest[: -len(b"/invoke")])
-            name = unquote(rest.decode("latin-1"))
-            if method == "GET":
-                return service.get_model(name)
-            if method == "DELETE":
-                return await service.unload_model(name)
-            return _text(405, "Method not allowed\n")
+        if path == b"/ping":  # any method, as MMS
+            return ping(self._ready)
+        if path == b"/invocations":
+            model_name = _query(scope).get("model_name")
+            return await self._invoke(scope, receive, path, runtime=False,
+                                      name=model_name[0] if model_name else None)
         if method == "GET":
             if path == b"/metrics":
                 return Reply(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
@@ -135,10 +121,47 @@ class MMEApp:
             if path == b"/mmeperf/status":
                 return Reply(200, [(b"content-type", b"application/json")],
                              json.dumps(service.status()).encode())
-        return _text(404, f"No route for {method} {path.decode('latin-1')}\n")
+        return await self._container(scope, receive, method, path)
+
+    async def _container(self, scope: Scope, receive: Receive, method: str, path: bytes) -> Reply:
+        """The MMS routes, split on ``/`` as MMS splits them (a name holding ``/`` is sent
+        percent-encoded)."""
+        segments = path.split(b"/")
+        if path in (b"", b"/"):
+            return method_not_allowed()
+        api = self.container
+        if len(segments) == 4 and segments[3] == b"invoke" and segments[1] == b"models":
+            return await self._invoke(scope, receive, path, runtime=False, name=_segment(segments[2]))
+        if len(segments) == 3 and segments[1] == b"predictions" and segments[2]:
+            return await self._invoke(scope, receive, path, runtime=False, name=_segment(segments[2]))
+        if segments[1:2] != [b"models"] or len(segments) > 3:
+            return not_found()
+        if len(segments) == 2 or not segments[2]:  # /models (and /models/, as Java's split)
+            if method == "GET":
+                return api.list_models(_query(scope))
+            if method == "POST":
+                try:
+                    body = await self._body(scope, receive)
+                except (PayloadTooLargeError, BodyReadTimeoutError) as exc:
+                    return Reply(exc.http_status, [], b"")  # MMS: Netty's bare 413
+                content_type = _header(scope, _CONTENT_TYPE)
+                try:
+                    request = RegisterRequest.parse(content_type, body, _query(scope))
+                except ValueError as exc:
+                    return mms_error(400, "BadRequestException", f"Invalid JSON body: {exc}")
+                return await api.register(request)
+            return method_not_allowed()
+        name = _segment(segments[2])
+        if method == "GET":
+            return api.describe(name)
+        if method == "PUT":
+            return api.scale(name, _query(scope))
+        if method == "DELETE":
+            return await api.unregister(name)
+        return method_not_allowed()
 
     async def _invoke(
-        self, scope: Scope, receive: Receive, path: bytes, *, runtime: bool, name: bytes | None = None
+        self, scope: Scope, receive: Receive, path: bytes, *, runtime: bool, name: str | None = None
     ) -> Reply:
         service = self.service
         target: str | None = None
@@ -165,8 +188,10 @@ class MMEApp:
             service.count_rejected(exc.http_status)
             return service.error_reply(exc, runtime=runtime)
         if name is not None:
-            return await service.invoke(unquote(name.decode("latin-1")), body, content_type=content_type,
+            return await service.invoke(name, body, content_type=content_type,
                                         accept=accept, runtime=False, load=False)
+        if not runtime and target is None:
+            return mms_error(400, "BadRequestException", "Parameter model_name is required.")
         if accept == "*/*":
             accept = None
         return await service.invoke(target, body, content_type=content_type, accept=accept, runtime=runtime)

@@ -25,6 +25,7 @@ from mmeperf.endpoints.local.counters import MmeCounters
 from mmeperf.errors import (
     InsufficientMemoryError,
     ModelLoadError,
+    ModelNotFoundError,
     ModelNotReadyError,
 )
 from mmeperf.units import format_size
@@ -52,6 +53,13 @@ class CachedModel:
     batcher: Batcher
     downloading_us: float
     loading_us: float
+    source: str = ""
+    """The repository target it was loaded from: its TargetModel, or for a model registered
+    through the container API under another name, the entry its url named."""
+    url: str | None = None
+    """The url it was registered with (container API), else None."""
+    worker_id: str = "9000"
+    """Its worker's id in the container API's describe (MMS numbers workers from 9000)."""
     loaded_at: float = field(default_factory=time.time)
     leases: int = 0
     invocations: int = 0
@@ -111,16 +119,19 @@ class ModelCache:
         self.disk_limit_bytes = disk_limit_bytes
         self._loaded: OrderedDict[str, CachedModel] = OrderedDict()  # least recently used first
         self._loading: dict[str, asyncio.Future[CachedModel]] = {}
+        self._loading_sources: dict[str, str] = {}  # target -> repository target, while loading
         self._waiting: dict[str, int] = {}  # requests awaiting a model's load
         self._reserved: dict[str, int] = {}  # bytes held for loads in progress
         self._used = 0  # charged bytes of loaded models plus reservations
         self._room_waiters: list[asyncio.Future[None]] = []
         # target -> (extracted artifact folder, its bytes), least recently used first
+        # Keyed by repository target (a model registered under another name shares its files).
         self._on_disk: OrderedDict[str, tuple[Path, int]] = OrderedDict()
         self._disk_bytes = 0
-        self._known_size: dict[str, int] = {}  # target -> charged bytes of its last load
+        self._known_size: dict[str, int] = {}  # repository target -> charged bytes of its last load
         self._stored_size: dict[str, int] = {}  # target -> stored bytes, from the repository listing
         self._tasks: set[asyncio.Task[None]] = set()
+        self._workers = 0  # worker ids handed out
         counters.memory_budget_bytes = budget_bytes
 
     # --- queries ----------------------------------------------------------------------------
@@ -224,12 +235,14 @@ class ModelCache:
     # --- loading ----------------------------------------------------------------------------
 
     def _start_load(
-        self, target: str, loop: asyncio.AbstractEventLoop, first_use: FirstUse | None = None
+        self, target: str, loop: asyncio.AbstractEventLoop, first_use: FirstUse | None = None,
+        *, source: str | None = None, url: str | None = None,
     ) -> asyncio.Future[CachedModel]:
         fut: asyncio.Future[CachedModel] = loop.create_future()
         # Marked loading before anything awaits: listings and concurrent requests see it now.
         self._loading[target] = fut
-        task = loop.create_task(self._load(target, fut, first_use))
+        self._loading_sources[target] = source = target if source is None else source
+        task = loop.create_task(self._load(target, fut, first_use, source, url))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return fut
@@ -243,30 +256,38 @@ class ModelCache:
         fut = self._loading.get(target) or self._start_load(target, loop)
         return await asyncio.shield(fut), False
 
-    async def _load(self, target: str, fut: asyncio.Future[CachedModel], first_use: FirstUse | None) -> None:
+    def begin_load(self, name: str, *, source: str, url: str) -> asyncio.Future[CachedModel]:
+        """Start loading repository target ``source`` under ``name`` (the container API's
+        register; the caller checked ``name`` is neither loaded nor loading)."""
+        return self._start_load(name, asyncio.get_running_loop(), source=source, url=url)
+
+    async def _load(
+        self, target: str, fut: asyncio.Future[CachedModel], first_use: FirstUse | None,
+        source: str, url: str | None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         counters = self._counters
         try:
-            folder = self._disk_folder(target)
+            folder = self._disk_folder(source)
             # Room is reserved before anything is read when the size is known without I/O (the
             # last load's, or the listing's); then fetch and load are one loader job.
-            estimate = self._known_size.get(target)
-            if estimate is None and target in self._stored_size:
-                estimate = self._first_estimate(self._stored_size[target])
+            estimate = self._known_size.get(source)
+            if estimate is None and source in self._stored_size:
+                estimate = self._first_estimate(self._stored_size[source])
             if estimate is None and self.budget_bytes is None:
                 estimate = 0  # no budget: nothing to wait for, the charge is corrected after the load
             if estimate is not None:
                 await self._reserve(target, estimate)
                 job = await loop.run_in_executor(
-                    self._loader, self._fetch_and_load, target, folder, True, first_use
+                    self._loader, self._fetch_and_load, source, folder, True, first_use
                 )
-                self._record_disk(target, job)
+                self._record_disk(source, job)
             else:
                 # A model the listing did not know: its stored size first, then room, then the load.
                 job = await loop.run_in_executor(
-                    self._loader, self._fetch_and_load, target, folder, False, None
+                    self._loader, self._fetch_and_load, source, folder, False, None
                 )
-                self._record_disk(target, job)
+                self._record_disk(source, job)
                 estimate = self._first_estimate(job.entry.bytes)
                 await self._reserve(target, estimate)
                 job = await loop.run_in_executor(self._loader, self._finish_load, job, first_use)
@@ -274,7 +295,7 @@ class ModelCache:
             runner, backend = job.runner, job.backend
             counters.latency["ModelDownloadingTime"].add(job.downloading_us)
             actual = max(int(runner.memory_bytes), 0) + self.overhead_bytes
-            self._known_size[target] = actual
+            self._known_size[source] = actual
             try:
                 if actual > estimate:
                     await self._reserve(target, actual - estimate)
@@ -292,7 +313,11 @@ class ModelCache:
                 batcher=self._make_batcher(runner, backend),
                 downloading_us=job.downloading_us,
                 loading_us=job.loading_us,
+                source=source,
+                url=url,
+                worker_id=str(9000 + self._workers),
             )
+            self._workers += 1
             self._reserved.pop(target, None)  # the reservation becomes the model's charge
             self._loaded[target] = model
             counters.latency["ModelLoadingTime"].add(job.loading_us)
@@ -313,6 +338,7 @@ class ModelCache:
                 raise
         finally:
             self._loading.pop(target, None)
+            self._loading_sources.pop(target, None)
             self._trim_disk()
 
     def _first_estimate(self, stored_bytes: int) -> int:
@@ -334,9 +360,15 @@ class ModelCache:
         self, target: str, folder: Path | None, load: bool, first_use: FirstUse | None
     ) -> _LoadJob:
         """In a loader thread: the entry, the extracted artifact (fetched unless on disk), and
-        with ``load`` the backend's runner, in one hand-off."""
+        with ``load`` the backend's runner, in one hand-off. ``target`` is a repository target
+        literally, as SageMaker joins TargetModel to its S3 prefix: ``m.tar.gz``, never ``m``."""
         t0 = time.perf_counter()
         entry = self._repo.get(target)
+        if entry.target != target:
+            raise ModelNotFoundError(
+                f"Model {target!r} is not in the repository: a target is the artifact's key "
+                f"({entry.target!r}), not the model's name"
+            )
         fetched_bytes: int | None = None
         if folder is None or not folder.is_dir():
             folder, fetched_bytes = self._repo.fetch_counted(target, self._disk_dir)
@@ -389,12 +421,13 @@ class ModelCache:
         limit = self.disk_limit_bytes
         if limit is None or self._disk_bytes <= limit:
             return
-        for target in list(self._on_disk):
+        busy = {m.source for m in self._loaded.values()} | set(self._loading_sources.values())
+        for source in list(self._on_disk):
             if self._disk_bytes <= limit:
                 break
-            if target in self._loaded or target in self._loading:
+            if source in busy:
                 continue
-            folder, nbytes = self._on_disk.pop(target)
+            folder, nbytes = self._on_disk.pop(source)
             self._disk_bytes -= nbytes
             self._loader.submit(shutil.rmtree, folder, True)
 

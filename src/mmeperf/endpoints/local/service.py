@@ -16,7 +16,6 @@ import secrets
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from mmeperf.endpoints.local.batching import Batcher, Dispatcher
 from mmeperf.endpoints.local.cache import Lease, ModelCache
 from mmeperf.endpoints.local.config import EMULATION_NOTE, ServerConfig
 from mmeperf.endpoints.local.counters import MmeCounters
+from mmeperf.endpoints.local.replies import Headers, Reply, mms_error
 from mmeperf.errors import (
     CorruptArtifactError,
     InsufficientMemoryError,
@@ -53,19 +53,9 @@ __all__ = ["MMEService", "Reply"]
 
 log = logging.getLogger("mmeperf.serve")
 
-Headers = list[tuple[bytes, bytes]]
 _JSON = b"application/json"
 #: Placeholder account in ARNs (the local endpoint has no AWS account).
 LOCAL_ACCOUNT = "000000000000"
-
-
-@dataclass(slots=True)
-class Reply:
-    """An HTTP answer: status, headers (lower-case names) and body."""
-
-    status: int
-    headers: Headers
-    body: bytes
 
 
 def _json_reply(status: int, payload: Any, headers: Headers | None = None) -> Reply:
@@ -211,6 +201,12 @@ class MMEService:
                     first = _FirstUse(body, content_type or "", accept)
                     lease = await cache.acquire(target, first_use=first)
                 model = lease.model
+                if runtime and model.source != target:
+                    # Registered through the container API under a name that is not an artifact
+                    # key: a TargetModel names the artifact itself.
+                    lease.release()
+                    lease = None
+                    raise ModelNotFoundError(f"Model {target!r} is not in the repository")
                 if first is not None and first.ran:
                     # This request caused the load: it was served in the loader thread right
                     # after it (one hand-off for load and predict, as loading by hand would).
@@ -278,8 +274,9 @@ class MMEService:
         request_id = self._request_id()
         payload: dict[str, Any]
         if not runtime:
-            payload = {"code": status, "type": type(exc).__name__, "message": message}
-            return _json_reply(status, payload, [(b"x-amzn-requestid", request_id)]), status
+            if isinstance(exc, ModelNotFoundError):
+                return mms_error(404, "ModelNotFoundException", f"Model not found: {target}"), 404
+            return mms_error(status, type(exc).__name__, message), status
         if code == "ModelError":
             # What SageMaker says when the container answered an error: 424 wrapping it.
             kind = "client" if 400 <= status < 500 else "server"
@@ -310,68 +307,19 @@ class MMEService:
         """A reply for an error raised outside ``invoke`` (e.g. a body over the size limit)."""
         return self._error_reply(exc, None, runtime=runtime)[0]
 
-    # --- container API ----------------------------------------------------------------------
+    @property
+    def repository(self) -> ModelRepository:
+        """The repository models are loaded from (after :meth:`start`)."""
+        if self._repository is None:
+            raise RuntimeError("MMEService.start() has not run")
+        return self._repository
 
-    async def load_model(self, model_name: str, url: str | None) -> Reply:
-        """``POST /models``: 200 when loaded, 409 when already loaded, 507 when it cannot fit."""
-        try:
-            target = _validate_target(url or model_name)
-            _, was_loaded = await self.cache.load(target)
-        except Exception as exc:
-            return self._error_reply(exc, url or model_name, runtime=False)[0]
-        if was_loaded:
-            return _json_reply(409, {"code": 409, "type": "ModelAlreadyLoaded",
-                                     "message": f"Model {target!r} is already loaded"})
-        return _json_reply(200, {"status": f"Model {target!r} loaded"})
-
-    def list_models(self, *, next_page_token: str | None, max_results: int | None) -> Reply:
-        """``GET /models`` with SageMaker's pagination (``next_page_token``)."""
-        models = self.cache.loaded()
-        try:
-            start = int(next_page_token) if next_page_token else 0
-            size = int(max_results) if max_results else len(models) or 1
-        except ValueError:
-            return _json_reply(400, {"code": 400, "type": "BadRequest",
-                                     "message": "next_page_token and max_results must be integers"})
-        page = models[start: start + max(size, 1)]
-        payload: dict[str, Any] = {"models": [self._describe(m.target) for m in page]}
-        if start + len(page) < len(models):
-            payload["nextPageToken"] = str(start + len(page))
-        return _json_reply(200, payload)
-
-    def get_model(self, model_name: str) -> Reply:
-        """``GET /models/{name}``: the model, or 404 when it is not loaded."""
-        try:
-            target = _validate_target(model_name)
-        except Exception as exc:
-            return self._error_reply(exc, model_name, runtime=False)[0]
-        if self.cache.get_loaded(target) is None:
-            return _json_reply(404, {"code": 404, "type": "ModelNotFound",
-                                     "message": f"Model {target!r} is not loaded"})
-        return _json_reply(200, self._describe(target))
-
-    async def unload_model(self, model_name: str) -> Reply:
-        """``DELETE /models/{name}``: 200 once unloaded (after its requests), 404 if not loaded."""
-        try:
-            target = _validate_target(model_name)
-            found = await self.cache.unload(target, wait_s=self.config.invocation_timeout_s)
-        except Exception as exc:
-            return self._error_reply(exc, model_name, runtime=False)[0]
-        if not found:
-            return _json_reply(404, {"code": 404, "type": "ModelNotFound",
-                                     "message": f"Model {target!r} is not loaded"})
-        return _json_reply(200, {"status": f"Model {target!r} unloaded"})
-
-    def _describe(self, target: str) -> dict[str, Any]:
-        model = self.cache.get_loaded(target)
-        out: dict[str, Any] = {"modelName": target, "modelUrl": f"{self.config.repository.rstrip('/')}/{target}"}
-        if model is not None:
-            out.update(
-                backend=model.backend.name, runner=type(model.runner).__name__,
-                chargedBytes=model.charged_bytes,
-                inUse=model.leases, invocations=model.invocations, loadedAt=model.loaded_at,
-            )
-        return out
+    @property
+    def load_pool(self) -> ThreadPoolExecutor:
+        """The threads that read the repository and load models (never the event loop)."""
+        if self._load_pool is None:
+            raise RuntimeError("MMEService.start() has not run")
+        return self._load_pool
 
     # --- status -----------------------------------------------------------------------------
 
@@ -392,6 +340,12 @@ class MMEService:
             "memory_used_bytes": cache.used_bytes,
             "peak_memory_used_bytes": s.peak_memory_used_bytes,
             "loaded_models": [m.target for m in cache.loaded()],
+            "models": [
+                {"name": m.target, "source": m.source, "url": m.url, "backend": m.backend.name,
+                 "runner": type(m.runner).__name__, "charged_bytes": m.charged_bytes,
+                 "in_use": m.leases, "invocations": m.invocations, "loaded_at": m.loaded_at}
+                for m in cache.loaded()
+            ],
             "loading_models": cache.loading(),
             "peak_loaded_model_count": s.peak_loaded_model_count,
             "model_load_failures": s.model_load_failures,
@@ -535,9 +489,11 @@ def _resolve_backend(entry: ModelEntry, folder: Path) -> Backend:
 def _classify(exc: Exception, target: str | None, repository: str) -> tuple[int, str, str]:
     """(container-side status, SageMaker error code, message) for an exception."""
     if isinstance(exc, ModelNotFoundError):
+        # SageMaker joins TargetModel to the model's S3 prefix literally and finds nothing.
         return 404, "ValidationError", (
-            f"Failed to download model data for {target!r} from {repository}. Please ensure "
-            f"that there is an object located at the URL. ({exc})"
+            f"Failed to download model data(bucket: {repository}, key: {target}). Please ensure "
+            "that there is an object located at the URL and that the role passed to CreateModel "
+            "has permissions to download the model."
         )
     if isinstance(exc, InvalidModelNameError):
         return 400, "ValidationError", str(exc)
