@@ -4,6 +4,7 @@ read as botocore reads it (its own rest-json parser is the reference here), plus
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,13 +50,14 @@ def _botocore_parse(status: int, headers: dict[str, str], body: bytes) -> dict[s
     model = botocore.session.get_session().get_service_model("sagemaker-runtime")
     operation = model.operation_model("InvokeEndpoint")
     parser = create_parser(model.metadata["protocol"])
+    assert operation.output_shape is not None
     parsed: dict[str, Any] = parser.parse(
         {"status_code": status, "headers": headers, "body": body}, operation.output_shape
     )
     if status >= 300:
         # botocore's client fills the modeled members of the error shape from the body likewise
         code = parsed["Error"]["Code"]
-        shape = model.shape_for_error_code(code) if isinstance(code, str) else None
+        shape = model.shape_for_error_code(code) if isinstance(code, str) else None  # type: ignore[arg-type]
         if shape is not None:
             parsed.update(parser.parse({"status_code": status, "headers": headers, "body": body}, shape))
     return parsed
@@ -95,6 +97,7 @@ def test_boto3_kwargs_are_the_same_request() -> None:
     from botocore.validate import ParamValidator
 
     shape = get_session().get_service_model("sagemaker-runtime").operation_model("InvokeEndpoint").input_shape
+    assert shape is not None
     report = ParamValidator().validate(boto3_invoke_kwargs("ep", "m", b"1", custom_attributes="c=1"), shape)
     assert not report.has_errors(), report.generate_report()
 
@@ -221,3 +224,51 @@ def test_invoke_result_is_the_public_one() -> None:
 
     assert mmeperf.InvokeResult is InvokeResult is Reexported
     assert InvokeResult(204, b"", "", 0.0).ok and not InvokeResult(0, b"", "", 0.0).ok
+
+
+# --- one owner ------------------------------------------------------------------------------
+
+#: Literals that only the protocol module should need: runtime header names and the keys of
+#: boto3's parsed answer. (file, literal) pairs are the known exceptions on the server side.
+_ANSWER_KEYS = {"httpstatuscode", "httpheaders", "originalstatuscode", "originalmessage"}
+_SERVER_SIDE = {
+    ("endpoints/local/app.py", "x-amzn-sagemaker-target-model"),  # reads the request
+    ("endpoints/local/app.py", "x-amzn-errortype"),  # answers a wrong endpoint name
+    ("endpoints/local/service.py", "originalstatuscode"),  # builds the ModelError body
+    ("endpoints/local/service.py", "originalmessage"),
+}
+
+
+def _string_literals(path: Any) -> Iterator[str]:
+    import ast
+    import tokenize
+
+    with tokenize.open(path) as f:
+        for token in tokenize.generate_tokens(f.readline):
+            if token.type == tokenize.STRING:
+                try:
+                    value = ast.literal_eval(token.string)
+                except (ValueError, SyntaxError):  # f-strings
+                    continue
+                if isinstance(value, bytes):
+                    value = value.decode("latin-1")
+                if isinstance(value, str):
+                    yield value.lower()
+
+
+def test_grep_finds_one_parser_of_the_runtime_answer() -> None:
+    from pathlib import Path
+
+    import mmeperf
+
+    root = Path(mmeperf.__file__).parent
+    strays = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "protocol.py":
+            continue
+        for literal in _string_literals(path):
+            if (literal.startswith(("x-amzn-", "x-mmeperf-")) or literal in _ANSWER_KEYS) and (
+                rel, literal) not in _SERVER_SIDE:
+                strays.append(f"{rel}: {literal!r}")
+    assert strays == [], "runtime protocol literals outside mmeperf.protocol"

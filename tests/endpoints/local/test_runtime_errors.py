@@ -15,7 +15,13 @@ import pytest
 from botocore.config import Config
 
 from mmeperf.endpoints.local.config import ServerConfig
-from mmeperf.protocol import DEFAULT_ENDPOINT_NAME, CacheState, InvokeResult, invoke_boto3, parse_answer
+from mmeperf.protocol import (
+    DEFAULT_ENDPOINT_NAME,
+    CacheState,
+    InvokeResult,
+    invoke_boto3,
+    parse_answer,
+)
 from mmeperf.repository import ModelRepository
 
 from .conftest import Churn, Gates, ThreadServer, csv_body, wait_until
