@@ -253,6 +253,7 @@ def main() -> None:
 
     from mmeperf.datasets.churn import FEATURES, build_churn_repository
     from mmeperf.endpoints.local import LocalEndpoint
+    from mmeperf.protocol import CacheState
 
     work = Path(tempfile.mkdtemp(prefix="mmeperf-bench-"))
     print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start "
@@ -366,7 +367,7 @@ def main() -> None:
         with LocalEndpoint().deploy(str(work / "repo")) as ep:
             for s in miss_states:
                 r = ep.invoke(target[s], first_row[s].encode())
-                assert r.ok and r.cache_hit is False
+                assert r.ok and r.cache is CacheState.MISS
                 misses.append(r.latency_s)
                 t0 = time.perf_counter()
                 d = Path(tempfile.mkdtemp(dir=work))

@@ -8,6 +8,7 @@ from typing import Any
 
 from mmeperf.endpoints.base import Endpoint, EndpointInfo, InvokeResult
 from mmeperf.metrics import ServerMetrics
+from mmeperf.protocol import CacheState
 
 
 class EchoEndpoint(Endpoint):
@@ -29,9 +30,9 @@ class EchoEndpoint(Endpoint):
         start = time.perf_counter()
         if target_model == self.missing:
             return InvokeResult(404, b"", "application/json", time.perf_counter() - start, error_code="ValidationError")
-        hit = target_model in self.seen
+        cache = CacheState.HIT if target_model in self.seen else CacheState.MISS
         self.seen.add(target_model)
-        return InvokeResult(200, body, content_type, time.perf_counter() - start, cache_hit=hit)
+        return InvokeResult(200, body, content_type, time.perf_counter() - start, cache=cache)
 
     def metrics(self) -> ServerMetrics:
         self.metrics_calls += 1

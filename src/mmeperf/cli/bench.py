@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from mmeperf.cli import CLI
+from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 
 __all__ = ["register"]
 
@@ -22,7 +23,7 @@ def register(cli: CLI) -> None:
     def bench(
         spec: Annotated[Path | None, typer.Argument(help="A YAML/JSON bench spec (endpoint_url, out, profile, ...).")] = None,
         endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="Runtime base URL (speaks /endpoints/{name}/invocations).")] = None,
-        endpoint_name: Annotated[str, typer.Option("--endpoint-name", help="The {name} in /endpoints/{name}/invocations.")] = "mmeperf",
+        endpoint_name: Annotated[str, typer.Option("--endpoint-name", help="The {name} in /endpoints/{name}/invocations.")] = DEFAULT_ENDPOINT_NAME,
         data: Annotated[Path | None, typer.Option("--data", help="Payload CSV (one row per request), .npy or a folder of files.")] = None,
         model_column: Annotated[str | None, typer.Option("--model-column", help="Column naming each row's model (e.g. State).")] = None,
         model_template: Annotated[str, typer.Option("--model-template", help="Column value -> target model, e.g. 'churn-xgb-{}.tar.gz'.")] = "{}.tar.gz",

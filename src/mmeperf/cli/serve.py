@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mmeperf.cli import CLI
+from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 
 __all__ = ["register", "serve"]
 
@@ -25,7 +26,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes (only 1: see docs/local-mme.md).")] = 1,
     max_payload: Annotated[str, typer.Option(help="Largest request body; larger ones get 413.")] = "6MiB",
     allow_pickle: Annotated[bool, typer.Option(help="Let backends load pickle-based artifacts (trusted repositories only).")] = False,
-    endpoint_name: Annotated[str, typer.Option(help="EndpointName in /endpoints/{EndpointName}/invocations.")] = "local-mme",
+    endpoint_name: Annotated[str, typer.Option(help="EndpointName in /endpoints/{EndpointName}/invocations.")] = DEFAULT_ENDPOINT_NAME,
     max_batch_size: Annotated[int, typer.Option(help="Most rows of concurrent requests to one model predicted together.")] = 64,
     cache_dir: Annotated[str | None, typer.Option(help="Where downloaded artifacts are unpacked (default: a temporary folder).")] = None,
     disk_cache: Annotated[str, typer.Option(help="Most bytes of unpacked artifacts kept on disk for unloaded models ('none': no limit; 0: delete on unload).")] = "4GiB",

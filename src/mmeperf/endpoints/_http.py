@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from mmeperf.endpoints.base import InvokeResult
 from mmeperf.errors import ConfigurationError
+from mmeperf.protocol import InvokeResult, unanswered
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -79,10 +79,7 @@ def no_answer(exc: BaseException, started: float, *, error_code: str | None = No
     """The result of a request that got no HTTP answer at all: status 0, as Locust counts it."""
     if error_code is None:
         error_code = "Timeout" if isinstance(exc, TimeoutError) else "ConnectionError"
-    return InvokeResult(
-        status=0, body=b"", content_type="", latency_s=time.perf_counter() - started,
-        error_code=error_code, error_message=str(exc) or repr(exc),
-    )
+    return unanswered(error_code, str(exc) or repr(exc), time.perf_counter() - started)
 
 
 class HttpResponse(NamedTuple):

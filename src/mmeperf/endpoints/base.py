@@ -1,15 +1,15 @@
 """The Endpoint contract: somewhere models are served.
 
 Like an httpx transport, an endpoint has one call that matters, :meth:`Endpoint.invoke`, with a
-typed request and result. Around it: ``deploy`` a repository, read ``metrics``, list
-``loaded_models``, and ``delete`` what was created. Endpoints are context managers: leaving the
+typed request and result (:class:`~mmeperf.protocol.InvokeResult`, re-exported here). Around
+it: ``deploy`` a repository, read ``metrics``, list ``loaded_models``, and ``delete`` what was
+created. Endpoints are context managers: leaving the
 ``with`` block tears the endpoint down, also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,61 +17,14 @@ from pydantic import BaseModel
 
 from mmeperf._deps import require
 from mmeperf.metrics import ServerMetrics
+from mmeperf.protocol import InvokeResult
 
 if TYPE_CHECKING:
     from typing import Self
 
     from mmeperf.repository import ModelRepository
 
-__all__ = [
-    "HEADER_CACHE",
-    "HEADER_LOAD_US",
-    "HEADER_MODEL_LATENCY_US",
-    "HEADER_WAIT_US",
-    "Endpoint",
-    "EndpointInfo",
-    "InvokeResult",
-]
-
-# Response headers by which the local MME attributes each request cold or warm (CloudWatch has
-# no per-request MME metrics; we do). Lower-case: HTTP header names are case-insensitive.
-#: "hit" if the target model was loaded when the request arrived, else "miss".
-HEADER_CACHE = "x-mmeperf-cache"
-#: Microseconds the request waited for its model to be downloaded and loaded (0 on a hit).
-HEADER_WAIT_US = "x-mmeperf-model-loading-wait-us"
-#: Microseconds the load took, when this request's miss triggered or joined a load.
-HEADER_LOAD_US = "x-mmeperf-model-loading-us"
-#: Microseconds spent in the model's predict for this request's batch.
-HEADER_MODEL_LATENCY_US = "x-mmeperf-model-latency-us"
-
-
-@dataclass(slots=True)
-class InvokeResult:
-    """What one invocation returned, successful or not (errors are results, not exceptions).
-
-    ``status`` is the HTTP status a SageMaker client would see. The MME attribution fields come
-    from the local MME's response headers (None where an endpoint does not say).
-    """
-
-    status: int
-    body: bytes
-    content_type: str
-    latency_s: float
-    """Client-side wall time from send to the last byte of the body."""
-    error_code: str | None = None
-    """SageMaker error code (ValidationError, ModelError, ...) when the call failed."""
-    error_message: str | None = None
-    cache_hit: bool | None = None
-    """Whether the target model was already loaded when the request arrived."""
-    model_loading_wait_s: float | None = None
-    """Time the request waited for its model to be downloaded and loaded."""
-    model_latency_s: float | None = None
-    """Time spent in the model's predict."""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
+__all__ = ["Endpoint", "EndpointInfo", "InvokeResult"]
 
 
 class EndpointInfo(BaseModel):

@@ -34,6 +34,7 @@ from mmeperf.load import runfolder as F
 from mmeperf.load.profile import LoadProfile
 from mmeperf.load.spec import ENV_SPEC, AwsAuth, EndpointSpec, RunSpec, UserKind
 from mmeperf.metrics import SERVER_METRIC_COLUMNS, ServerMetrics, interval_row
+from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 
 if TYPE_CHECKING:
     from mmeperf.load.result import BenchmarkResult
@@ -154,7 +155,7 @@ class Benchmark:
         self.runtime_url = runtime_url or (endpoint if isinstance(endpoint, str) else None) or (
             info.runtime_url if info else None
         )
-        self.endpoint_name = endpoint_name or (info.name if info else None) or "mmeperf"
+        self.endpoint_name = endpoint_name or (info.name if info else None) or DEFAULT_ENDPOINT_NAME
         self.instance_type = instance_type or (info.instance_type if info else None) or "local"
         self.platform = platform or (info.kind if info else None) or "http"
         self.models_loaded = models_loaded

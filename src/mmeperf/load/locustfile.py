@@ -8,12 +8,10 @@ merges the recorders and writes the result folder every second.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import gevent
 import locust.runners
@@ -23,11 +21,18 @@ from locust import FastHttpUser, LoadTestShape, User, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from mmeperf.endpoints.base import HEADER_CACHE
 from mmeperf.load.recorder import Aggregator, Recorder, WorkerReporter, stage_index_at
 from mmeperf.load.schedule import OpenLoopSchedule
 from mmeperf.load.spec import ENV_SPEC, RunSpec
 from mmeperf.load.traffic import RequestSampler, RequestTable
+from mmeperf.protocol import (
+    CacheState,
+    invocation_path,
+    invoke_boto3,
+    lower_headers,
+    parse_answer,
+    request_headers,
+)
 
 # Our result files are written every second; make Locust's own CSVs and worker reports keep up.
 locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
@@ -78,11 +83,8 @@ def _stage_now(now: float) -> int:
     return stage_index_at(PLANS, now - STATE.load_start) if STATE.load_start is not None else 0
 
 
-def _kind(cache: str | None) -> str:
-    if cache is None:
-        return "unknown"
-    cache = cache.strip().lower()
-    return "warm" if cache == "hit" else "cold" if cache == "miss" else "unknown"
+def _kind(cache: CacheState | None) -> str:
+    return (cache or CacheState.UNKNOWN).latency_kind
 
 
 class _MmeUser(User):
@@ -138,7 +140,7 @@ class _MmeUser(User):
 
     def _record(
         self, model: str, stage: int, start: float, sent_at: float, scheduled: float | None,
-        status: int, cache: str | None, code: str | None, message: str | None, length: int,
+        status: int, cache: CacheState | None, code: str | None, message: str | None, length: int,
     ) -> None:
         elapsed = time.perf_counter() - start
         late = False
@@ -163,7 +165,7 @@ class _MmeUser(User):
             context={},
         )
 
-    def send(self, model: str, body: bytes, content_type: str) -> tuple[int, str | None, str | None, str | None, int]:
+    def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
         """Send one request and read the whole response: (status, cache, error code, message, bytes)."""
         raise NotImplementedError
 
@@ -173,23 +175,6 @@ def _closed_wait_factory() -> Any:
 
 
 _CLOSED_WAIT = _closed_wait_factory()
-
-
-def _error_details(status: int, headers_get: Any, payload: bytes) -> tuple[str | None, str | None]:
-    code = headers_get("x-amzn-errortype")
-    message: str | None = None
-    try:
-        doc = json.loads(payload) if payload else None
-    except (ValueError, UnicodeDecodeError):
-        doc = None
-    if isinstance(doc, dict):
-        code = code or doc.get("ErrorCode") or doc.get("__type") or doc.get("code")
-        message = doc.get("message") or doc.get("Message") or doc.get("OriginalMessage")
-    if message is None and payload:
-        message = payload[:300].decode("utf-8", "replace")
-    if code:
-        code = str(code).split(":")[0].rsplit("#", 1)[-1]
-    return code or f"HTTP{status}", message
 
 
 class _Signer:
@@ -222,7 +207,7 @@ class _Signer:
 if SPEC.user == "http":
     from geventhttpclient.url import URL
 
-    _PATH = f"/endpoints/{quote(SPEC.endpoint_name, safe='')}/invocations"
+    _PATH = invocation_path(SPEC.endpoint_name)
     _URL = (SPEC.runtime_url or "").rstrip("/") + _PATH
     _SIGNER = _Signer() if SPEC.auth is not None else None
 
@@ -237,25 +222,18 @@ if SPEC.user == "http":
         def on_start(self) -> None:
             self._http = self.client.client.clientpool.get_client(URL(_URL))
 
-        def send(self, model: str, body: bytes, content_type: str) -> tuple[int, str | None, str | None, str | None, int]:
-            headers = {"Content-Type": content_type, "X-Amzn-SageMaker-Target-Model": model}
-            if TABLE.accept:
-                headers["Accept"] = TABLE.accept
+        def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
+            headers = request_headers(model, content_type=content_type, accept=TABLE.accept)
             if _SIGNER is not None:
                 headers = _SIGNER.headers(_URL, body, headers)
             response = self._http.request("POST", _PATH, body=body, headers=headers)
             payload = response.read()  # the whole body, before the timer stops
-            status = response.status_code
-            cache = response.get(HEADER_CACHE)
-            if 200 <= status < 300:
-                return status, cache if isinstance(cache, str) else None, None, None, len(payload)
-            code, message = _error_details(status, lambda k: response.get(k), payload)
-            return status, cache if isinstance(cache, str) else None, code, message, len(payload)
+            result = parse_answer(response.status_code, lower_headers(response.items()), payload, 0.0)
+            return result.status, result.cache, result.error_code, result.error_message, len(payload)
 
 elif SPEC.user == "boto3":
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import ClientError
 
     _auth = SPEC.auth
     _max_users = max((p.users_at(p.duration_s) for p in PLANS), default=1)
@@ -278,23 +256,10 @@ elif SPEC.user == "boto3":
     class MmeBoto3User(_MmeUser):
         """``invoke_endpoint`` through boto3's sagemaker-runtime client (the reference's way)."""
 
-        def send(self, model: str, body: bytes, content_type: str) -> tuple[int, str | None, str | None, str | None, int]:
-            kwargs: dict[str, Any] = {
-                "EndpointName": SPEC.endpoint_name, "TargetModel": model, "Body": body, "ContentType": content_type,
-            }
-            if TABLE.accept:
-                kwargs["Accept"] = TABLE.accept
-            try:
-                response = _CLIENT.invoke_endpoint(**kwargs)
-                payload = response["Body"].read()
-            except ClientError as exc:
-                meta = exc.response.get("ResponseMetadata", {})
-                headers = meta.get("HTTPHeaders", {})
-                err = exc.response.get("Error", {})
-                return (int(meta.get("HTTPStatusCode", 0)), headers.get(HEADER_CACHE), err.get("Code"),
-                        err.get("Message"), 0)
-            headers = response["ResponseMetadata"].get("HTTPHeaders", {})
-            return int(response["ResponseMetadata"]["HTTPStatusCode"]), headers.get(HEADER_CACHE), None, None, len(payload)
+        def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
+            result = invoke_boto3(_CLIENT, SPEC.endpoint_name, model, body, content_type=content_type,
+                                  accept=TABLE.accept)
+            return result.status, result.cache, result.error_code, result.error_message, len(result.body)
 
 else:
     from mmeperf.plugins import get_endpoint_class, load_object
@@ -308,10 +273,9 @@ else:
     class MmeEndpointUser(_MmeUser):
         """An endpoint plugin's own ``invoke`` (errors are results, not exceptions)."""
 
-        def send(self, model: str, body: bytes, content_type: str) -> tuple[int, str | None, str | None, str | None, int]:
+        def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
             result = _ENDPOINT.invoke(model, body, content_type=content_type, accept=TABLE.accept)
-            cache = None if result.cache_hit is None else ("hit" if result.cache_hit else "miss")
-            return result.status, cache, result.error_code, result.error_message, len(result.body)
+            return result.status, result.cache, result.error_code, result.error_message, len(result.body)
 
 
 class MmeShape(LoadTestShape):

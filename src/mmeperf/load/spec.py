@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmeperf.load.profile import LoadProfile
+from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 
 __all__ = ["ENV_SPEC", "AwsAuth", "EndpointSpec", "RunSpec", "UserKind"]
 
@@ -57,7 +58,7 @@ class RunSpec(BaseModel):
     user: UserKind = "http"
     runtime_url: str | None = None
     """Base URL of the SageMaker runtime API (http and boto3 users)."""
-    endpoint_name: str = "mmeperf"
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
     """The ``{name}`` in ``/endpoints/{name}/invocations`` (EndpointName for boto3)."""
     auth: AwsAuth | None = None
     """Sign requests with SigV4 (http) / credentials for boto3; None sends unsigned requests."""

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmeperf.load.hist import Histogram
+from mmeperf.protocol import CacheState
 
 __all__ = ["KINDS", "Counts", "FailureKey", "Group", "RunTally"]
 
-#: Cold/warm attribution of a request, from the MME's response headers.
-KINDS: tuple[str, ...] = ("warm", "cold", "unknown")
+#: Cold/warm attribution of a request: its cache state's latency kind (hit: warm, miss: cold).
+KINDS: tuple[str, ...] = tuple(state.latency_kind for state in CacheState)
 
 #: (stage, model, HTTP status, error code) of a group of failed requests.
 FailureKey = tuple[int, str, int, str]

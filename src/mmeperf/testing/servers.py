@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mmeperf.protocol import HEADER_CACHE, HEADER_ERROR_TYPE, HEADER_TARGET_MODEL, CacheState
+
 __all__ = ["TestServerApp", "main"]
 
 Scope = dict[str, Any]
@@ -83,11 +85,11 @@ class TestServerApp:
             self.first_request = now
         if "authorization" in headers:
             self.auth_headers += 1
-        model = headers.get("x-amzn-sagemaker-target-model", "")
+        model = headers.get(HEADER_TARGET_MODEL.lower(), "")
         if model in self.missing or not path.endswith("/invocations"):
             self.log.append((model, 404, 0.0, time.perf_counter() - start))
             error = json.dumps({"ErrorCode": "ValidationError", "message": f"Model {model!r} not found"}).encode()
-            await self._reply(send, 404, error, "application/json", [(b"x-amzn-errortype", b"ValidationError")])
+            await self._reply(send, 404, error, "application/json", [(HEADER_ERROR_TYPE.encode(), b"ValidationError")])
             return
         requested = self.rng.uniform(*self.delay_ms) / 1000.0
         if self.stall_at_s is not None:
@@ -99,7 +101,8 @@ class TestServerApp:
             await asyncio.sleep(requested)
         extra: list[tuple[bytes, bytes]] = []
         if self.cache_header:
-            extra.append((b"x-mmeperf-cache", b"hit" if model in self.seen_models else b"miss"))
+            state = CacheState.HIT if model in self.seen_models else CacheState.MISS
+            extra.append((HEADER_CACHE.encode(), state.value.encode()))
         self.seen_models.add(model)
         handled = time.perf_counter() - start
         self.log.append((model, 200, requested, handled))

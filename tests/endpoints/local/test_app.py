@@ -14,8 +14,8 @@ import pytest
 from botocore.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
-from mmeperf.endpoints.base import HEADER_CACHE, HEADER_MODEL_LATENCY_US, HEADER_WAIT_US
 from mmeperf.endpoints.local import LocalEndpoint
+from mmeperf.protocol import HEADER_CACHE, HEADER_MODEL_LATENCY_US, HEADER_WAIT_US, CacheState
 
 from .conftest import Churn, csv_body, parse_csv_predictions, wait_until
 
@@ -72,7 +72,7 @@ def test_json_accept_and_attribution_headers(churn: Churn, served: Any) -> None:
     assert first.content_type == "application/json"
     np.testing.assert_array_equal(np.array(json.loads(first.body), np.float32), churn.expected("NY", rows))
     again = ep.invoke(churn.target("NY"), csv_body(rows))
-    assert again.cache_hit is True and again.model_loading_wait_s == 0
+    assert again.cache is CacheState.HIT and again.model_loading_wait_s == 0
     assert again.model_latency_s is not None and again.model_latency_s > 0
     assert {HEADER_CACHE, HEADER_WAIT_US, HEADER_MODEL_LATENCY_US} <= set(again.headers)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mmeperf.endpoints.local.memory import MemoryEndpoint
+from mmeperf.protocol import CacheState
 from mmeperf.repository import ModelRepository
 
 
@@ -36,10 +37,10 @@ def test_memory_endpoint_serves_like_the_local_one(two_models: tuple[ModelReposi
     with MemoryEndpoint(memory_budget="10MiB").deploy(repo) as ep:
         for target, booster in boosters.items():
             result = ep.invoke(target, body)
-            assert result.ok and result.cache_hit is False, result.error_message
+            assert result.ok and result.cache is CacheState.MISS, result.error_message
             got = np.array(result.body.decode().split(","), dtype=np.float32)
             np.testing.assert_array_equal(got, booster.predict(xgboost.DMatrix(rows)))  # type: ignore[attr-defined]
-        assert ep.invoke("alpha.tar.gz", body).cache_hit is True
+        assert ep.invoke("alpha.tar.gz", body).cache is CacheState.HIT
         missing = ep.invoke("nope.tar.gz", b"1")
         assert (missing.status, missing.error_code) == (400, "ValidationError")
         bad = ep.invoke("alpha.tar.gz", b"1,2")

@@ -16,6 +16,7 @@ from typing import ClassVar
 import pytest
 
 from mmeperf.endpoints.sagemaker import SageMakerEndpoint
+from mmeperf.protocol import CacheState
 
 ANSWERS = {
     "bad.tar.gz": (400, "ValidationError"),
@@ -84,7 +85,7 @@ def test_errors_are_results_with_status_and_code_and_never_retried(aws: str, run
 def test_success_reads_the_body_and_the_mme_headers(aws: str, runtime_url: str) -> None:
     result = _endpoint(runtime_url).invoke("churn-xgb-CA.tar.gz", b"1,2,3")
     assert (result.status, result.body, result.content_type) == (200, b"0.25\n", "text/csv")
-    assert result.cache_hit is True and result.model_latency_s == pytest.approx(0.0015)
+    assert result.cache is CacheState.HIT and result.model_latency_s == pytest.approx(0.0015)
     assert result.latency_s > 0
 
 

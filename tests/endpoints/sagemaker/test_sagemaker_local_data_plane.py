@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mmeperf.endpoints.sagemaker import SageMakerEndpoint
+from mmeperf.protocol import CacheState
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,9 +51,9 @@ def test_sagemaker_invoke_gets_the_models_predictions(fake_credentials: None, lo
             assert result.ok, (result.status, result.error_code, result.error_message)
             assert _floats(result.body) == pytest.approx([float(expected[i])], rel=1e-5)
             if i == 0:
-                assert result.cache_hit is False
+                assert result.cache is CacheState.MISS
             else:
-                assert result.cache_hit is True
+                assert result.cache is CacheState.HIT
 
 
 def test_sagemaker_invoke_reports_local_errors_as_results(fake_credentials: None, local_mme: Any) -> None:

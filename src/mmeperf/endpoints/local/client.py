@@ -10,53 +10,18 @@ import time
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from mmeperf.endpoints._http import NO_ANSWER, HttpResponse, no_answer
-from mmeperf.endpoints.base import (
-    HEADER_CACHE,
-    HEADER_MODEL_LATENCY_US,
-    HEADER_WAIT_US,
-    Endpoint,
-    InvokeResult,
-)
+from mmeperf.endpoints.base import Endpoint
 from mmeperf.endpoints.local.config import ServerConfig
 from mmeperf.errors import EndpointError
 from mmeperf.metrics import ServerMetrics
+from mmeperf.protocol import InvokeResult, invocation_path, parse_answer, request_headers
 
-__all__ = ["LocalMMEClient", "result_from_response"]
+__all__ = ["LocalMMEClient"]
 
 # No answer, or not deployed: a result with status 0 (errors are results, not exceptions).
 _UNANSWERED: tuple[type[BaseException], ...] = (*NO_ANSWER, EndpointError)
-
-
-def result_from_response(
-    status: int, headers: Mapping[str, str], body: bytes, latency_s: float
-) -> InvokeResult:
-    """An InvokeResult from a local MME answer (headers with lower-case names)."""
-    error_code = error_message = None
-    if not 200 <= status < 300:
-        error_code = headers.get("x-amzn-errortype", "").split(":", 1)[0] or f"HTTP{status}"
-        try:
-            doc = json.loads(body)
-            error_message = doc.get("Message") or doc.get("message") if isinstance(doc, dict) else None
-        except ValueError:
-            error_message = body[:500].decode("utf-8", "replace")
-    cache = headers.get(HEADER_CACHE)
-    wait = headers.get(HEADER_WAIT_US)
-    model = headers.get(HEADER_MODEL_LATENCY_US)
-    return InvokeResult(
-        status=status,
-        body=body,
-        content_type=headers.get("content-type", ""),
-        latency_s=latency_s,
-        error_code=error_code,
-        error_message=error_message,
-        cache_hit=None if cache is None else cache == "hit",
-        model_loading_wait_s=None if wait is None else int(wait) / 1e6,
-        model_latency_s=None if model is None else int(model) / 1e6,
-        headers=dict(headers),
-    )
 
 
 class LocalMMEClient(Endpoint):
@@ -86,16 +51,13 @@ class LocalMMEClient(Endpoint):
         content_type: str = "text/csv",
         accept: str | None = None,
     ) -> InvokeResult:
-        headers = {"Content-Type": content_type, "X-Amzn-SageMaker-Target-Model": target_model}
-        if accept:
-            headers["Accept"] = accept
-        path = f"/endpoints/{quote(self.endpoint_name, safe='')}/invocations"
+        headers = request_headers(target_model, content_type=content_type, accept=accept)
         t0 = time.perf_counter()
         try:
-            status, resp_headers, data = self._request("POST", path, body, headers)
+            status, resp_headers, data = self._request("POST", invocation_path(self.endpoint_name), body, headers)
         except _UNANSWERED as exc:
             return no_answer(exc, t0, error_code=type(exc).__name__)
-        return result_from_response(status, resp_headers, data, time.perf_counter() - t0)
+        return parse_answer(status, resp_headers, data, time.perf_counter() - t0)
 
     def _get_json(self, path: str) -> Any:
         status, _, data = self._request("GET", path, timeout=30)

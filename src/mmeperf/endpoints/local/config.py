@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mmeperf.errors import ConfigurationError
 from mmeperf.instances import DEFAULT_CATALOG, InstanceProfile
+from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 from mmeperf.units import parse_size
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "EMULATION_NOTE", "ServerConfig", "ServerOptions"]
@@ -58,7 +59,7 @@ class ServerConfig(BaseModel):
     """Interface to bind; loopback unless told otherwise."""
     port: int = Field(default=8080, ge=0, le=65535)
     """TCP port; 0 picks a free one (the server reports it in its ready file)."""
-    endpoint_name: str = "local-mme"
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
     """Name in ``/endpoints/{EndpointName}/invocations``; other names get ValidationError."""
     variant_name: str = "AllTraffic"
     """Production variant named in ``x-Amzn-Invoked-Production-Variant``."""

@@ -27,6 +27,7 @@ from mmeperf.endpoints.base import EndpointInfo
 from mmeperf.endpoints.local.client import LocalMMEClient
 from mmeperf.endpoints.local.config import DEFAULT_MAX_PAYLOAD_BYTES, EMULATION_NOTE, ServerConfig
 from mmeperf.errors import EndpointError, EndpointNotReadyError
+from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 
 if TYPE_CHECKING:
     from typing import Self
@@ -69,7 +70,7 @@ class LocalEndpoint(LocalMMEClient):
         instance_profile: str | None = None,
         per_model_overhead: int | str | None = None,
         workers: int = 1,
-        endpoint_name: str = "local-mme",
+        endpoint_name: str = DEFAULT_ENDPOINT_NAME,
         max_payload: int | str = DEFAULT_MAX_PAYLOAD_BYTES,
         allow_pickle: bool = False,
         cache_dir: str | None = None,

@@ -131,7 +131,6 @@ class MemoryEndpoint(LocalMMEClient):
     kind: ClassVar[str] = "memory"
 
     def __init__(self, **options: Unpack[ServerOptions]) -> None:
-        options.setdefault("endpoint_name", "memory-mme")
         self._config = ServerConfig.from_options(**options)
         self.endpoint_name = self._config.endpoint_name
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmeperf.backends.base import Backend, Encoded, Runner
-from mmeperf.endpoints.base import (
-    HEADER_CACHE,
-    HEADER_LOAD_US,
-    HEADER_MODEL_LATENCY_US,
-    HEADER_WAIT_US,
-)
 from mmeperf.endpoints.local.batching import Batcher, Dispatcher
 from mmeperf.endpoints.local.cache import Lease, ModelCache
 from mmeperf.endpoints.local.config import EMULATION_NOTE, ServerConfig
@@ -44,6 +39,17 @@ from mmeperf.errors import (
     PluginError,
     RepositoryError,
     ServiceUnavailableError,
+)
+from mmeperf.protocol import (
+    HEADER_CACHE,
+    HEADER_ERROR_TYPE,
+    HEADER_INSTANCE,
+    HEADER_INVOKED_VARIANT,
+    HEADER_LOAD_US,
+    HEADER_MODEL_LATENCY_US,
+    HEADER_REQUEST_ID,
+    HEADER_WAIT_US,
+    CacheState,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +89,9 @@ class MMEService:
         self.started_at = time.time()
         self._endpoint_path = f"/endpoints/{config.endpoint_name}/invocations"
         self._variant = config.variant_name.encode()
+        #: This server as ``x-mmeperf-instance`` names it, and the attribution every hit carries.
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
+        self._hit_headers: Headers = [*_HIT_HEADERS, (_INSTANCE_HEADER, self.instance.encode("ascii", "replace"))]
         # Request ids: a random 64-bit prefix and a counter, 32 hex digits like a UUID's hex,
         # unique per server without a urandom call per request.
         self._request_prefix = secrets.token_hex(8)
@@ -237,17 +246,17 @@ class MMEService:
             if lease.hit:
                 headers: Headers = [
                     (b"content-type", content_type_bytes),
-                    (b"x-amzn-invoked-production-variant", self._variant),
-                    (b"x-amzn-requestid", self._request_id()),
-                    *_HIT_HEADERS,
+                    (_VARIANT_HEADER, self._variant),
+                    (_REQUEST_ID_HEADER, self._request_id()),
+                    *self._hit_headers,
                     (_MODEL_LATENCY_HEADER, b"%d" % round(model_us)),
                 ]
             else:
                 headers = [
                     (b"content-type", content_type_bytes),
-                    (b"x-amzn-invoked-production-variant", self._variant),
-                    (b"x-amzn-requestid", self._request_id()),
-                    *_attribution(lease, model_us),
+                    (_VARIANT_HEADER, self._variant),
+                    (_REQUEST_ID_HEADER, self._request_id()),
+                    *self._attribution(lease, model_us),
                 ]
             total_us = (time.perf_counter() - t0) * 1e6
             counters.latency["ModelLatency"].add(model_us)
@@ -256,12 +265,26 @@ class MMEService:
             return Reply(200, headers, encoded.body)
         except Exception as exc:
             reply, counted_status = self._error_reply(exc, target, runtime=runtime)
-            reply.headers.extend(_attribution(lease, model_us))
+            reply.headers.extend(self._attribution(lease, model_us))
             counters.count_response(counted_status)
             return reply
         finally:
             if lease is not None:
                 lease.release()
+
+    def _attribution(self, lease: Lease | None, model_us: float | None) -> Headers:
+        """The attribution headers of an answer whose request reached its model's cache."""
+        if lease is None:
+            return []
+        headers = [
+            (_CACHE_HEADER, _CACHE_VALUES[lease.hit]),
+            (_WAIT_HEADER, str(round(lease.wait_us)).encode()),
+            (_LOAD_HEADER, str(round(lease.load_us)).encode()),
+            (_INSTANCE_HEADER, self.instance.encode("ascii", "replace")),
+        ]
+        if model_us is not None:
+            headers.append((_MODEL_LATENCY_HEADER, str(round(model_us)).encode()))
+        return headers
 
     def _request_id(self) -> bytes:
         return f"{self._request_prefix}{next(self._request_counter):016x}".encode()
@@ -296,7 +319,7 @@ class MMEService:
             payload = {"Message": message}
             http_status = 413 if status == 413 else _RUNTIME_STATUS.get(code, status)
             counted = http_status
-        headers: Headers = [(b"x-amzn-errortype", code.encode()), (b"x-amzn-requestid", request_id)]
+        headers: Headers = [(_ERROR_TYPE_HEADER, code.encode()), (_REQUEST_ID_HEADER, request_id)]
         return _json_reply(http_status, payload, headers), counted
 
     def count_rejected(self, status: int) -> None:
@@ -414,23 +437,18 @@ def _expire(fut: asyncio.Future[Any], target: str) -> None:
         ))
 
 
+# Header names as the ASGI app sends them (bytes, lower-case), all from mmeperf.protocol.
+_CACHE_HEADER = HEADER_CACHE.encode()
+_WAIT_HEADER = HEADER_WAIT_US.encode()
+_LOAD_HEADER = HEADER_LOAD_US.encode()
 _MODEL_LATENCY_HEADER = HEADER_MODEL_LATENCY_US.encode()
-#: The attribution headers every cache hit carries, before its model latency.
-_HIT_HEADERS: Headers = [(HEADER_CACHE.encode(), b"hit"), (HEADER_WAIT_US.encode(), b"0"),
-                         (HEADER_LOAD_US.encode(), b"0")]
-
-
-def _attribution(lease: Lease | None, model_us: float | None) -> Headers:
-    if lease is None:
-        return []
-    headers = [
-        (HEADER_CACHE.encode(), b"hit" if lease.hit else b"miss"),
-        (HEADER_WAIT_US.encode(), str(round(lease.wait_us)).encode()),
-        (HEADER_LOAD_US.encode(), str(round(lease.load_us)).encode()),
-    ]
-    if model_us is not None:
-        headers.append((HEADER_MODEL_LATENCY_US.encode(), str(round(model_us)).encode()))
-    return headers
+_INSTANCE_HEADER = HEADER_INSTANCE.encode()
+_ERROR_TYPE_HEADER = HEADER_ERROR_TYPE.encode()
+_REQUEST_ID_HEADER = HEADER_REQUEST_ID.encode()
+_VARIANT_HEADER = HEADER_INVOKED_VARIANT.encode()
+_CACHE_VALUES = {True: CacheState.HIT.value.encode(), False: CacheState.MISS.value.encode()}
+#: The attribution headers every cache hit carries, before its instance and model latency.
+_HIT_HEADERS: Headers = [(_CACHE_HEADER, _CACHE_VALUES[True]), (_WAIT_HEADER, b"0"), (_LOAD_HEADER, b"0")]
 
 
 def _optimize(runner: Runner) -> Runner:
