@@ -72,8 +72,6 @@ def test_validation_error_400_for_an_unknown_target(server: ThreadServer) -> Non
     assert raw.original_status_code is None and raw.cache is CacheState.UNKNOWN
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 4: the server still resolves a TargetModel without "
-                   "'.tar.gz' to the model (a second cache entry); SageMaker joins it to the prefix literally")
 def test_validation_error_400_for_a_target_without_its_suffix(churn: Churn, server: ThreadServer) -> None:
     # TargetModel is joined to the prefix literally: "churn-xgb-CA" names no object.
     _three_ways(server, TARGET.removesuffix(".tar.gz"), csv_body(churn.rows("CA", 1)), "ValidationError", 400)
