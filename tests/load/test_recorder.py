@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -58,17 +59,18 @@ def test_master_waits_for_a_report_the_final_one_overtook(tmp_path: Path) -> Non
     recorder = Recorder()
     arrived: list[dict[str, object]] = []  # in the order the master receives them
     reporter = WorkerReporter(recorder, arrived.append)
-    for i in range(40):  # > 16 models: the drain yields (pause) midway
+    for i in range(40):
         _record(recorder, t=start + 1, n=1, latency_us=1_000, model=f"m{i}")
 
-    def pause() -> None:
-        # Another greenlet runs here: the finish handler records its last requests and sends
-        # the final report while the regular report is still being built.
+    def in_a_thread(encode: Callable[[], dict[str, object]]) -> dict[str, object]:
+        # While the regular report is encoded in the native thread, another greenlet runs: the
+        # finish handler records its last requests and sends the final report first.
         if not reporter.finished:
             _record(recorder, t=start + 2, n=3, latency_us=2_000, model="last")
             reporter.final()
+        return encode()
 
-    reporter.report(pause)
+    reporter.report(in_a_thread)
     assert [m["final"] for m in arrived] == [True, False]  # the final report overtook
     agg.receive("worker-1", arrived[0])
     assert agg.workers_done() == 0  # its count says one report is still on the way

@@ -43,9 +43,21 @@ def register(cli: CLI) -> None:
         web_ui: Annotated[bool, typer.Option("--web-ui", help="Serve Locust's web UI on 127.0.0.1:8089 to watch.")] = False,
         out: Annotated[Path | None, typer.Option("--out", help="Result folder (one per run).")] = None,
         overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+        threshold: Annotated[list[str] | None, typer.Option(
+            "--threshold", help="Fail the run (exit 1) unless it holds, k6-style: p99<10ms, p95<200, "
+            "failure_rate<1%, rps>100, ok_rps>50 (repeatable).")] = None,
+        warmup: Annotated[str | None, typer.Option(
+            "--warmup", help="Warm up before measuring: a duration (10s) of the first stage's load, or "
+            "N/model (1/model: every model N requests). Reported apart, never measured.")] = None,
     ) -> None:
-        """Drive load at an endpoint; write Locust-format CSVs and exact HDR percentiles to --out."""
-        from mmeperf.errors import MmeperfError
+        """Drive load at an endpoint; write Locust-format CSVs and exact HDR percentiles to --out.
+
+        Exit codes: 0 the run passed; 1 a threshold failed, or the run is mostly failures (over
+        50% without a failure_rate threshold), every request failed or the target never answered;
+        2 a usage error or an unreachable target (nothing ran); 3 the load generator failed.
+        """
+        from mmeperf.errors import ConfigurationError, LoadTestError
+        from mmeperf.load.thresholds import EXIT_LOAD_ERROR, EXIT_USAGE
 
         try:
             options = _options(
@@ -54,12 +66,22 @@ def register(cli: CLI) -> None:
                 label_column=label_column, models=models, content_type=content_type, users=users,
                 spawn_rate=spawn_rate, duration=duration, wait=wait, workers=workers, user=user,
                 region=region, instance_type=instance_type, platform=platform, web_ui=web_ui, out=out,
-                overwrite=overwrite,
+                overwrite=overwrite, threshold=threshold or [], warmup=warmup,
             )
-            _run(options)
-        except MmeperfError as exc:
+            _preflight(options)
+        except ConfigurationError as exc:
             typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from exc
+            raise typer.Exit(EXIT_USAGE) from exc
+        try:
+            code = _run(options)
+        except ConfigurationError as exc:
+            typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(EXIT_USAGE) from exc
+        except LoadTestError as exc:
+            typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(EXIT_LOAD_ERROR) from exc
+        if code:
+            raise typer.Exit(code)
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -95,7 +117,8 @@ def _options(spec: Path | None, **cli: Any) -> dict[str, Any]:
             "web_ui": bool(doc.get("web_ui", cli["web_ui"])),
             "out": None if out is None else (spec.parent / out if not Path(out).is_absolute() else Path(out)),
             "overwrite": bool(doc.get("overwrite", cli["overwrite"])),
-        }
+            "thresholds": _thresholds([*_as_list(doc.get("thresholds")), *cli["threshold"]]),
+        } | _with_warmup(profile, cli["warmup"])
     if cli["data"] is None and not cli["models"]:
         raise ConfigurationError("Give a SPEC file, or --data (and --model-column or --models)")
     lo, _, hi = cli["wait"].partition(":")
@@ -113,23 +136,68 @@ def _options(spec: Path | None, **cli: Any) -> dict[str, Any]:
         wait={"min": lo or 0, "max": hi or lo or 0},
     )
     return {**{k: cli[k] for k in ("endpoint_url", "endpoint_name", "workers", "user", "region",
-                                   "instance_type", "platform", "web_ui", "out", "overwrite")}, "profile": profile}
+                                   "instance_type", "platform", "web_ui", "out", "overwrite")},
+            "thresholds": _thresholds(cli["threshold"])} | _with_warmup(profile, cli["warmup"])
 
 
-def _run(options: dict[str, Any]) -> None:
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _thresholds(texts: list[str]) -> list[Any]:
+    from mmeperf.load.thresholds import parse_thresholds
+
+    return parse_thresholds(texts)
+
+
+def _with_warmup(profile: Any, warmup: str | None) -> dict[str, Any]:
+    """``--warmup 10s`` or ``--warmup 1/model`` on top of the profile (a new profile)."""
+    from mmeperf.errors import ConfigurationError
+    from mmeperf.load.profile import LoadProfile
+
+    if warmup is None:
+        return {"profile": profile}
+    text = warmup.strip().lower()
+    config: dict[str, Any]
+    if text.endswith("/model"):
+        count = text[: -len("/model")].strip()
+        if not count.isdigit() or int(count) < 1:
+            raise ConfigurationError(f"Bad --warmup {warmup!r}: expected N/model (e.g. 1/model) or a duration (10s)")
+        config = {"requests_per_model": int(count)}
+    else:
+        config = {"duration": text}
+    return {"profile": LoadProfile.from_dict({**profile.model_dump(mode="json", exclude={"traffic"}), "warmup": config})
+            .model_copy(update={"traffic": profile.traffic})}
+
+
+def _preflight(options: dict[str, Any]) -> None:
+    """Before starting Locust: the URL is well formed and its host takes connections."""
+    from mmeperf.errors import ConfigurationError
+    from mmeperf.load.benchmark import check_url, probe_target
+
+    url = options["endpoint_url"]
+    if not url:
+        raise ConfigurationError("Give --endpoint-url (or endpoint_url in the spec)")
+    if options["out"] is None:
+        raise ConfigurationError("Give --out DIR (or out in the spec): one result folder per run")
+    check_url(url)
+    if options["user"] in ("http", "boto3"):
+        problem = probe_target(url)
+        if problem is not None:
+            raise ConfigurationError(f"The endpoint at {url} did not answer: {problem}; is it running?")
+
+
+def _run(options: dict[str, Any]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from mmeperf.errors import ConfigurationError
     from mmeperf.load.benchmark import Benchmark
     from mmeperf.load.benchmark import Progress as RunProgress
     from mmeperf.load.spec import AwsAuth
 
-    if not options["endpoint_url"]:
-        raise ConfigurationError("Give --endpoint-url (or endpoint_url in the spec)")
-    if options["out"] is None:
-        raise ConfigurationError("Give --out DIR (or out in the spec): one result folder per run")
     profile = options["profile"]
     console = Console(stderr=True)
     with Progress(
@@ -153,17 +221,51 @@ def _run(options: dict[str, Any]) -> None:
             options["endpoint_url"], profile, workers=options["workers"], user=options["user"],
             endpoint_name=options["endpoint_name"], auth=auth, instance_type=options["instance_type"],
             platform=options["platform"], web_ui=options["web_ui"], progress=on_progress,
-            overwrite=options["overwrite"],
+            overwrite=options["overwrite"], thresholds=options["thresholds"],
         ).run(options["out"])
+    out = Console()
+    columns = ("stage", "users", "requests", "failures", "rps", "ok_rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+               "cold_share", "late_sends")
     table = Table(title=f"mmeperf bench -> {result.out_dir} ({result.status})")
-    for column in ("stage", "users", "requests", "failures", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "cold_share"):
+    for column in columns:
         table.add_column(column, justify="right")
     for _, row in result.summary.iterrows():
-        table.add_row(*[_fmt(row.get(c)) for c in ("stage", "users", "requests", "failures", "rps", "p50_ms",
-                                                    "p95_ms", "p99_ms", "max_ms", "cold_share")])
-    Console().print(table)
+        table.add_row(*[_fmt(row.get(c)) for c in columns])
+    out.print(table)
+    totals = result.totals
+    out.print(
+        f"Total: {result.total_requests} requests, {result.total_failures} failed; "
+        f"rps {_fmt(result.rps)} (all), ok_rps {_fmt(result.ok_rps)} (successful); "
+        f"p50 {_fmt(totals.get('p50_ms'))} ms, p99 {_fmt(totals.get('p99_ms'))} ms"
+    )
+    if len(result.summary) > 1 and result.max_users_without_failures is not None:
+        out.print(f"Max users without failures: {result.max_users_without_failures}")
+    elif len(result.summary) > 1 and "max_users_without_failures" in result.summary:
+        out.print("Max users without failures: none (the first stage already failed)")
+    warm = result.warmup
+    if warm is not None:
+        out.print(
+            f"Warm-up (not measured): {warm.get('requests')} requests, {warm.get('failures')} failed, "
+            f"{warm.get('cold_requests')} cold, {_fmt(warm.get('duration_s'))} s, p50 {_fmt(warm.get('p50_ms'))} ms, "
+            f"p99 {_fmt(warm.get('p99_ms'))} ms"
+        )
     if result.stop_reason:
-        Console().print(f"Stopped early: {result.stop_reason}")
+        out.print(f"Stopped early: {result.stop_reason}")
+    verdict = result.verdict
+    if verdict is None:
+        return 0
+    for checked in verdict.thresholds:
+        out.print(f"Threshold {checked.describe()}")
+    if verdict.top_failures:
+        out.print("Top failure reasons:")
+        for failure in verdict.top_failures:
+            out.print(f"  {failure.describe()}", markup=False, highlight=False)
+    if verdict.passed:
+        out.print("Result: PASSED")
+    else:
+        for reason in verdict.reasons:
+            out.print(f"Result: FAILED: {reason}", markup=False, highlight=False)
+    return verdict.exit_code
 
 
 def _fmt(value: Any) -> str:

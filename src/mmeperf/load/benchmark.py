@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -33,13 +33,22 @@ from mmeperf.errors import ConfigurationError, LoadTestError
 from mmeperf.load import runfolder as F
 from mmeperf.load.profile import LoadProfile
 from mmeperf.load.spec import ENV_SPEC, AwsAuth, EndpointSpec, RunSpec, UserKind
+from mmeperf.load.thresholds import (
+    MAX_FAILURE_RATIO,
+    RunVerdict,
+    Threshold,
+    judge,
+    top_failure_reasons,
+)
 from mmeperf.metrics import SERVER_METRIC_COLUMNS, ServerMetrics, interval_row
 from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 
 if TYPE_CHECKING:
     from mmeperf.load.result import BenchmarkResult
 
-__all__ = ["Benchmark", "BenchmarkHandle", "MetricsSampler", "Progress", "locustfile_path"]
+__all__ = [
+    "Benchmark", "BenchmarkHandle", "MetricsSampler", "Progress", "check_url", "locustfile_path", "probe_target",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,38 @@ class Progress:
     failures: int
     elapsed_s: float
     stage: int
+
+
+def check_url(url: str) -> str:
+    """A runtime base URL must be absolute http(s) with a host: ConfigurationError otherwise."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"Bad endpoint URL {url!r}: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"Bad endpoint URL {url!r}: expected http://HOST[:PORT] or https://HOST[:PORT], "
+            f"e.g. http://127.0.0.1:{port or 8080}"
+        )
+    return url
+
+
+def probe_target(url: str, *, timeout: float = 5.0) -> str | None:
+    """Whether the URL's host accepts a TCP connection: None if it does, else why not (one line)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(check_url(url))
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__ if not isinstance(exc, TimeoutError) else f"no answer in {timeout:g} s"
+        return f"cannot connect to {host}:{port} ({reason})"
 
 
 def _free_port() -> int:
@@ -108,6 +149,10 @@ class Benchmark:
     Server metrics are read every ``metrics_interval_s`` seconds (default: the endpoint's own
     ``metrics_interval_s``, else 1 s: a SageMaker endpoint's CloudWatch metrics have 60 s
     periods, and each read costs GetMetricData queries); ``sample_metrics=False`` reads none.
+    ``thresholds`` (``"p99<10ms"``, ``"failure_rate<1%"``, ``"ok_rps>100"`` or :class:`Threshold`)
+    are checked on the run's totals when it ends; the verdict (``result.verdict``, run.json's
+    ``verdict``) also fails a run with no request, with every request failed, or with more than
+    ``max_failure_ratio`` of them failed when no failure_rate threshold is given.
     """
 
     def __init__(
@@ -132,6 +177,8 @@ class Benchmark:
         progress: Callable[[Progress], None] | None = None,
         overwrite: bool = False,
         python: str | None = None,
+        thresholds: Sequence[Threshold | str] = (),
+        max_failure_ratio: float = MAX_FAILURE_RATIO,
     ) -> None:
         if workers < 0:
             raise ConfigurationError(f"workers must be >= 0, received {workers}")
@@ -163,6 +210,12 @@ class Benchmark:
             raise ConfigurationError(
                 f"The {user!r} user needs a runtime URL (an endpoint with info().runtime_url, or runtime_url=)"
             )
+        if self.runtime_url:
+            check_url(self.runtime_url)
+        self.thresholds = [t if isinstance(t, Threshold) else Threshold.parse(t) for t in thresholds]
+        if not 0.0 <= max_failure_ratio <= 1.0:
+            raise ConfigurationError(f"max_failure_ratio must be in [0, 1], received {max_failure_ratio}")
+        self.max_failure_ratio = max_failure_ratio
         spec: EndpointSpec | None = None
         if user == "endpoint":
             raw = endpoint_spec
@@ -232,6 +285,7 @@ class Benchmark:
             csv_prefix=prefix,
             labels=labels,
             lag_s=2.0 if self.workers else 1.0,
+            owner_pid=os.getpid(),
         )
         spec_path = spec.write(out / _SPEC_FILE)
         profile_doc = self.profile.model_dump(mode="json")
@@ -557,8 +611,29 @@ class BenchmarkHandle:
                 f"Locust ended (exit code {self.master.returncode}) without finishing the run "
                 f"(status {status!r}); see {self.out_dir}/locust-master.*:\n{tail}"
             )
+        self._write_verdict(info_path)
         self._result = BenchmarkResult.load(self.out_dir)
         return self._result
+
+    def _write_verdict(self, info_path: Path) -> RunVerdict | None:
+        """Judge the finished run (thresholds, failure share) and add the verdict to run.json."""
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        failures: list[dict[str, Any]] = []
+        with contextlib.suppress(OSError):
+            import csv
+
+            with (self.out_dir / F.FAILURES_CSV).open(encoding="utf-8", newline="") as fh:
+                failures = list(csv.DictReader(fh))
+        verdict = judge(
+            info.get("totals") or {}, top_failure_reasons(failures, n=1000), self.bench.thresholds,
+            max_failure_ratio=self.bench.max_failure_ratio,
+        )
+        info["verdict"] = verdict.model_dump(mode="json")
+        F.atomic_write_json(info_path, info)
+        return verdict
 
     def cleanup(self) -> None:
         """Remove the run's private files (request table, spec) once Locust is gone."""

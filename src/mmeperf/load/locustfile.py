@@ -9,6 +9,7 @@ merges the recorders and writes the result folder every second.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,15 @@ import gevent
 import locust.runners
 import locust.stats
 from gevent import GreenletExit
+from gevent.threadpool import ThreadPool
 from locust import FastHttpUser, LoadTestShape, User, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from mmeperf.load.recorder import Aggregator, Recorder, WorkerReporter, stage_index_at
+from mmeperf.load.recorder import Aggregator, Recorder, WorkerReporter, encode, stage_index_at
 from mmeperf.load.schedule import OpenLoopSchedule
 from mmeperf.load.spec import ENV_SPEC, RunSpec
+from mmeperf.load.tally import WARMUP_STAGE
 from mmeperf.load.traffic import RequestSampler, RequestTable
 from mmeperf.protocol import (
     CacheState,
@@ -37,6 +40,12 @@ from mmeperf.protocol import (
 # Our result files are written every second; make Locust's own CSVs and worker reports keep up.
 locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 locust.runners.WORKER_REPORT_INTERVAL = 1.0
+# The once-a-second work (merging, percentiles, writing the run folder) runs in this one native
+# thread, never on the event loop that times requests. A thread holding the GIL keeps it until
+# the event loop asks for it and the switch interval passes (5 ms by default): 0.1 ms bounds
+# what a request can wait for it.
+_OFFLOAD = ThreadPool(1)
+sys.setswitchinterval(0.0001)
 
 SPEC = RunSpec.read(os.environ[ENV_SPEC])
 PROFILE = SPEC.profile
@@ -53,6 +62,8 @@ class _State:
     """This process's view of the run."""
 
     load_start: float | None = None
+    warmup_start: float | None = None  # the warm-up runs from here to load_start
+    warming = False  # a requests_per_model warm-up is under way (no users yet)
     schedule: OpenLoopSchedule | None = None
     sampler: RequestSampler | None = None
     stopping = False
@@ -61,13 +72,21 @@ class _State:
     aggregator: Aggregator | None = None
     reporter: WorkerReporter | None = None  # workers: numbered reports to the master
 
-    def begin(self, load_start: float, index: int, processes: int) -> None:
+    def begin(self, load_start: float, index: int, processes: int, warmup_start: float | None = None) -> None:
         self.load_start = load_start
+        self.warmup_start = warmup_start
         seed = None if PROFILE.seed is None else PROFILE.seed + index
         self.sampler = RequestSampler(TABLE, seed=seed)
         if OPEN is not None:
+            plans = list(PLANS)
+            if warmup_start is not None and warmup_start < load_start and PLANS[0].rate:
+                # A duration warm-up sends at the first stage's rate before the measured stages.
+                plans.insert(0, PLANS[0].model_copy(update={
+                    "index": WARMUP_STAGE, "name": "warm-up", "start_s": warmup_start - load_start,
+                    "duration_s": load_start - warmup_start,
+                }))
             self.schedule = OpenLoopSchedule(
-                PLANS, load_start=load_start, index=index, processes=processes,
+                plans, load_start=load_start, index=index, processes=processes,
                 arrivals=OPEN.arrivals, seed=seed,
             )
 
@@ -80,6 +99,8 @@ class InvocationFailed(Exception):
 
 
 def _stage_now(now: float) -> int:
+    if PROFILE.warmup is not None and (STATE.load_start is None or now < STATE.load_start):
+        return WARMUP_STAGE
     return stage_index_at(PLANS, now - STATE.load_start) if STATE.load_start is not None else 0
 
 
@@ -95,6 +116,8 @@ class _MmeUser(User):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self._slot: float | None = None
+        self._sent_at = 0.0
+        self._start = 0.0
 
     # closed loop: Locust's wait between tasks; open loop: wait for the next claimed send slot.
     def wait_time(self) -> float:  # type: ignore[override]
@@ -120,36 +143,44 @@ class _MmeUser(User):
             scheduled, self._slot = self._slot, None
         self._one(scheduled)
 
-    def _one(self, scheduled: float | None) -> None:
-        assert STATE.sampler is not None
-        model, body, ctype = STATE.sampler.next()
-        sent_at = time.time()
-        stage = _stage_now(scheduled if scheduled is not None else sent_at)
-        start = time.perf_counter()
+    def _one(self, scheduled: float | None, request: tuple[str, bytes, str] | None = None) -> None:
+        if request is None:
+            assert STATE.sampler is not None
+            request = STATE.sampler.next()
+        model, body, ctype = request
+        # send() marks the moment it hands the request to the network (_mark_sent); these are
+        # the fallback when it fails before that.
+        self._sent_at, self._start = time.time(), time.perf_counter()
         status, cache, code, message, length = 0, None, None, None, 0
         try:
             status, cache, code, message, length = self.send(model, body, ctype)
         except GreenletExit:
             # Stopped mid-request (stop_timeout passed): still counted, as a failure with a reason.
-            self._record(model, stage, start, sent_at, scheduled, 0, None, "Cancelled",
-                         "the run stopped before the response arrived", 0)
+            self._record(model, scheduled, 0, None, "Cancelled", "the run stopped before the response arrived", 0)
             raise
         except Exception as exc:
             status, code, message = 0, type(exc).__name__, str(exc) or repr(exc)
-        self._record(model, stage, start, sent_at, scheduled, status, cache, code, message, length)
+        self._record(model, scheduled, status, cache, code, message, length)
+
+    def _mark_sent(self) -> None:
+        """Called by send() right before the request goes out: late sends and timing start here."""
+        self._sent_at, self._start = time.time(), time.perf_counter()
 
     def _record(
-        self, model: str, stage: int, start: float, sent_at: float, scheduled: float | None,
+        self, model: str, scheduled: float | None,
         status: int, cache: CacheState | None, code: str | None, message: str | None, length: int,
     ) -> None:
-        elapsed = time.perf_counter() - start
+        end = time.perf_counter()
+        sent_at, start = self._sent_at, self._start
+        elapsed = end - start
+        stage = _stage_now(scheduled if scheduled is not None else sent_at)
         late = False
         if scheduled is not None:
             lateness = max(0.0, sent_at - scheduled)
             elapsed += lateness  # timed from the scheduled send: coordinated-omission free
             late = OPEN is not None and lateness > OPEN.late_after
         ok = 200 <= status < 300
-        done = sent_at + (time.perf_counter() - start)
+        done = sent_at + (end - start)
         latency_us = round(elapsed * 1e6)
         RECORDER.record(
             stage=stage, model=model, latency_us=latency_us, ok=ok, kind=_kind(cache),
@@ -226,6 +257,7 @@ if SPEC.user == "http":
             headers = request_headers(model, content_type=content_type, accept=TABLE.accept)
             if _SIGNER is not None:
                 headers = _SIGNER.headers(_URL, body, headers)
+            self._mark_sent()
             response = self._http.request("POST", _PATH, body=body, headers=headers)
             payload = response.read()  # the whole body, before the timer stops
             result = parse_answer(response.status_code, lower_headers(response.items()), payload, 0.0)
@@ -257,6 +289,7 @@ elif SPEC.user == "boto3":
         """``invoke_endpoint`` through boto3's sagemaker-runtime client (the reference's way)."""
 
         def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
+            self._mark_sent()
             result = invoke_boto3(_CLIENT, SPEC.endpoint_name, model, body, content_type=content_type,
                                   accept=TABLE.accept)
             return result.status, result.cache, result.error_code, result.error_message, len(result.body)
@@ -274,6 +307,7 @@ else:
         """An endpoint plugin's own ``invoke`` (errors are results, not exceptions)."""
 
         def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
+            self._mark_sent()
             result = _ENDPOINT.invoke(model, body, content_type=content_type, accept=TABLE.accept)
             return result.status, result.cache, result.error_code, result.error_message, len(result.body)
 
@@ -287,11 +321,18 @@ class MmeShape(LoadTestShape):
         if STATE.quit_ready:
             return None
         if STATE.load_start is None:
+            if STATE.warming:
+                return (0, 1.0)
+            warmup = PROFILE.warmup
+            if warmup is not None and warmup.requests_per_model is not None:
+                STATE.warming = True
+                STATE.warmup_start = time.time()
+                gevent.spawn(_warm_up_models, self.runner, warmup.requests_per_model, warmup.concurrency)
+                return (0, 1.0)
             # The open-loop pool gets half a second to spawn before the first scheduled send.
-            start = time.time() + (0.5 if OPEN is not None else 0.0)
-            STATE.begin(start, 0, 1)
-            if isinstance(self.runner, MasterRunner):
-                self.runner.send_message(_MSG_START, {"load_start": start})
+            first = time.time() + (0.5 if OPEN is not None else 0.0)
+            warmup_s = warmup.duration if warmup is not None and warmup.duration else 0.0
+            _start_load(self.runner, first + warmup_s, first if warmup is not None else None)
         if STATE.stopping and self._last is not None:
             return self._last
         assert STATE.load_start is not None
@@ -304,6 +345,41 @@ class MmeShape(LoadTestShape):
         return self._last
 
 
+def _start_load(runner: Any, load_start: float, warmup_start: float | None) -> None:
+    STATE.begin(load_start, 0, 1, warmup_start)
+    if isinstance(runner, MasterRunner):
+        runner.send_message(_MSG_START, {"load_start": load_start, "warmup_start": warmup_start})
+
+
+def _warm_up_models(runner: Any, per_model: int, concurrency: int) -> None:
+    """Send every model ``per_model`` requests (``concurrency`` at a time), then start the load.
+
+    Runs in the single process, or on the master (which sends no other request); the requests
+    are recorded in the warm-up stage, which no measured figure includes.
+    """
+    requests: list[tuple[str, bytes, str]] = []
+    for m, model in enumerate(TABLE.models):
+        rows = TABLE.row_models
+        i = 0 if rows is None else next((j for j, rm in enumerate(rows) if rm == m), 0)
+        ctype = TABLE.content_types[0] if len(TABLE.content_types) == 1 else TABLE.content_types[i]
+        requests.extend([(model, TABLE.bodies[i], ctype)] * per_model)
+    queue = list(reversed(requests))
+
+    def sender() -> None:
+        user = runner.user_classes[0](runner.environment)
+        user.on_start()
+        while queue and not STATE.stopping:
+            user._one(None, queue.pop())
+
+    try:
+        gevent.joinall([gevent.spawn(sender) for _ in range(max(1, min(concurrency, len(queue))))])
+    finally:
+        if isinstance(runner, MasterRunner) and STATE.aggregator is not None:
+            STATE.aggregator.merge(RECORDER.drain())  # the master's writer never drains its recorder
+        STATE.warming = False
+        _start_load(runner, time.time() + (0.5 if OPEN is not None else 0.0), STATE.warmup_start)
+
+
 # --- process wiring -------------------------------------------------------------------------
 
 
@@ -311,16 +387,46 @@ def _pause() -> None:
     gevent.sleep(0)
 
 
+def _watch_owner() -> None:
+    """End this process as soon as the process that started the run is gone, however it died.
+
+    A parent-death signal (Linux ``PR_SET_PDEATHSIG``) fires when the *thread* that started the
+    child ends, which would kill a run started from a short-lived thread; polling the parent's pid
+    is portable and also catches an owner that died before this process got here. An orphan is
+    re-parented, so ``getppid()`` changes. The master/single process marks run.json ``aborted``.
+    """
+    owner = SPEC.owner_pid
+    if owner is None:
+        return
+    while os.getppid() == owner:
+        gevent.sleep(0.25)
+    STATE.stopping = True
+    try:
+        run_json = OUT_DIR / "run.json"
+        if STATE.aggregator is not None and run_json.exists():
+            info = json.loads(run_json.read_text(encoding="utf-8"))
+            if info.get("status") not in ("completed", "stopped"):
+                info["status"] = "aborted"
+                info["stop_reason"] = f"the process that started the run (pid {owner}) ended"
+                tmp = run_json.with_name(".run.json.owner")
+                tmp.write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
+                os.replace(tmp, run_json)
+    finally:
+        os._exit(3)
+
+
 def _worker_report_loop(reporter: WorkerReporter) -> None:
     while not reporter.finished:
         gevent.sleep(1.0)
-        reporter.report(_pause)
+        reporter.report(_OFFLOAD.apply)
 
 
 def _on_worker_start(environment: Environment, msg: Any, **_: Any) -> None:
     runner = environment.runner
     assert isinstance(runner, WorkerRunner)
-    STATE.begin(float(msg.data["load_start"]), max(runner.worker_index, 0), SPEC.processes)
+    warmup_start = msg.data.get("warmup_start")
+    STATE.begin(float(msg.data["load_start"]), max(runner.worker_index, 0), SPEC.processes,
+                None if warmup_start is None else float(warmup_start))
 
 
 def _on_worker_finish(environment: Environment, msg: Any, **_: Any) -> None:
@@ -359,11 +465,15 @@ def _finish(environment: Environment, aggregator: Aggregator, status: str, reaso
         # main would quit before the final results are written. In-flight requests finish
         # (up to stop_timeout); a cancelled one is recorded as a failure.
         runner.stop_users(dict(runner.user_classes_count))
-        aggregator.merge(RECORDER.drain())
+        taken = RECORDER.swap()
+        _OFFLOAD.apply(lambda: aggregator.merge(encode(taken)))
     aggregator.status = status
     STATE.finished = True
-    aggregator.flush(time.time(), final=True)
-    aggregator.close()
+    if isinstance(runner, MasterRunner):  # worker reports merge on this event loop: stay on it
+        aggregator.flush(time.time(), final=True)
+        aggregator.close()
+    else:
+        _OFFLOAD.apply(_final_flush, (aggregator,))
     # Locust's own CSV writer (1 s cadence, no final write) and the workers' last stats report
     # need one more beat so Locust's CSVs hold the same totals as ours.
     gevent.sleep(2.2 if isinstance(runner, MasterRunner) else 1.2)
@@ -374,7 +484,18 @@ def _finish(environment: Environment, aggregator: Aggregator, status: str, reaso
         runner.quit()
 
 
+def _final_flush(aggregator: Aggregator) -> None:
+    aggregator.flush(time.time(), final=True)
+    aggregator.close()
+
+
 def _writer_loop(environment: Environment, aggregator: Aggregator) -> None:
+    """Once a second: take the recorder's buffers (O(1)) and have the rest done off the request path.
+
+    In a load process (the single process) merging, percentiles, the stop policy and the file
+    writes run in a native thread (:data:`_OFFLOAD`); the master sends no requests and does it
+    in place.
+    """
     runner = environment.runner
     assert runner is not None
     local = not isinstance(runner, MasterRunner)
@@ -384,30 +505,25 @@ def _writer_loop(environment: Environment, aggregator: Aggregator) -> None:
         if STATE.finished:
             return
         now = time.time()
+        kwargs: dict[str, Any] = {
+            "users": runner.user_count, "load_start": STATE.load_start, "warmup_start": STATE.warmup_start,
+            "taken": RECORDER.swap() if local else None,
+            "stop_requested": STOP_FILE.exists(), "stopping": STATE.stopping,
+        }
         if local:
-            aggregator.merge(RECORDER.drain(_pause))
-        aggregator.load_start = STATE.load_start
-        aggregator.note_users(now, runner.user_count)
-        if STATE.load_start is not None and aggregator.status == "starting":
-            aggregator.status = "running"
-        finish: tuple[str, str | None] | None = None
-        if STATE.load_start is not None and not STATE.stopping:
-            if STOP_FILE.exists():
-                finish = ("stopped", "stopped on request")
-            elif now >= STATE.load_start + PLANS[-1].end_s:
-                finish = ("completed", None)
-            else:
-                reason = aggregator.check_stop(now)
-                if reason is not None:
-                    finish = ("stopped", reason)
-        aggregator.flush(now)
-        if finish is not None:
+            finish = _OFFLOAD.apply(aggregator.tick, (now,), kwargs)
+        else:
+            finish = aggregator.tick(now, **kwargs)
+        if finish is not None and not STATE.stopping:
             STATE.stopping = True
+            # The loop ends here: the finish owns the aggregator from now on (no two threads in it).
             gevent.spawn(_finish, environment, aggregator, *finish)
+            return
 
 
 @events.init.add_listener  # type: ignore[untyped-decorator]
 def _on_init(environment: Environment, **_: Any) -> None:
+    gevent.spawn(_watch_owner)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message(_MSG_START, _on_worker_start)
@@ -419,7 +535,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         OUT_DIR, profile=PROFILE, t0=SPEC.t0, labels=SPEC.labels,
         lag_s=SPEC.lag_s if isinstance(runner, MasterRunner) else 1.0,
     )
-    aggregator.pause = _pause
+    if isinstance(runner, MasterRunner):
+        aggregator.pause = _pause  # the master's event loop carries worker reports: let them in
     STATE.aggregator = aggregator
     if isinstance(runner, MasterRunner):
         runner.register_message(_MSG_REPORT, _on_master_report)

@@ -42,6 +42,7 @@ __all__ = [
     "StepsShape",
     "StopConditions",
     "WaitTime",
+    "Warmup",
 ]
 
 
@@ -198,6 +199,29 @@ class PlateauStop(_Model):
     """0.05: stop when a stage's req/s is under 1.05x the previous stage's."""
 
 
+class Warmup(_Model):
+    """Traffic before the measured stages, to load the models: reported on its own, never measured.
+
+    ``requests_per_model: 1`` sends every model that many requests first (a few at a time), then
+    starts the measured load; ``duration: 10s`` runs the first stage's load that long first.
+    Its requests are in run.json's ``warmup`` section only: not in the summary, history,
+    per-model, failure or distribution files, not in the totals, and no stop condition sees them.
+    """
+
+    requests_per_model: int | None = Field(default=None, ge=1)
+    """Requests each model gets before the measured load starts."""
+    duration: Duration | None = Field(default=None, gt=0)
+    """Or: how long the first stage's load runs before it is measured."""
+    concurrency: int = Field(default=8, ge=1)
+    """Warm-up requests in flight at once (requests_per_model)."""
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Warmup:
+        if (self.requests_per_model is None) == (self.duration is None):
+            raise ValueError("a warm-up is either requests_per_model: N or duration: D (one of them)")
+        return self
+
+
 class StopConditions(_Model):
     """Conditions that end a run early; the reason is recorded in ``run.json``."""
 
@@ -243,6 +267,8 @@ class LoadProfile(_Model):
     """Which model each request targets and what it sends."""
     stop: StopConditions = Field(default_factory=StopConditions)
     """Conditions that end the run early."""
+    warmup: Warmup | None = None
+    """Traffic before the measured stages (every model N times, or a duration), reported apart."""
     request_timeout: Duration = 60.0
     """Client timeout of one request (connect and read); a timeout is a failure."""
     stop_timeout: Duration = 30.0

@@ -13,16 +13,17 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmeperf.load.hist import Histogram
 from mmeperf.load.profile import LoadProfile, StagePlan
-from mmeperf.load.runwriter import RunFolderWriter, run_totals
+from mmeperf.load.runwriter import RunFolderWriter, run_totals, warmup_doc
 from mmeperf.load.stop import StopPolicy
-from mmeperf.load.tally import KINDS, Counts, Group, RunTally
+from mmeperf.load.tally import KINDS, WARMUP_STAGE, Counts, Group, RunTally
 
-__all__ = ["KINDS", "Aggregator", "Counts", "Recorder", "WorkerReporter", "stage_index_at"]
+__all__ = ["KINDS", "Aggregator", "Counts", "Recorder", "WorkerReporter", "encode", "stage_index_at"]
 
 
 def stage_index_at(plans: list[StagePlan], t_since_load_start: float) -> int:
@@ -69,55 +70,89 @@ class Recorder:
         latency_us = max(int(latency_us), 0)
         self._stage_counts[stage].add_request(latency_us, ok, kind, late, sent_at)
         self._stage_values[(stage, kind)].append(latency_us)
+        self.pending += 1
+        if stage == WARMUP_STAGE:  # its stage's counts and failures only: in no measured figure
+            if not ok:
+                self._fail(stage, model, status, error_code, message)
+            return
         second = int(done_at)
         self._second_counts[second].add_request(latency_us, ok, kind, late, sent_at)
         self._second_values[second].append(latency_us)
         self._model_counts[model].add_request(latency_us, ok, kind, late, sent_at)
         self._model_values[model].append(latency_us)
         if not ok:
-            key = (stage, model, int(status), error_code or "")
-            entry = self._failures.get(key)
-            if entry is None:
-                self._failures[key] = [1, (message or "")[:300]]
-            else:
-                entry[0] += 1
-        self.pending += 1
+            self._fail(stage, model, status, error_code, message)
+
+    def _fail(self, stage: int, model: str, status: int, error_code: str | None, message: str | None) -> None:
+        key = (stage, model, int(status), error_code or "")
+        entry = self._failures.get(key)
+        if entry is None:
+            self._failures[key] = [1, (message or "")[:300]]
+        else:
+            entry[0] += 1
+
+    def swap(self) -> _Buffers:
+        """Take everything recorded so far and start afresh: O(1), safe in the request path.
+
+        The buffers taken are no longer touched by :meth:`record`, so :func:`encode` may turn
+        them into a payload in another thread while this process keeps sending.
+        """
+        taken = _Buffers(
+            self._stage_counts, self._stage_values, self._second_counts, self._second_values,
+            self._model_counts, self._model_values, self._failures, self.pending,
+        )
+        self._reset()
+        return taken
 
     def drain(self, pause: Callable[[], None] | None = None) -> dict[str, Any]:
-        """Everything recorded since the last drain as sparse HDR histograms; then start afresh.
+        """Everything recorded since the last drain as sparse HDR histograms; then start afresh."""
+        return encode(self.swap(), pause)
 
-        The buffers are swapped out first, so requests recorded while the payload is built
-        (``pause`` lets a load process's other greenlets run) land in the next drain.
-        """
-        stage_counts, stage_values = self._stage_counts, self._stage_values
-        second_counts, second_values = self._second_counts, self._second_values
-        model_counts, model_values = self._model_counts, self._model_values
-        failures, pending = self._failures, self.pending
-        self._reset()
-        payload: dict[str, Any] = {"stages": {}, "seconds": {}, "models": {}, "failures": []}
-        for stage, counts in stage_counts.items():
-            hists: dict[str, Any] = {}
-            for kind in KINDS:
-                values = stage_values.get((stage, kind))
-                if values:
-                    hists[kind] = _sparse(values)
-            payload["stages"][str(stage)] = {"counts": counts.to_list(), "hists": hists}
-        for second, counts in second_counts.items():
-            payload["seconds"][str(second)] = {"counts": counts.to_list(), "hist": _sparse(second_values[second])}
-        for n, (model, counts) in enumerate(model_counts.items()):
-            if pause is not None and n % 16 == 15:
-                pause()
-            payload["models"][model] = {"counts": counts.to_list(), "hist": _sparse(model_values[model])}
-        payload["failures"] = [[*key, entry[0], entry[1]] for key, entry in failures.items()]
-        payload["requests"] = pending
-        return payload
+
+@dataclass
+class _Buffers:
+    """One interval's raw records, taken out of a :class:`Recorder` by :meth:`Recorder.swap`."""
+
+    stage_counts: dict[int, Counts]
+    stage_values: dict[tuple[int, str], list[int]]
+    second_counts: dict[int, Counts]
+    second_values: dict[int, list[int]]
+    model_counts: dict[str, Counts]
+    model_values: dict[str, list[int]]
+    failures: dict[tuple[int, str, int, str], list[Any]]
+    pending: int
+
+
+def encode(taken: _Buffers, pause: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Swapped-out buffers as a payload of sparse HDR histograms (the heavy part of a drain).
+
+    ``pause`` is called now and then, so a caller on the load process's event loop can let its
+    other greenlets run; in a native thread it is not needed.
+    """
+    payload: dict[str, Any] = {"stages": {}, "seconds": {}, "models": {}, "failures": []}
+    for stage, counts in taken.stage_counts.items():
+        hists: dict[str, Any] = {}
+        for kind in KINDS:
+            values = taken.stage_values.get((stage, kind))
+            if values:
+                hists[kind] = _sparse(values)
+        payload["stages"][str(stage)] = {"counts": counts.to_list(), "hists": hists}
+    for second, counts in taken.second_counts.items():
+        payload["seconds"][str(second)] = {"counts": counts.to_list(), "hist": _sparse(taken.second_values[second])}
+    for n, (model, counts) in enumerate(taken.model_counts.items()):
+        if pause is not None and n % 16 == 15:
+            pause()
+        payload["models"][model] = {"counts": counts.to_list(), "hist": _sparse(taken.model_values[model])}
+    payload["failures"] = [[*key, entry[0], entry[1]] for key, entry in taken.failures.items()]
+    payload["requests"] = taken.pending
+    return payload
 
 
 class WorkerReporter:
     """A worker's side of the reports to the master: every report is numbered, the final one says how many.
 
-    A regular report's drain yields to other greenlets (``pause``), so the final report, sent
-    by another greenlet meanwhile, can reach the master *before* it; the count in the final
+    A regular report's encoding runs in a native thread while the greenlet waits, so the final
+    report, sent by another greenlet meanwhile, can reach the master *before* it; the count in the final
     report lets the master wait for every report instead of stopping at the final one.
     """
 
@@ -127,13 +162,18 @@ class WorkerReporter:
         self.sent = 0
         self.finished = False
 
-    def report(self, pause: Callable[[], None] | None = None) -> None:
-        """Send what was recorded since the last report (nothing once the final one is out)."""
+    def report(self, run_elsewhere: Callable[[Callable[[], dict[str, Any]]], dict[str, Any]] | None = None) -> None:
+        """Send what was recorded since the last report (nothing once the final one is out).
+
+        ``run_elsewhere(fn)`` runs the encoding off the request path (a native thread) and
+        returns its result; without it the encoding runs here.
+        """
         if self.finished or not self.recorder.pending:
             return
-        # Counted before the drain can yield: a final report sent meanwhile includes this one.
+        # Counted before the encoding can yield: a final report sent meanwhile includes this one.
         self.sent += 1
-        payload = self.recorder.drain(pause)
+        taken = self.recorder.swap()
+        payload = run_elsewhere(lambda: encode(taken)) if run_elsewhere is not None else encode(taken)
         self.send({"final": False, "payload": payload})
 
     def final(self) -> None:
@@ -168,6 +208,8 @@ class Aggregator:
         self.labels = labels or {}
         self.lag_s = lag_s
         self.load_start: float | None = None
+        #: When the warm-up began (None: no warm-up, or not begun); it ends at load_start.
+        self.warmup_start: float | None = None
         self.stop_at: float | None = None
         self.stop_reason: str | None = None
         self.status = "starting"
@@ -274,6 +316,46 @@ class Aggregator:
             stage_rps=lambda index: self.stage_rps(index, now),
         )
 
+    # --- the once-a-second step -----------------------------------------------------------
+
+    def tick(
+        self,
+        now: float,
+        *,
+        users: int,
+        load_start: float | None,
+        taken: _Buffers | None = None,
+        stop_requested: bool = False,
+        stopping: bool = False,
+        warmup_start: float | None = None,
+    ) -> tuple[str, str | None] | None:
+        """Merge (``taken``: a local recorder's buffers), decide whether to end, write the folder.
+
+        Everything heavy a second needs, in one call a load process runs in a native thread
+        (never in its event loop). Returns (status, reason) when the run must end now.
+        """
+        if taken is not None:
+            self.merge(encode(taken))
+        self.load_start = load_start
+        self.warmup_start = warmup_start
+        self.note_users(now, users)
+        if self.status == "starting" and (load_start is not None or warmup_start is not None):
+            self.status = "running" if load_start is not None and now >= load_start else "warming up"
+        elif self.status == "warming up" and load_start is not None and now >= load_start:
+            self.status = "running"
+        finish: tuple[str, str | None] | None = None
+        if load_start is not None and not stopping:
+            if stop_requested:
+                finish = ("stopped", "stopped on request")
+            elif now >= load_start + self.plans[-1].end_s:
+                finish = ("completed", None)
+            else:
+                reason = self.check_stop(now)
+                if reason is not None:
+                    finish = ("stopped", reason)
+        self.flush(now)
+        return finish
+
     # --- writing --------------------------------------------------------------------------
 
     def flush(self, now: float | None = None, *, final: bool = False) -> None:
@@ -317,6 +399,7 @@ class Aggregator:
             "updated_at": now,
             "labels": self.labels,
             "totals": self.totals(now),
+            **({"warmup": self.warmup(now)} if self.profile.warmup is not None else {}),
             "late_history_requests": self.late_history_requests,
             "payloads_merged": self.payloads_merged,
             "worker_reports": {
@@ -324,6 +407,16 @@ class Aggregator:
                 for node, n in sorted(self.reports_received.items())
             },
         }
+
+    def warmup(self, now: float) -> dict[str, Any]:
+        """run.json's ``warmup`` section: the warm-up's own figures (in no other)."""
+        window = None
+        if self.warmup_start is not None:
+            end = self.load_start if self.load_start is not None and self.load_start <= now else now
+            window = (self.warmup_start, max(end, self.warmup_start))
+        doc = warmup_doc(self.tally, window)
+        doc["config"] = self.profile.warmup.model_dump(mode="json") if self.profile.warmup else None
+        return doc
 
     def progress(self, now: float) -> dict[str, Any]:
         last = self._next_second - 1 if self._next_second is not None else None

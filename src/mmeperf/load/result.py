@@ -15,6 +15,7 @@ import pandas as pd
 from mmeperf._types import PathLike
 from mmeperf.errors import ConfigurationError
 from mmeperf.load import runfolder as F
+from mmeperf.load.thresholds import RunVerdict
 from mmeperf.metrics import SERVER_METRIC_COLUMNS
 
 __all__ = ["BenchmarkResult"]
@@ -93,7 +94,7 @@ class BenchmarkResult:
 
     @property
     def status(self) -> str | None:
-        """completed, stopped (on request or by a stop condition), or running if it was killed."""
+        """completed, stopped (on request or by a stop condition), aborted (its owner died), or running if killed."""
         value = self.info.get("run", {}).get("status")
         return None if value is None else str(value)
 
@@ -101,6 +102,27 @@ class BenchmarkResult:
     def stop_reason(self) -> str | None:
         value = self.info.get("run", {}).get("stop_reason")
         return None if value is None else str(value)
+
+    @property
+    def verdict(self) -> RunVerdict | None:
+        """Thresholds and failure checks as judged when the run ended (None for older folders)."""
+        data = self.info.get("run", {}).get("verdict")
+        return RunVerdict.model_validate(data) if isinstance(data, dict) else None
+
+    @property
+    def warmup(self) -> dict[str, Any] | None:
+        """The warm-up's own counts and percentiles (excluded from every other figure), if any."""
+        data = self.info.get("run", {}).get("warmup")
+        return data if isinstance(data, dict) else None
+
+    @property
+    def max_users_without_failures(self) -> int | None:
+        """Users of the last stage before the first one with a failure (closed-loop profiles)."""
+        column = "max_users_without_failures"
+        if column not in self.summary or self.summary.empty:
+            return None
+        value = self.summary[column].dropna()
+        return None if value.empty else int(value.iloc[0])
 
     def _float(self, key: str) -> float | None:
         value = self._total(key)

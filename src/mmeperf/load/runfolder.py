@@ -80,6 +80,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "cold_p50_ms",
     "cold_p99_ms",
     "late_sends",
+    # users of the last stage before the first stage with a failure (closed loop; same on every row)
+    "max_users_without_failures",
 )
 
 #: history.csv: one row per wall-clock second (requests counted by completion time).

@@ -13,7 +13,7 @@ from typing import Any
 from mmeperf.load import runfolder as F
 from mmeperf.load.hist import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS, Histogram
 from mmeperf.load.profile import StagePlan
-from mmeperf.load.tally import KINDS, Counts, Group, RunTally
+from mmeperf.load.tally import KINDS, WARMUP_STAGE, Counts, Group, RunTally
 
 __all__ = [
     "DISTRIBUTION_PERCENTILES",
@@ -24,9 +24,11 @@ __all__ = [
     "failure_rows",
     "histograms_doc",
     "history_row",
+    "max_users_without_failures",
     "per_model_row",
     "run_totals",
     "summary_rows",
+    "warmup_doc",
 ]
 
 SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
@@ -111,7 +113,26 @@ def summary_rows(
                 "late_sends": counts.late,
             }
         )
+    best = max_users_without_failures(plans, rows)
+    for row in rows:
+        row["max_users_without_failures"] = best
     return rows
+
+
+def max_users_without_failures(plans: list[StagePlan], rows: list[dict[str, Any]]) -> int | None:
+    """Users of the last stage before the first one with a failure (or with no request).
+
+    Closed-loop profiles only (an open-loop stage is a rate, not users); None when the first
+    stage already failed. Stages the run never reached do not count.
+    """
+    if not rows or any(p.rate is not None for p in plans):
+        return None
+    best: int | None = None
+    for row in rows:
+        if not row["requests"] or row["failures"]:
+            break
+        best = int(row["users"])
+    return best
 
 
 def per_model_row(model: str, group: Group) -> dict[str, Any]:
@@ -139,6 +160,7 @@ def failure_rows(tally: RunTally) -> list[dict[str, Any]]:
     return [
         {"stage": k[0], "model": k[1], "status": k[2], "error_code": k[3], "count": v[0], "message": v[1]}
         for k, v in sorted(tally.failures.items())
+        if k[0] >= 0  # the warm-up's failures are in run.json's warmup section
     ]
 
 
@@ -178,7 +200,7 @@ def histograms_doc(tally: RunTally) -> dict[str, Any]:
         "highest": HIGHEST_US,
         "significant_digits": SIGNIFICANT_DIGITS,
         "stages": {
-            f"{stage}/{kind}": g.hist.encode() for (stage, kind), g in sorted(tally.stage_kind.items())
+            f"{stage}/{kind}": g.hist.encode() for (stage, kind), g in sorted(tally.stage_kind.items()) if stage >= 0
         },
         "models": {model: g.hist.encode() for model, g in sorted(tally.models.items())},
     }
@@ -208,6 +230,35 @@ def run_totals(tally: RunTally, windows: StageWindows) -> dict[str, Any]:
         "p95_ms": pct[95.0],
         "p99_ms": pct[99.0],
         "max_ms": total.max_us / 1000.0 if total.requests else None,
+    }
+
+
+def warmup_doc(tally: RunTally, window: tuple[float, float] | None) -> dict[str, Any]:
+    """run.json's ``warmup``: the warm-up's own counts, rates and percentiles (excluded elsewhere)."""
+    counts = tally.stage_counts.get(WARMUP_STAGE) or Counts()
+    pct = tally.stage_hist(WARMUP_STAGE).percentiles_ms(SUMMARY_PERCENTILES)
+    duration = (window[1] - window[0]) if window else 0.0
+    failures: dict[tuple[int, str], list[Any]] = {}
+    for (stage, _model, status, code), (count, message) in tally.failures.items():
+        if stage == WARMUP_STAGE:
+            entry = failures.setdefault((status, code), [0, message])
+            entry[0] += count
+    return {
+        "requests": counts.requests,
+        "failures": counts.failures,
+        "cold_requests": counts.cold,
+        "duration_s": round(duration, 3),
+        "rps": counts.requests / duration if duration > 0 else None,
+        "ok_rps": (counts.requests - counts.failures) / duration if duration > 0 else None,
+        "p50_ms": pct[50.0],
+        "p90_ms": pct[90.0],
+        "p95_ms": pct[95.0],
+        "p99_ms": pct[99.0],
+        "max_ms": counts.max_us / 1000.0 if counts.requests else None,
+        "failure_reasons": [
+            {"status": s, "error_code": c, "count": v[0], "message": v[1]}
+            for (s, c), v in sorted(failures.items(), key=lambda kv: -kv[1][0])
+        ],
     }
 
 

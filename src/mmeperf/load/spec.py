@@ -80,6 +80,8 @@ class RunSpec(BaseModel):
     """instance_type, platform, max_models_loaded: repeated in summary_results.csv."""
     lag_s: float = 2.0
     """How long the master waits for a second's reports before writing its history row."""
+    owner_pid: int | None = None
+    """The process that started the run: every Locust process ends when it is gone."""
 
     def write(self, path: Path) -> Path:
         path.write_text(self.model_dump_json(indent=1), encoding="utf-8")

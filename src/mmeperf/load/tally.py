@@ -14,10 +14,13 @@ from typing import Any
 from mmeperf.load.hist import Histogram
 from mmeperf.protocol import CacheState
 
-__all__ = ["KINDS", "Counts", "FailureKey", "Group", "RunTally"]
+__all__ = ["KINDS", "WARMUP_STAGE", "Counts", "FailureKey", "Group", "RunTally"]
 
 #: Cold/warm attribution of a request: its cache state's latency kind (hit: warm, miss: cold).
 KINDS: tuple[str, ...] = tuple(state.latency_kind for state in CacheState)
+
+#: The stage index of warm-up requests: counted apart, in no measured figure.
+WARMUP_STAGE = -1
 
 #: (stage, model, HTTP status, error code) of a group of failed requests.
 FailureKey = tuple[int, str, int, str]
@@ -119,12 +122,13 @@ class RunTally:
         return merged
 
     def stages(self) -> list[int]:
-        """The stages that recorded a request, in order."""
-        return sorted({s for s, _ in self.stage_kind})
+        """The measured stages that recorded a request, in order (never the warm-up)."""
+        return sorted({s for s, _ in self.stage_kind if s >= 0})
 
     def total(self) -> Counts:
-        """Counts of the whole run."""
+        """Counts of the whole measured run (the warm-up excluded)."""
         total = Counts()
-        for c in self.stage_counts.values():
-            total.merge(c)
+        for stage, c in self.stage_counts.items():
+            if stage >= 0:
+                total.merge(c)
         return total
