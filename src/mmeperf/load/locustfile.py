@@ -8,6 +8,7 @@ merges the recorders and writes the result folder every second.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
