@@ -16,7 +16,7 @@ from mmeperf.errors import PayloadError, UnsupportedContentTypeError
 def test_nan_is_an_empty_csv_field_and_an_absent_libsvm_entry() -> None:
     row = np.array([[1.5, np.nan, 3.0]], dtype=np.float32)
     assert encode_request(row, CSV) == b"1.5,,3.0"
-    assert encode_request(row, LIBSVM) == b"0:1.5 2:3.0"
+    assert encode_request(row, LIBSVM) == b"1:1.5 3:3.0"  # 1-based: unambiguous to the container
     assert np.isnan(json.loads(encode_request(row, JSON))[0][1])  # Python's json reads NaN back
 
 

@@ -1,4 +1,10 @@
-"""Request/response codecs: the formats SageMaker's XGBoost container speaks, and typed 4xx errors."""
+"""Request/response codecs: the formats SageMaker's XGBoost container speaks, and typed 4xx errors.
+
+Tests of the container's parsing follow aws/sagemaker-xgboost-container: ``test/unit/test_encoder.py``
+(CSV), ``test/unit/algorithm_mode/test_serve_utils.py`` (libsvm, RecordIO-protobuf) and the
+sources they test, ``encoder.csv_to_dmatrix``, ``serve_utils._get_sparse_matrix_from_libsvm``
+and ``recordio_protobuf.read_recordio_protobuf``.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,14 @@ from mmeperf.backends import codecs
 from mmeperf.backends.bodies import encode_request
 from mmeperf.errors import PayloadError, UnsupportedAcceptError, UnsupportedContentTypeError
 
-ALL = (codecs.CSV, codecs.LIBSVM, codecs.JSON, codecs.NPY)
+ALL = (codecs.CSV, codecs.LIBSVM, codecs.JSON, codecs.NPY, codecs.RECORDIO_PROTOBUF)
 OUT = (codecs.CSV, codecs.JSON, codecs.NPY)
 
 
-def dec(body: bytes, content_type: str | None = "text/csv", n_features: int | None = None) -> np.ndarray:
-    return codecs.decode(body, content_type, accepted=ALL, n_features=n_features)
+def dec(
+    body: bytes, content_type: str | None = "text/csv", n_features: int | None = None, min_features: int | None = None
+) -> np.ndarray:
+    return codecs.decode(body, content_type, accepted=ALL, n_features=n_features, min_features=min_features)
 
 
 def npy(array: np.ndarray, *, allow_pickle: bool = False) -> bytes:
@@ -46,9 +54,31 @@ def test_missing_content_type_means_the_first_accepted() -> None:
     assert dec(b"1,2", "").tolist() == [[1, 2]]
 
 
-def test_csv_many_rows_crlf_blank_lines_and_spaces() -> None:
-    batch = dec(b"1, 2,3\r\n\r\n4,5 ,6\r\n")
+def test_csv_many_rows_crlf_and_spaces() -> None:
+    batch = dec(b"1, 2,3\r\n4,5 ,6\r\n")
     assert batch.tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_csv_blank_line_between_rows_is_a_ragged_row_like_the_container() -> None:
+    # csv_to_dmatrix splits on "\n": a blank line is a row of one missing value.
+    with pytest.raises(PayloadError, match="have 3 values like the first, received 1 in row 2"):
+        dec(b"1,2,3\n\n4,5,6")
+    assert np.isnan(dec(b"1\n\n2")[1, 0])  # one column: a blank line is a missing value
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"1\t2\t3", [[1, 2, 3]]),  # test_encoder.py: test_csv_to_dmatrix with other delimiters
+        (b"1;2;3\n4;5;6", [[1, 2, 3], [4, 5, 6]]),
+        (b"1 2 3", [[1, 2, 3]]),
+        (b"0.5", [[0.5]]),  # the sniffer guesses "5", alphanumeric: read as ","
+        (b"0.5\n1.5", [[0.5], [1.5]]),
+        (b"1_0,2", [[10, 2]]),  # numpy's astype(float) is float(): Python literal syntax passes
+    ],
+)
+def test_csv_delimiter_is_sniffed_from_the_first_line_like_the_container(body: bytes, expected: list[list[float]]) -> None:
+    assert dec(body).tolist() == expected
 
 
 def test_csv_empty_field_is_a_missing_value_like_the_container() -> None:
@@ -70,10 +100,8 @@ def test_csv_parses_through_float64_like_the_container() -> None:
         (b"State,Account Length\n1,2", "row 1, column 1, received 'State' (CSV bodies carry numbers only, no header row)"),
         (b"1,2,x3", "row 1, column 3, received 'x3'"),
         (b"1,2,3\n4,5", "Expected every CSV row to have 3 values like the first, received 2 in row 2"),
-        # float() reads "1_0" as 10 (Python literal syntax); no CSV writer means that.
-        (b"1_0,2", "row 1, column 1, received '1_0'"),
-        (b"1,2\n3,4_5", "row 2, column 2, received '4_5'"),
         (b"1,2,\n3,_4,5", "row 2, column 2, received '_4'"),
+        (b"1, ,3", "row 1, column 2, received ' '"),  # only an empty field is missing
     ],
 )
 def test_csv_malformed(body: bytes, message: str) -> None:
@@ -213,21 +241,41 @@ def test_libsvm_with_and_without_label(content_type: str) -> None:
     assert np.isnan(batch[0, 1]) and np.isnan(batch[1, 0])  # absent entries are missing
 
 
+def test_libsvm_indexing_is_detected_over_the_whole_body() -> None:
+    # test_serve_utils.py (libsvm parsing): 1-based when the smallest index of the payload is
+    # 1 or more, 0-based otherwise; one row with index 0 makes every row 0-based.
+    one_based = dec(b"0 1:10 3:30\n1 2:20", "text/libsvm", n_features=3)
+    assert one_based[0, 0] == 10 and one_based[0, 2] == 30 and one_based[1, 1] == 20
+    zero_based = dec(b"0 1:10 3:30\n1 0:5", "text/libsvm", n_features=4)
+    assert zero_based[0, 1] == 10 and zero_based[0, 3] == 30 and zero_based[1, 0] == 5
+
+
 def test_libsvm_width_without_a_model_is_the_largest_index() -> None:
-    assert dec(b"0 5:1", "text/libsvm").shape == (1, 6)
+    assert dec(b"0 5:1", "text/libsvm").shape == (1, 5)  # 1-based
+    assert dec(b"0 0:1 5:1", "text/libsvm").shape == (1, 6)  # 0-based
+
+
+def test_libsvm_rows_are_lines_and_tokens_without_a_colon_are_skipped() -> None:
+    # _get_sparse_matrix_from_libsvm: the row is the line number; trailing lines without an
+    # entry carry no row; any token without ":" is skipped; the value is the text after the
+    # first ":" up to the next.
+    batch = dec(b"1:1\n\n0 2:2 junk\n7", "text/libsvm")
+    assert batch.shape == (3, 2)
+    assert batch[0, 0] == 1 and np.isnan(batch[1]).all() and batch[2, 1] == 2
+    assert dec(b"1:2:3", "text/libsvm").tolist() == [[2.0]]
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b"1 a:b", "index:value pairs in libsvm row 1, received 'a:b'"),
-        (b"1 0:1 7", "received '7'"),
-        (b"1 4:1", "feature indices 0..3 in libsvm row 1, received 4"),
+        (b"1 0:x", "received '0:x'"),
+        (b"1 0:1 4:1", "Expected 4 columns per row (the model's features) at most, received libsvm feature index 4"),
+        (b"1 5:1", "received libsvm feature index 5"),  # 1-based: column 5 of 4
         (b"1 -1:1", "received -1"),
         (b"1 0:1 0:2", "each index once"),
         (b"1\n2", "at least one index:value"),
-        (b"1 0:1_0", "received '0:1_0'"),  # int() and float() read "1_0" as 10
-        (b"1 1_0:1", "received '1_0:1'"),
+        (b"1 0:", "received '0:'"),
     ],
 )
 def test_libsvm_malformed(body: bytes, message: str) -> None:
@@ -237,12 +285,14 @@ def test_libsvm_malformed(body: bytes, message: str) -> None:
 
 
 def test_libsvm_dense_size_is_bounded() -> None:
-    with pytest.raises(PayloadError, match=r"indices below 1000000 .*received 2000000"):
+    with pytest.raises(PayloadError, match=r"at most 1000000 wide .*received libsvm feature index 2000000"):
         dec(b"0:1 2000000:1", "text/libsvm")
     # 40 kB of one-entry rows, each made 1,000 wide by the model: 80 MB dense.
-    with pytest.raises(PayloadError, match="10001 rows of 1000 features"):
-        dec(b"0:1\n" * 10_001, "text/libsvm", n_features=1000)
-    assert dec(b"0:1\n" * 100, "text/libsvm", n_features=1000).shape == (100, 1000)
+    with pytest.raises(PayloadError, match="10001 rows of 1 values to widen to the model's 1000"):
+        dec(b"0:1\n" * 10_001, "text/libsvm", n_features=1000, min_features=0)
+    with pytest.raises(PayloadError, match="10001 rows of 1 values to widen"):
+        dec(b"1\n" * 10_001, "text/csv", n_features=1000, min_features=0)
+    assert dec(b"0:1\n" * 100, "text/libsvm", n_features=1000, min_features=0).shape == (100, 1000)
 
 
 # --- content types and accept --------------------------------------------------------------------
@@ -253,7 +303,8 @@ def test_unknown_or_undeclared_content_type_is_415() -> None:
         dec(b"1", "image/png")
     assert info.value.http_status == 415
     assert str(info.value) == (
-        "Unsupported content type 'image/png'; expected one of: text/csv, text/libsvm, application/json, application/x-npy"
+        "Unsupported content type 'image/png'; expected one of: text/csv, text/libsvm, application/json, "
+        "application/x-npy, application/x-recordio-protobuf"
     )
     with pytest.raises(UnsupportedContentTypeError):
         codecs.decode(b"1 0:1", "text/libsvm", accepted=(codecs.CSV,))

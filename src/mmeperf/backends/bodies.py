@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmeperf._types import Array, Batch, Tensors
+from mmeperf.backends.recordio import encode_dense
 from mmeperf.errors import PayloadError, UnsupportedContentTypeError
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "LIBSVM",
     "NPY",
     "NPZ",
+    "RECORDIO_PROTOBUF",
     "REQUEST_TYPES",
     "TENSOR_DTYPES",
     "encode_request",
@@ -45,11 +47,15 @@ JSON = "application/json"
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
 LIBSVM = "text/libsvm"
+RECORDIO_PROTOBUF = "application/x-recordio-protobuf"
 #: The content types :func:`encode_request` writes.
-REQUEST_TYPES = (CSV, LIBSVM, JSON, NPY, NPZ)
+REQUEST_TYPES = (CSV, LIBSVM, JSON, NPY, NPZ, RECORDIO_PROTOBUF)
 
 #: Spellings SageMaker clients use for the same format.
-_ALIASES = {"text/x-libsvm": LIBSVM, "csv": CSV, "json": JSON, "libsvm": LIBSVM}
+_ALIASES = {
+    "text/x-libsvm": LIBSVM, "csv": CSV, "json": JSON, "libsvm": LIBSVM,
+    "recordio-protobuf": RECORDIO_PROTOBUF,
+}
 
 #: The name an unnamed tensor gets where a format needs names (KServe v2 JSON, NPZ).
 _UNNAMED = "INPUT__0"
@@ -155,11 +161,16 @@ def encode_request(batch: Batch, content_type: str = JSON) -> bytes:
 
     * ``text/csv``: one line per row, values joined by ``,``, floats in Python's shortest
       round-tripping repr (decoding gives back the same float32 values); NaN is an empty field.
-    * ``text/libsvm``: ``index:value`` pairs per row (0-based), NaN entries left out.
+    * ``text/libsvm``: ``index:value`` pairs per row, NaN entries left out; indices 1-based
+      (libsvm's own convention), which the XGBoost container's whole-body detection reads the
+      same whatever the first column holds (0-based bodies whose first column is missing in
+      every row would be read shifted).
     * ``application/json``: an array is its rows (``[[...], ...]``, what both the tabular and the
       tensor decoders read); named tensors are a KServe v2 request, dtypes and shapes kept.
     * ``application/x-npy``: the one array (a single named tensor counts) as ``numpy.save`` writes it.
     * ``application/x-npz``: every tensor by name (an array is named ``INPUT__0``).
+    * ``application/x-recordio-protobuf``: one dense record per row, as the SageMaker SDK's
+      ``write_numpy_to_dense_tensor`` writes (float32, float64 or int32 values as the array's).
 
     Raises PayloadError when the batch does not fit the type, UnsupportedContentTypeError for a
     type no backend decoder reads.
@@ -171,7 +182,8 @@ def encode_request(batch: Batch, content_type: str = JSON) -> bytes:
         ).encode()
     if kind == LIBSVM:
         return "\n".join(
-            " ".join(f"{i}:{v}" for i, v in enumerate(row) if v == v) for row in _rows(batch, kind)
+            " ".join(f"{i}:{v}" for i, v in enumerate(row, start=1) if v == v)
+            for row in _rows(batch, kind)
         ).encode()
     if kind == JSON:
         if isinstance(batch, dict):
@@ -187,6 +199,10 @@ def encode_request(batch: Batch, content_type: str = JSON) -> bytes:
         return npy_bytes(batch)
     if kind == NPZ:
         return npz_bytes(batch if isinstance(batch, dict) else {_UNNAMED: np.asarray(batch)})
+    if kind == RECORDIO_PROTOBUF:
+        if isinstance(batch, dict) or np.asarray(batch).ndim > 2:
+            _rows(batch, kind)  # raises: the tabular formats' refusal
+        return encode_dense(np.asarray(batch))
     raise UnsupportedContentTypeError(content_type, REQUEST_TYPES)
 
 

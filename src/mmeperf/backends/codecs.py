@@ -8,18 +8,31 @@ requests with :func:`mmeperf.backends.bodies.encode_request` and read answers wi
 Formats, as SageMaker's XGBoost container (algorithm mode, the one multi-model endpoints run)
 reads and writes them:
 
-* ``text/csv``: rows without a header, one per line, ``,``-separated; an empty field is a missing
-  value (NaN), as the container reads it. Parameters (``; charset=utf-8``, ``;label_size=0``)
-  are tolerated. Answers are the container's real-time format: predictions joined by ``,`` on
-  one line (2-D predictions: one row per line), each written with Python's ``str(float)``.
-* ``text/libsvm`` (alias ``text/x-libsvm``): ``[label] index:value ...`` per line, indices as
-  given (0-based columns), the optional leading label ignored; absent entries are missing (NaN).
+* ``text/csv``: rows without a header, one per line (``\n``), as the container's
+  ``encoder.csv_to_dmatrix`` reads them: the delimiter is sniffed from the first line (``,`` when
+  it has one; else :class:`csv.Sniffer`'s guess, an alphanumeric guess meaning ``,``), an empty
+  field is a missing value (NaN), every number goes through ``float()``, and rows of different
+  lengths (a blank line between rows is a row of one missing value) are an error. Parameters
+  (``; charset=utf-8``) are tolerated. Answers are the container's real-time format:
+  predictions joined by ``,`` on one line, each written with Python's ``str(float)``.
+* ``text/libsvm`` (alias ``text/x-libsvm``): ``[label] index:value ...`` per line, as the
+  container's ``_get_sparse_matrix_from_libsvm`` reads it: tokens split on single spaces,
+  tokens without ``:`` ignored, indices 1-based when the smallest index of the whole body is 1
+  or more and 0-based otherwise; absent entries are missing (NaN); lines after the last one
+  with an entry are dropped.
+* ``application/x-recordio-protobuf``: SageMaker's RecordIO-protobuf records (see
+  :mod:`mmeperf.backends.recordio`), read as the container's ``read_recordio_protobuf`` reads
+  them: ``features["values"]`` of each record, dense, or sparse (``keys``, width ``shape[0]``
+  or the largest key + 1) with absent entries missing.
 * ``application/json``: a row ``[...]``, rows ``[[...], ...]``, ``{"instances": [...]}`` whose
   items are rows, ``{"features": [...]}`` or ``{"data": {"features": {"values": [...]}}}``
   (SageMaker's common JSON request format, dense or sparse ``keys``/``shape``/``values``), or a
   single such record. Answers are a JSON array of the predictions (``json.dumps(p.tolist())``),
   which is what the container's JSON answer is.
 * ``application/x-npy``: ``numpy.save`` bytes, read with ``allow_pickle=False``.
+
+With the model's width known (``n_features``), wider rows are refused and rows down to
+``min_features`` wide are padded with missing values (XGBoost reads a narrower DMatrix that way).
 
 Every malformed body raises :class:`~mmeperf.errors.PayloadError` (400) saying what was expected
 and what was received; an unknown content type raises UnsupportedContentTypeError (415) and an
@@ -28,6 +41,7 @@ unknown accept type UnsupportedAcceptError (406).
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -40,7 +54,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mmeperf._types import Array
-from mmeperf.backends.bodies import CSV, JSON, LIBSVM, NPY, media_type, npy_bytes
+from mmeperf.backends import recordio
+from mmeperf.backends.bodies import CSV, JSON, LIBSVM, NPY, RECORDIO_PROTOBUF, media_type, npy_bytes
 from mmeperf.errors import PayloadError, UnsupportedAcceptError, UnsupportedContentTypeError
 
 __all__ = [
@@ -50,7 +65,9 @@ __all__ = [
     "MAX_SPARSE_CELLS",
     "MAX_SPARSE_WIDTH",
     "NPY",
+    "RECORDIO_PROTOBUF",
     "Encoded",
+    "container_csv",
     "decode",
     "decode_predictions",
     "encode",
@@ -66,7 +83,7 @@ class Encoded:
     content_type: str
 
 
-_KNOWN = (CSV, JSON, NPY, LIBSVM)
+_KNOWN = (CSV, JSON, NPY, LIBSVM, RECORDIO_PROTOBUF)
 _NUMERIC_KINDS = frozenset("iuf")
 # Errors quote at most this much of what they received: bodies can be megabytes.
 _QUOTE = 40
@@ -97,14 +114,17 @@ def decode(
     *,
     accepted: Sequence[str],
     n_features: int | None = None,
+    min_features: int | None = None,
     dtype: npt.DTypeLike = np.float32,
 ) -> Array:
     """Parse a request body into a batch (rows on the first axis).
 
     ``accepted`` lists the content types the backend takes; an empty or missing content type
-    means the first of them (the container defaults to CSV the same way). ``n_features``, when
-    known, is checked against the columns of 2-D batches. Numbers are parsed as float64 and then
-    cast to ``dtype`` (float32 by default), the same rounding path the XGBoost container takes.
+    means the first of them. ``n_features``, when known, is the model's width: 2-D batches wider
+    than it are refused; narrower ones down to ``min_features`` columns (default: no narrower
+    than ``n_features``) are padded with NaN, a missing value, as XGBoost reads a narrower
+    DMatrix. Numbers are parsed as float64 and then cast to ``dtype`` (float32 by default), the
+    same rounding path the XGBoost container takes.
     """
     accepted_t = tuple(accepted)
     kind = media_type(content_type) if content_type else media_type(accepted_t[0])
@@ -118,40 +138,57 @@ def decode(
         batch = _decode_json(body, dtype, n_features)
     elif kind == NPY:
         batch = _decode_npy(body, dtype)
+    elif kind == RECORDIO_PROTOBUF:
+        batch = _decode_recordio(body, dtype, n_features)
     else:
         batch = _decode_libsvm(body, dtype, n_features)
     if n_features is not None and batch.ndim == 2 and batch.shape[1] != n_features:
-        raise PayloadError(
-            f"Expected {n_features} columns per row (the model's features), "
-            f"received {batch.shape[1]} in a {kind} body of {batch.shape[0]} row(s)"
-        )
+        batch = _fit_width(batch, kind, n_features, n_features if min_features is None else min_features)
     return batch
 
 
+def _fit_width(batch: Array, kind: str, n_features: int, min_features: int) -> Array:
+    """Rows narrower than the model padded with missing values, or a PayloadError."""
+    rows, width = batch.shape
+    if width > n_features or width < min_features:
+        wanted = (
+            f"{n_features}" if min_features >= n_features
+            else f"at most {n_features}" if min_features <= 0
+            else f"{min_features} to {n_features}"
+        )
+        raise PayloadError(
+            f"Expected {wanted} columns per row (the model's features), "
+            f"received {width} in a {kind} body of {rows} row(s)"
+        )
+    if rows * n_features > MAX_SPARSE_CELLS:  # a body of short rows must not claim gigabytes
+        raise PayloadError(
+            f"Expected a {kind} body that expands to at most {MAX_SPARSE_CELLS} values, received "
+            f"{rows} rows of {width} values to widen to the model's {n_features}; send fewer rows per request"
+        )
+    padded = np.full((rows, n_features), np.nan, dtype=batch.dtype)
+    padded[:, :width] = batch
+    return padded
+
+
 def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
+    """CSV as the container's ``encoder.csv_to_dmatrix`` reads it (see the module docstring)."""
     text = body.strip()
     if not text:
         raise PayloadError(f"Expected CSV rows, received only whitespace ({len(body)} bytes)")
-    # float() takes "1_000" as 1000 (Python literal syntax), which no CSV number is; one byte
-    # search over the body keeps float() as the parser on the hot path.
-    fast = b"_" not in text
-    if fast and b"\n" not in text:
-        # Hot path: one row. float() on bytes is the fastest validating parser here.
+    delimiter = _csv_delimiter(text)
+    if delimiter == b"," and b"\n" not in text:
+        # Hot path: one comma-separated row. float() on bytes is the fastest validating parser.
         try:
             return np.array(list(map(float, text.split(b","))), dtype=dtype).reshape(1, -1)
         except ValueError:
-            return np.array([_csv_row_slow(text, 1)], dtype=dtype)
+            return np.array([_csv_row_slow(text, delimiter, 1)], dtype=dtype)
     rows: list[list[float]] = []
     width = -1
     for number, line in enumerate(text.split(b"\n"), start=1):
-        if not line.strip():
-            continue  # blank lines between rows carry nothing
         try:
-            if not fast:
-                raise ValueError
-            row = list(map(float, line.split(b",")))
+            row = list(map(float, line.split(delimiter)))
         except ValueError:
-            row = _csv_row_slow(line, number)
+            row = _csv_row_slow(line, delimiter, number)
         if width < 0:
             width = len(row)
         elif len(row) != width:
@@ -163,22 +200,40 @@ def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
     return np.array(rows, dtype=dtype)
 
 
-def _csv_row_slow(line: bytes, number: int) -> list[float]:
-    """Parse one CSV row field by field: empty fields are NaN; anything else must be a number."""
+def _csv_delimiter(text: bytes) -> bytes:
+    """The container's delimiter: ``csv.Sniffer`` on the first line's first 512 characters.
+
+    On one unquoted line the sniffer picks ``,`` whenever there is one (its first preferred
+    delimiter), so only other bodies pay for the sniffer itself.
+    """
+    head = text.split(b"\n", 1)[0][:512]
+    if b"," in head and b'"' not in head and b"'" not in head:
+        return b","
+    try:
+        line = text.decode("utf-8").split("\n", 1)[0][:512]
+        sniffed = csv.Sniffer().sniff(line).delimiter
+    except UnicodeDecodeError:
+        raise PayloadError("Expected a UTF-8 CSV body, received bytes that are not UTF-8") from None
+    except csv.Error:
+        raise PayloadError(
+            f"Expected CSV rows, received a first line whose delimiter cannot be told: {_quote(head)}"
+        ) from None
+    return b"," if sniffed.isalnum() else sniffed.encode("utf-8")
+
+
+def _csv_row_slow(line: bytes, delimiter: bytes, number: int) -> list[float]:
+    """Parse one CSV row field by field: an empty field is NaN; anything else goes to float()."""
     row: list[float] = []
-    for column, field in enumerate(line.split(b","), start=1):
-        stripped = field.strip()
-        if not stripped:
+    for column, field in enumerate(line.split(delimiter), start=1):
+        if not field:
             row.append(math.nan)
             continue
         try:
-            if b"_" in stripped:
-                raise ValueError
-            row.append(float(stripped))
-        except ValueError:
+            row.append(float(field.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
             raise PayloadError(
                 f"Expected a number in CSV row {number}, column {column}, received "
-                f"{_quote(stripped)} (CSV bodies carry numbers only, no header row)"
+                f"{_quote(field)} (CSV bodies carry numbers only, no header row)"
             ) from None
     return row
 
@@ -359,55 +414,124 @@ def _first_non_number(rows: Any) -> str:
 
 
 def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> Array:
+    """libsvm as the container's ``_get_sparse_matrix_from_libsvm`` reads it (module docstring).
+
+    One difference: an index given twice in a row is refused (scipy would add the two values).
+    """
     text = body.strip()
     if not text:
         raise PayloadError(f"Expected libsvm rows, received only whitespace ({len(body)} bytes)")
-    parsed: list[dict[int, float]] = []
-    strict = b"_" in text  # int() and float() take "1_0" (Python literal syntax); libsvm does not
-    for number, line in enumerate(text.split(b"\n"), start=1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        if b":" not in tokens[0]:
-            tokens = tokens[1:]  # the optional label; the container ignores it at inference
-        entries: dict[int, float] = {}
-        for token in tokens:
-            index_text, sep, value_text = token.partition(b":")
+    entries: list[tuple[int, int, float]] = []
+    seen: set[tuple[int, int]] = set()
+    for row, line in enumerate(text.split(b"\n")):
+        for token in line.split(b" "):
+            if b":" not in token:
+                continue  # the label, or anything else without a colon: the container skips it
+            parts = token.split(b":")
             try:
-                if not sep or (strict and b"_" in token):
-                    raise ValueError
-                index, value = int(index_text), float(value_text)
+                index, value = int(parts[0]), float(parts[1])
             except ValueError:
                 raise PayloadError(
-                    f"Expected index:value pairs in libsvm row {number}, received {_quote(token)}"
+                    f"Expected index:value pairs in libsvm row {row + 1}, received {_quote(token)}"
                 ) from None
-            if index < 0 or (n_features is not None and index >= n_features):
-                limit = f"0..{n_features - 1}" if n_features is not None else "0 or more"
+            if (row, index) in seen:
                 raise PayloadError(
-                    f"Expected feature indices {limit} in libsvm row {number}, received {index}"
+                    f"Expected each index once per libsvm row, received {index} twice in row {row + 1}"
                 )
-            if index in entries:
-                raise PayloadError(f"Expected each index once per libsvm row, received {index} twice in row {number}")
-            entries[index] = value
-        parsed.append(entries)
-    width = n_features if n_features is not None else 1 + max((max(e) for e in parsed if e), default=-1)
-    if width <= 0:
+            seen.add((row, index))
+            entries.append((row, index, value))
+    if not entries:
         raise PayloadError("Expected at least one index:value pair in the libsvm body, received none")
-    # The batch is made dense: "0:1 400000000:1" must not become gigabytes.
-    if n_features is None and width > MAX_SPARSE_WIDTH:
-        raise PayloadError(
-            f"Expected libsvm feature indices below {MAX_SPARSE_WIDTH} (the model's width is not "
-            f"known here), received {width - 1}"
-        )
-    if len(parsed) * width > MAX_SPARSE_CELLS:
+    lowest = min(e[1] for e in entries)
+    shift = 1 if lowest >= 1 else 0  # decided over the whole body, as the container does
+    if lowest < 0:
+        raise PayloadError(f"Expected feature indices of 0 or more in the libsvm body, received {lowest}")
+    width = max(e[1] for e in entries) - shift + 1
+    _check_sparse_width(width, n_features, "libsvm feature index", width - 1 + shift)
+    n_rows = max(e[0] for e in entries) + 1  # lines after the last entry carry no row
+    if n_rows * width > MAX_SPARSE_CELLS:
         raise PayloadError(
             f"Expected a libsvm body that expands to at most {MAX_SPARSE_CELLS} values, received "
-            f"{len(parsed)} rows of {width} features; send fewer rows per request"
+            f"{n_rows} rows of {width} features; send fewer rows per request"
         )
-    batch = np.full((len(parsed), width), np.nan, dtype=np.float64)
-    for row, entries in enumerate(parsed):
-        if entries:
-            batch[row, list(entries)] = list(entries.values())
+    batch = np.full((n_rows, width), np.nan, dtype=np.float64)
+    for row, index, value in entries:
+        batch[row, index - shift] = value
+    return batch.astype(dtype, copy=False)
+
+
+def _check_sparse_width(width: int, n_features: int | None, what: str, received: int) -> None:
+    """A sparse row is made dense: its width is the model's at most, else bounded."""
+    if n_features is not None:
+        if width > n_features:
+            raise PayloadError(
+                f"Expected {n_features} columns per row (the model's features) at most, received "
+                f"{what} {received} ({width} columns)"
+            )
+    elif width > MAX_SPARSE_WIDTH:
+        raise PayloadError(
+            f"Expected rows at most {MAX_SPARSE_WIDTH} wide (the model's width is not known here), "
+            f"received {what} {received} ({width} columns)"
+        )
+
+
+def _decode_recordio(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> Array:
+    """RecordIO-protobuf as the container's ``read_recordio_protobuf`` reads it.
+
+    Records without ``features["values"]`` (or whose value holds no tensor) are skipped. When any
+    record is sparse the container stacks the rows as a scipy sparse matrix, where a dense
+    record keeps only its non-zero entries: its zeros become missing values, here too. As in
+    libsvm, a key given twice in a record is refused.
+    """
+    rows: list[tuple[Array, Array | None]] = []
+    widths: set[int] = set()
+    sparse = False
+    for number, record in enumerate(recordio.read_records(body), start=1):
+        tensor = record.features.get("values")
+        if tensor is None:
+            continue
+        if tensor.keys.size:
+            sparse = True
+            width = int(tensor.shape[0]) if tensor.shape else int(tensor.keys.max()) + 1
+            if tensor.keys.size != tensor.values.size:
+                raise PayloadError(
+                    f"Expected as many keys as values in sparse record {number}, received "
+                    f"{tensor.keys.size} keys and {tensor.values.size} values"
+                )
+            if int(tensor.keys.max()) >= width:
+                raise PayloadError(
+                    f"Expected keys below the width {width} in sparse record {number}, received "
+                    f"{int(tensor.keys.max())}"
+                )
+            if np.unique(tensor.keys).size != tensor.keys.size:
+                raise PayloadError(f"Expected each key once in sparse record {number}, received repeats")
+            _check_sparse_width(width, n_features, "record width", width)
+            rows.append((tensor.values, tensor.keys.astype(np.intp)))
+        else:
+            width = int(tensor.values.size)
+            rows.append((tensor.values, None))
+        widths.add(width)
+    if not rows:
+        raise PayloadError('Expected at least one RecordIO record with features["values"], received none')
+    if len(widths) > 1:
+        raise PayloadError(
+            f"Expected RecordIO records of one width, received widths {sorted(widths)[:10]}"
+        )
+    width = widths.pop()
+    if sparse and len(rows) * width > MAX_SPARSE_CELLS:
+        raise PayloadError(
+            f"Expected a RecordIO body that expands to at most {MAX_SPARSE_CELLS} values, received "
+            f"{len(rows)} records of {width} features; send fewer rows per request"
+        )
+    batch = np.full((len(rows), width), np.nan, dtype=np.float64)
+    for i, (values, keys) in enumerate(rows):
+        if keys is not None:
+            batch[i, keys] = values
+        elif sparse:
+            dense = values.astype(np.float64)
+            batch[i] = np.where(dense == 0, np.nan, dense)
+        else:
+            batch[i] = values
     return batch.astype(dtype, copy=False)
 
 
@@ -457,13 +581,30 @@ def encode(predictions: Array, accept: str | None, *, accepted: Sequence[str]) -
     raise UnsupportedAcceptError(accept or kind, [a for a in accepted_t if media_type(a) in (CSV, JSON, NPY)])
 
 
-def decode_predictions(body: bytes, content_type: str) -> Array:
-    """Parse a response body written by :func:`encode` (client side) into a float64 array.
+def container_csv(predictions: Array) -> bytes:
+    """The XGBoost container's CSV answer: ``",".join(map(str, predictions.tolist()))``.
 
-    CSV cannot tell a one-row multi-output answer from several one-value rows; a single line
-    comes back 1-D. Use JSON or NPY where the shape matters.
+    One line without a trailing newline; a 2-D prediction (multi-output) is a row per item in
+    Python's list notation, ``[0.1, 0.9],[0.3, 0.7]``, which the container keeps for
+    compatibility although it is not valid CSV.
+    """
+    return ",".join(map(str, np.asarray(predictions).tolist())).encode()
+
+
+def decode_predictions(body: bytes, content_type: str) -> Array:
+    """Parse a response body written by :func:`encode` or :func:`container_csv` (client side)
+    into a float64 array.
+
+    Line-based CSV cannot tell a one-row multi-output answer from several one-value rows; a
+    single line comes back 1-D. The container's 2-D CSV (``[..],[..]``) keeps its shape.
     """
     kind = media_type(content_type)
+    if kind == CSV and body.lstrip().startswith(b"["):
+        # The container's 2-D answer: Python lists joined by ",".
+        try:
+            return np.asarray(json.loads(b"[" + body + b"]"), dtype=np.float64)
+        except ValueError:
+            raise PayloadError(f"Expected rows of numbers in a CSV answer, received {_quote(body)}") from None
     if kind == CSV:
         lines = [line for line in body.strip().split(b"\n") if line.strip()]
         try:

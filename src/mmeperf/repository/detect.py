@@ -21,8 +21,9 @@ def detect_backend(directory: PathLike, *, hint: str | None = None) -> str | Non
 
     ``hint`` (a manifest's ``backend``) wins when given. Otherwise every registered backend's
     ``artifact_patterns`` are matched against the folder's file names; a backend matching an
-    exact file name wins over one matching only a wildcard; plugins that fail to import are
-    skipped, so one broken plugin cannot hide the others.
+    exact file name wins over one matching only a wildcard; when none matches, the first
+    backend whose ``claims`` accepts the folder; plugins that fail to import are skipped, so
+    one broken plugin cannot hide the others.
     """
     if hint:
         return hint
@@ -44,7 +45,20 @@ def detect_backend(directory: PathLike, *, hint: str | None = None) -> str | Non
         # backend's side files (signature.json) could match; ties go to name order.
         if score and (best is None or score > best[0]):
             best = (score, name)
-    return best[1] if best else None
+    return best[1] if best else _claimed_otherwise(folder)
+
+
+def _claimed_otherwise(folder: Path) -> str | None:
+    """The first backend whose own ``claims`` takes the folder when no file name matched
+    (XGBoost: one model file of any name, as its SageMaker container loads)."""
+    for name in sorted(available(BACKENDS)):
+        try:
+            claims = getattr(get_backend_class(name), "claims", None)
+            if claims is not None and claims(folder):
+                return name
+        except PluginError:
+            continue
+    return None
 
 
 def _claim_strength(patterns: tuple[str, ...], names: list[str]) -> int:

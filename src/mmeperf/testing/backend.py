@@ -102,7 +102,8 @@ class BackendConformance:
             wide = ",".join(["1"] * (n_features + 1)).encode()
             bodies[codecs.CSV].append(wide)
             bodies[codecs.JSON].append(b"[" + wide + b"]")
-            bodies[codecs.LIBSVM].append(f"1 {n_features}:1.0".encode())
+            # Index 0 makes the body 0-based whatever convention the decoder detects.
+            bodies[codecs.LIBSVM].append(f"1 0:1.0 {n_features}:1.0".encode())
             bodies[codecs.NPY].append(_npy(np.ones((2, n_features + 1), dtype=np.float32)))
         out: list[tuple[str, bytes]] = []
         for content_type in self._backend_class().content_types:

@@ -60,7 +60,11 @@ def csv_body(rows: Array) -> bytes:
 
 
 def parse_csv_predictions(body: bytes) -> Array:
-    return np.array([float(v) for v in body.decode().replace("\n", ",").split(",") if v], dtype=np.float32)
+    """Predictions of an XGBoost answer, flat: the default JSON array or a CSV line."""
+    text = body.decode().strip()
+    if text.startswith("["):  # JSON, the container's default answer (or its 2-D CSV rows)
+        return np.array(json.loads(f"[{text}]"), dtype=np.float32).reshape(-1)
+    return np.array([float(v) for v in text.replace("\n", ",").split(",") if v], dtype=np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -51,8 +51,9 @@ def test_boto3_gets_xgboost_predictions_from_all_51_models(churn: Churn, served:
         rows = churn.rows(state, 3)
         for body, expected in ((csv_body(rows[:1]), churn.expected(state, rows[:1])),
                                (csv_body(rows), churn.expected(state, rows))):
+            # The XGBoost container answers JSON unless asked for CSV (handler_service.py).
             out = client.invoke_endpoint(EndpointName="local-mme", TargetModel=churn.target(state),
-                                         Body=body, ContentType="text/csv")
+                                         Body=body, ContentType="text/csv", Accept="text/csv")
             assert out["ContentType"] == "text/csv"
             assert out["InvokedProductionVariant"] == "AllTraffic"
             assert out["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
@@ -118,7 +119,7 @@ def test_bad_payload_is_a_model_error_wrapping_the_containers_400(churn: Churn, 
     before = ep.metrics()
     with pytest.raises(client.exceptions.ModelError) as info:
         client.invoke_endpoint(EndpointName="local-mme", TargetModel=churn.target("CA"),
-                               Body=b"1,2,3", ContentType="text/csv")
+                               Body=b",".join([b"1"] * 18), ContentType="text/csv")  # wider than the model
     assert info.value.response["OriginalStatusCode"] == 400
     assert "17" in info.value.response["OriginalMessage"]
     with pytest.raises(client.exceptions.ModelError) as info:
@@ -202,7 +203,7 @@ def test_container_contract(churn: Churn, served: Any) -> None:
     status, _, body = req("POST", "/invocations", csv_body(rows),
                           {"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": target})
     assert status == 200
-    status, _, body = req("POST", f"/models/{target}/invoke", b"1,2", {"Content-Type": "text/csv"})
+    status, _, body = req("POST", f"/models/{target}/invoke", b",".join([b"1"] * 18), {"Content-Type": "text/csv"})
     assert status == 400 and "17" in json.loads(body)["message"]
     listing = json.loads(req("GET", "/models?limit=2")[2])
     assert len(listing["models"]) == 2 and "nextPageToken" in listing

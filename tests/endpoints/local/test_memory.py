@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,12 @@ def test_memory_endpoint_serves_like_the_local_one(two_models: tuple[ModelReposi
         for target, booster in boosters.items():
             result = ep.invoke(target, body)
             assert result.ok and result.cache is CacheState.MISS, result.error_message
-            got = np.array(result.body.decode().split(","), dtype=np.float32)
+            got = np.array(json.loads(result.body), dtype=np.float32)  # the container's default: JSON
             np.testing.assert_array_equal(got, booster.predict(xgboost.DMatrix(rows)))  # type: ignore[attr-defined]
         assert ep.invoke("alpha.tar.gz", body).cache is CacheState.HIT
         missing = ep.invoke("nope.tar.gz", b"1")
         assert (missing.status, missing.error_code) == (400, "ValidationError")
-        bad = ep.invoke("alpha.tar.gz", b"1,2")
+        bad = ep.invoke("alpha.tar.gz", b"1,2,3,4,5")  # wider than the model (short rows are missing values)
         assert (bad.status, bad.error_code) == (424, "ModelError")
         assert sorted(ep.loaded_models()) == ["alpha.tar.gz", "beta.tar.gz"]
         metrics = ep.metrics()
