@@ -32,6 +32,7 @@ def serve(
     disk_cache: Annotated[str, typer.Option(help="Most bytes of unpacked artifacts kept on disk for unloaded models ('none': no limit; 0: delete on unload).")] = "4GiB",
     ready_file: Annotated[str | None, typer.Option(hidden=True, help="Write {host, port, pid} here once serving.")] = None,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
+    fast_path: Annotated[bool, typer.Option("--fast-path/--no-fast-path", help="Compile small XGBoost models' trees (verified bit-exact, kept only where measured faster).")] = True,
 ) -> None:
     """Serve REPOSITORY as a SageMaker-compatible multi-model endpoint until Ctrl-C."""
     from mmeperf.endpoints.local.config import ServerConfig
@@ -54,6 +55,7 @@ def serve(
             max_batch_size=max_batch_size,
             cache_dir=cache_dir,
             disk_cache_bytes=None if disk_cache.lower() == "none" else parse_size(disk_cache),
+            fast_path=fast_path,
         ).check()
     except (ConfigurationError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -68,3 +68,64 @@ def test_models_it_cannot_reproduce_keep_xgboost(tmp_path: Path) -> None:
     sub = _runner(binary, tmp_path / "sub")
     sub.__class__ = Subclass
     assert compile_runner(sub) is sub
+
+
+def _model(trees: int, depth: int) -> xgboost.Booster:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, 6)).astype(np.float32)
+    return xgboost.train({"objective": "reg:squarederror", "max_depth": depth, "nthread": 1},
+                         xgboost.DMatrix(x, label=x[:, 0] * x[:, 1]), trees)
+
+
+def test_compiling_happens_in_the_compiler_process(tmp_path: Path) -> None:
+    import os
+
+    from mmeperf.endpoints.local import fastpath
+
+    fastpath.shutdown_compiler()
+    compiled = compile_runner(_runner(_model(10, 3), tmp_path))
+    assert isinstance(compiled, CompiledXGBoostRunner)
+    proc = fastpath._COMPILER._proc
+    assert proc is not None and proc.poll() is None and proc.pid != os.getpid()
+    fastpath.shutdown_compiler()
+    assert proc.poll() is not None
+
+
+def test_models_too_large_to_pay_keep_xgboost(tmp_path: Path) -> None:
+    from mmeperf.endpoints.local.fastpath import MAX_PATH_COMPARISONS, build_compiled_trees
+
+    runner = _runner(_model(500, 6), tmp_path)
+    reason = build_compiled_trees(bytes(runner.booster.save_raw(raw_format="ubj")), runner.n_features)
+    assert isinstance(reason, str) and str(MAX_PATH_COMPARISONS) in reason
+    assert compile_runner(runner) is runner
+
+
+def test_batches_past_the_comparison_bound_go_to_xgboost(tmp_path: Path) -> None:
+    from mmeperf.endpoints.local.fastpath import BATCH_MAX_COMPARISONS, ROW_COST_COMPARISONS
+
+    compiled = compile_runner(_runner(_model(60, 6), tmp_path), in_process=True)
+    assert isinstance(compiled, CompiledXGBoostRunner)
+    assert compiled.max_rows * (compiled.path_comparisons + ROW_COST_COMPARISONS) <= BATCH_MAX_COMPARISONS
+    calls: list[int] = []
+    inner_predict = compiled.inner.predict
+
+    def spy(batch: object) -> np.ndarray:
+        calls.append(len(batch))  # type: ignore[arg-type]
+        return inner_predict(batch)  # type: ignore[arg-type]
+
+    compiled.inner.predict = spy  # type: ignore[method-assign]
+    rows = np.random.default_rng(0).normal(size=(compiled.max_rows + 1, 6)).astype(np.float32)
+    compiled.predict(rows[: compiled.max_rows])
+    assert calls == []
+    compiled.predict(rows)
+    assert calls == [compiled.max_rows + 1]
+
+
+def test_no_measured_gain_turns_the_fast_path_off(tmp_path: Path, monkeypatch: object) -> None:
+    from mmeperf.endpoints.local import fastpath
+
+    runner = _runner(_model(10, 3), tmp_path)
+    assert isinstance(compile_runner(runner, in_process=True), CompiledXGBoostRunner)
+    monkeypatch.setattr(fastpath, "MIN_GAIN", 0.0)  # type: ignore[attr-defined]
+    assert compile_runner(runner, in_process=True) is runner
+    assert isinstance(compile_runner(runner, in_process=True, check_gain=False), CompiledXGBoostRunner)

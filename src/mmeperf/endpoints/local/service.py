@@ -152,6 +152,9 @@ class MMEService:
         """Release models, pools and the disk cache (after in-flight requests finished)."""
         if self._cache is not None:
             self._cache.close()
+        from mmeperf.endpoints.local.fastpath import shutdown_compiler
+
+        shutdown_compiler()
         for pool in (self._infer_pool, self._load_pool, self._compile_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
