@@ -6,7 +6,7 @@ Heavy imports (pandas, the runner) happen inside the command, so ``mmeperf --hel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -31,17 +31,23 @@ def register(cli: CLI) -> None:
         label_column: Annotated[str | None, typer.Option("--label-column", help="Label column, dropped from the payload.")] = None,
         models: Annotated[list[str] | None, typer.Option("--models", help="Target models when there is no model column (uniform).")] = None,
         content_type: Annotated[str | None, typer.Option("--content-type")] = None,
-        users: Annotated[int, typer.Option("--users", min=1)] = 300,
-        spawn_rate: Annotated[float, typer.Option("--spawn-rate", min=0.001)] = 5.0,
-        duration: Annotated[str, typer.Option("--duration", help="15m, 90s, 1h30m ...")] = "15m",
+        users: Annotated[int | None, typer.Option("--users", min=1, help="Concurrent users (default 10; reference 300).")] = None,
+        spawn_rate: Annotated[float | None, typer.Option("--spawn-rate", min=0.001, help="Users started per second (default 5).")] = None,
+        duration: Annotated[str | None, typer.Option("--duration", help="30s (default), 15m, 1h30m ...")] = None,
         wait: Annotated[str, typer.Option("--wait", help="Per-user pause between requests, 'MIN:MAX' seconds.")] = "0:2",
-        workers: Annotated[int, typer.Option("--workers", min=0, help="Locust workers (0: one process).")] = 0,
+        workers: Annotated[int | None, typer.Option("--workers", min=0, help="Locust workers (default 0: one process; reference 2).")] = None,
+        reference_scale: Annotated[bool, typer.Option(
+            "--reference-scale", help="The AIM408 reference's scale: 300 users, spawn 5/s, 15m, 2 workers "
+            "(explicit --users/--spawn-rate/--duration/--workers still win).")] = False,
+        zipf: Annotated[float | None, typer.Option("--zipf", min=0.0001, help="Zipf(S) popularity over the target models (the first the most popular).")] = None,
+        weights: Annotated[Path | None, typer.Option("--weights", help="Popularity file: CSV/TSV lines 'model,weight' or a JSON/YAML mapping.")] = None,
+        schema: Annotated[bool, typer.Option("--schema", help="Print the bench spec's JSON Schema and exit.")] = False,
         user: Annotated[str, typer.Option("--user", help="http, boto3 or endpoint.")] = "http",
         region: Annotated[str | None, typer.Option("--region", help="Sign requests with SigV4 for this AWS region.")] = None,
-        instance_type: Annotated[str | None, typer.Option("--instance-type", help="Label for file names and reports.")] = None,
+        instance_type: Annotated[str | None, typer.Option("--instance-type", "--instance-profile", help="Instance type label for file names, reports and prices (a label only: serve --instance-profile emulates).")] = None,
         platform: Annotated[str | None, typer.Option("--platform", help="Backend label (xgboost, pt, trt ...).")] = None,
         web_ui: Annotated[bool, typer.Option("--web-ui", help="Serve Locust's web UI on 127.0.0.1:8089 to watch.")] = False,
-        out: Annotated[Path | None, typer.Option("--out", help="Result folder (one per run).")] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Result folder, one per run (default: mmeperf-out/bench-<timestamp>).")] = None,
         overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
         threshold: Annotated[list[str] | None, typer.Option(
             "--threshold", help="Fail the run (exit 1) unless it holds, k6-style: p99<10ms, p95<200, "
@@ -59,6 +65,17 @@ def register(cli: CLI) -> None:
         from mmeperf.errors import ConfigurationError, LoadTestError
         from mmeperf.load.thresholds import EXIT_LOAD_ERROR, EXIT_USAGE
 
+        if schema:
+            import json
+
+            typer.echo(json.dumps(bench_spec_schema(), indent=1))
+            return
+        first_try: dict[str, Any] = {"users": 10, "spawn_rate": 5.0, "duration": "30s", "workers": 0}
+        scale = REFERENCE_SCALE if reference_scale else first_try
+        users = int(scale["users"]) if users is None else users
+        spawn_rate = float(scale["spawn_rate"]) if spawn_rate is None else spawn_rate
+        duration = str(scale["duration"]) if duration is None else duration
+        workers = int(scale["workers"]) if workers is None else workers
         try:
             options = _options(
                 spec, endpoint_url=endpoint_url, endpoint_name=endpoint_name, data=data,
@@ -66,7 +83,7 @@ def register(cli: CLI) -> None:
                 label_column=label_column, models=models, content_type=content_type, users=users,
                 spawn_rate=spawn_rate, duration=duration, wait=wait, workers=workers, user=user,
                 region=region, instance_type=instance_type, platform=platform, web_ui=web_ui, out=out,
-                overwrite=overwrite, threshold=threshold or [], warmup=warmup,
+                overwrite=overwrite, threshold=threshold or [], warmup=warmup, zipf=zipf, weights=weights,
             )
             _preflight(options)
         except ConfigurationError as exc:
@@ -89,6 +106,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _options(spec: Path | None, **cli: Any) -> dict[str, Any]:
+    from pydantic import ValidationError
+
     from mmeperf.errors import ConfigurationError
     from mmeperf.load.profile import LoadProfile
     from mmeperf.load.traffic import Traffic
@@ -102,7 +121,13 @@ def _options(spec: Path | None, **cli: Any) -> dict[str, Any]:
             raise ConfigurationError(f"Cannot read bench spec {str(spec)!r}: {exc}") from exc
         if not isinstance(doc, dict) or "profile" not in doc:
             raise ConfigurationError(f"Bench spec {str(spec)!r} needs a mapping with a 'profile' key")
-        profile = LoadProfile.from_dict(doc["profile"])
+        unknown = sorted(set(doc) - set(bench_spec_schema()["properties"]))
+        if unknown:
+            raise ConfigurationError(f"Bench spec {str(spec)!r}: unknown keys {unknown}; see mmeperf bench --schema")
+        try:
+            profile = LoadProfile.from_dict(doc["profile"])
+        except ValidationError as exc:
+            raise ConfigurationError(f"Bench spec {str(spec)!r}: {_one_line(exc, wait='')}") from exc
         profile.traffic.resolve_paths(spec.parent)
         out = doc.get("out") or cli["out"]
         return {
@@ -119,25 +144,189 @@ def _options(spec: Path | None, **cli: Any) -> dict[str, Any]:
             "overwrite": bool(doc.get("overwrite", cli["overwrite"])),
             "thresholds": _thresholds([*_as_list(doc.get("thresholds")), *cli["threshold"]]),
         } | _with_warmup(profile, cli["warmup"])
-    if cli["data"] is None and not cli["models"]:
+    models = _split(cli["models"])
+    if cli["data"] is None and not models:
         raise ConfigurationError("Give a SPEC file, or --data (and --model-column or --models)")
+    if cli["data"] is not None:
+        _check_data(Path(cli["data"]))
+    distribution, weights = _popularity(models, cli["zipf"], cli["weights"])
+    if not models and not cli["model_column"]:
+        models = _endpoint_targets(cli["endpoint_url"])
     lo, _, hi = cli["wait"].partition(":")
-    traffic = Traffic(
-        data=None if cli["data"] is None else str(cli["data"]),
-        model_column=cli["model_column"],
-        model_template=cli["model_template"],
-        drop_columns=_split(cli["drop_columns"]),
-        label_column=cli["label_column"],
-        models=_split(cli["models"]),
-        content_type=cli["content_type"],
-    )
-    profile = LoadProfile.constant(
-        users=cli["users"], spawn_rate=cli["spawn_rate"], duration=cli["duration"], traffic=traffic,
-        wait={"min": lo or 0, "max": hi or lo or 0},
-    )
+    _check_wait(cli["wait"], lo, hi or lo)
+    try:
+        traffic = Traffic(
+            data=None if cli["data"] is None else str(cli["data"]),
+            model_column=cli["model_column"],
+            model_template=cli["model_template"],
+            drop_columns=_split(cli["drop_columns"]),
+            label_column=cli["label_column"],
+            models=models,
+            content_type=cli["content_type"],
+            distribution=distribution,
+            zipf_s=cli["zipf"] or 1.0,
+            weights=weights,
+        )
+        profile = LoadProfile.constant(
+            users=cli["users"], spawn_rate=cli["spawn_rate"], duration=cli["duration"], traffic=traffic,
+            wait={"min": lo or 0, "max": hi or lo or 0},
+        )
+    except ValidationError as exc:
+        raise ConfigurationError(_one_line(exc, wait=cli["wait"])) from exc
     return {**{k: cli[k] for k in ("endpoint_url", "endpoint_name", "workers", "user", "region",
                                    "instance_type", "platform", "web_ui", "out", "overwrite")},
             "thresholds": _thresholds(cli["threshold"])} | _with_warmup(profile, cli["warmup"])
+
+
+#: ``--reference-scale``: the AIM408 churn reference's Locust launch.
+REFERENCE_SCALE: dict[str, Any] = {"users": 300, "spawn_rate": 5.0, "duration": "15m", "workers": 2}
+
+
+def _one_line(exc: Any, *, wait: str) -> str:
+    """A pydantic error as one line: the option, what was expected, what was received."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = str(first.get("msg", "")).removeprefix("Value error, ")
+    if "duration" in where:
+        return f"Bad --duration: {message}"
+    if "wait" in where or "min" in where or "max" in where:
+        return f"Bad --wait {wait!r}: expected 'MIN:MAX' seconds (e.g. 0:2 or 0.5), {message}"
+    return f"Bad option ({where or 'traffic'}): {message}, received {first.get('input')!r}"
+
+
+def _check_wait(text: str, lo: str, hi: str) -> None:
+    from mmeperf.errors import ConfigurationError
+    from mmeperf.units import parse_duration
+
+    try:
+        low, high = parse_duration(lo or 0), parse_duration(hi or 0)
+    except (ValueError, ConfigurationError):
+        low = high = -1.0
+    if not 0 <= low <= high:
+        raise ConfigurationError(f"Bad --wait: expected 'MIN:MAX' seconds with 0 <= MIN <= MAX (e.g. 0:2, 0.5 or 1s:3s), received {text!r}")
+
+
+def _check_data(path: Path) -> None:
+    """--data must exist; a CSV whose first line is all numbers probably has no header (warn)."""
+    from mmeperf.errors import ConfigurationError
+
+    if not path.exists():
+        raise ConfigurationError(f"--data: expected a payload CSV, .npy or folder, received {str(path)!r}, which does not exist")
+    if path.is_file() and path.suffix.lower() in (".csv", ".txt", ""):
+        try:
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                first = fh.readline().strip()
+        except OSError:
+            return
+        cells = [c.strip() for c in first.split(",") if c.strip()]
+
+        def number(text: str) -> bool:
+            try:
+                float(text)
+            except ValueError:
+                return False
+            return True
+
+        if cells and all(number(c) for c in cells):
+            typer.secho(
+                f"Warning: {str(path)!r} looks headerless (its first line {first[:60]!r} is all numbers); "
+                "the first line is read as column names, so that row is never sent. Add a header line.",
+                fg=typer.colors.YELLOW, err=True,
+            )
+
+
+def _endpoint_targets(url: str | None) -> list[str]:
+    """Targets from the endpoint's own listing when neither --models nor --model-column is given."""
+    from mmeperf.errors import ConfigurationError
+    from mmeperf.load.benchmark import check_url
+    from mmeperf.load.servermetrics import endpoint_models
+
+    if not url:
+        return []
+    from mmeperf.load.benchmark import probe_target
+
+    check_url(url)
+    problem = probe_target(url)
+    if problem is not None:
+        raise ConfigurationError(f"The endpoint at {url} did not answer: {problem}; is it running?")
+    models = endpoint_models(url)
+    if not models:
+        raise ConfigurationError(
+            f"No target models: expected --models A,B or --model-column COLUMN, received neither, and the "
+            f"endpoint at {url} lists none (GET /mmeperf/models, GET /models)"
+        )
+    typer.echo(f"Targets: the endpoint's {len(models)} models ({', '.join(models[:3])}{', ...' if len(models) > 3 else ''})", err=True)
+    return models
+
+
+def _popularity(models: list[str], zipf: float | None,
+                weights_file: Path | None) -> tuple[Literal["uniform", "zipf", "weights"], Any]:
+    """(distribution, weights) from --zipf / --weights."""
+    from mmeperf.errors import ConfigurationError
+
+    if zipf is not None and weights_file is not None:
+        raise ConfigurationError("Give --zipf or --weights, not both")
+    if zipf is not None:
+        return "zipf", None
+    if weights_file is None:
+        return "uniform", None
+    try:
+        text = weights_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"--weights: expected a readable file, received {str(weights_file)!r} ({exc.strerror})") from exc
+    mapping: dict[str, float] = {}
+    if weights_file.suffix.lower() in (".json", ".yaml", ".yml"):
+        import yaml
+
+        doc = yaml.safe_load(text)
+        if not isinstance(doc, dict):
+            raise ConfigurationError(f"--weights {str(weights_file)!r}: expected a mapping model -> weight")
+        items: list[Any] = list(doc.items())
+    else:
+        items = [[part.strip() for part in line.replace("\t", ",").split(",")[:2]]
+                 for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    for item in items:
+        try:
+            mapping[str(item[0])] = float(item[1])
+        except (IndexError, ValueError):
+            if mapping or str(item[0]).lower() not in ("model", "name", "target"):  # a header line
+                raise ConfigurationError(
+                    f"--weights {str(weights_file)!r}: expected lines 'model,weight', received {item!r}"
+                ) from None
+    if not models:
+        models.extend(mapping)
+    return "weights", mapping
+
+
+def bench_spec_schema() -> dict[str, Any]:
+    """JSON Schema of a bench spec file (``mmeperf bench SPEC``; YAML or JSON)."""
+    from mmeperf.load.profile import LoadProfile
+
+    profile = LoadProfile.model_json_schema()
+    defs = profile.pop("$defs", {})
+    string = {"type": "string"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "mmeperf bench spec",
+        "type": "object",
+        "required": ["profile"],
+        "additionalProperties": False,
+        "properties": {
+            "profile": profile,
+            "endpoint_url": {**string, "description": "Runtime base URL (http://HOST:PORT)."},
+            "endpoint_name": {**string, "description": "The {name} in /endpoints/{name}/invocations."},
+            "out": {**string, "description": "Result folder, relative to the spec file."},
+            "workers": {"type": "integer", "minimum": 0, "description": "Locust workers (0: one process)."},
+            "user": {"enum": ["http", "boto3", "endpoint"]},
+            "region": {**string, "description": "Sign requests with SigV4 for this AWS region."},
+            "instance_type": {**string, "description": "Instance type label for file names, reports and prices."},
+            "platform": {**string, "description": "Backend label (xgboost, pt, trt ...)."},
+            "web_ui": {"type": "boolean"},
+            "overwrite": {"type": "boolean"},
+            "thresholds": {"type": "array", "items": string, "description": "k6-style checks, e.g. p99<50ms."},
+        },
+        "$defs": defs,
+    }
 
 
 def _as_list(value: Any) -> list[str]:
@@ -181,7 +370,9 @@ def _preflight(options: dict[str, Any]) -> None:
     if not url:
         raise ConfigurationError("Give --endpoint-url (or endpoint_url in the spec)")
     if options["out"] is None:
-        raise ConfigurationError("Give --out DIR (or out in the spec): one result folder per run")
+        import time
+
+        options["out"] = Path("mmeperf-out") / time.strftime("bench-%Y%m%d-%H%M%S")
     check_url(url)
     if options["user"] in ("http", "boto3"):
         problem = probe_target(url)
@@ -217,11 +408,19 @@ def _run(options: dict[str, Any]) -> int:
             )
 
         auth = AwsAuth(region=options["region"]) if options["region"] else None
+        source = status = None
+        if options["user"] in ("http", "boto3") and auth is None:
+            from mmeperf.load.servermetrics import discover_metrics, endpoint_status
+
+            url = options["endpoint_url"]
+            source = discover_metrics(url)
+            status = (lambda: endpoint_status(url)) if source is not None else None
         result = Benchmark(
             options["endpoint_url"], profile, workers=options["workers"], user=options["user"],
             endpoint_name=options["endpoint_name"], auth=auth, instance_type=options["instance_type"],
             platform=options["platform"], web_ui=options["web_ui"], progress=on_progress,
             overwrite=options["overwrite"], thresholds=options["thresholds"],
+            server_metrics=source, server_status=status,
         ).run(options["out"])
     out = Console()
     columns = ("stage", "users", "requests", "failures", "rps", "ok_rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
@@ -251,6 +450,11 @@ def _run(options: dict[str, Any]) -> int:
         )
     if result.stop_reason:
         out.print(f"Stopped early: {result.stop_reason}")
+    for line in _cache_caveat(result):
+        out.print(f"Caveat: {line}", markup=False, highlight=False)
+    if not result.server_metrics.empty:
+        out.print(f"Server metrics: {len(result.server_metrics)} intervals in server_metrics.csv; "
+                  f"report with: mmeperf report {result.out_dir}", markup=False, highlight=False)
     verdict = result.verdict
     if verdict is None:
         return 0
@@ -266,6 +470,26 @@ def _run(options: dict[str, Any]) -> int:
         for reason in verdict.reasons:
             out.print(f"Result: FAILED: {reason}", markup=False, highlight=False)
     return verdict.exit_code
+
+
+def _cache_caveat(result: Any) -> list[str]:
+    """The thrash caveat for one run: models unloaded after the warm-up (server metrics)."""
+    from mmeperf.results.compare import THRASH_MARK
+    from mmeperf.results.folders import metrics_from_intervals
+
+    metrics = result.server_metrics
+    if metrics.empty:
+        return []
+    warm_s = (result.warmup or {}).get("duration_s")
+    end = metrics_from_intervals(metrics)
+    start = metrics_from_intervals(metrics, until_s=float(warm_s)) if warm_s is not None else None
+    unloads = end.model_unloads - (start.model_unloads if start else 0)
+    if unloads <= 0:
+        return []
+    cold = (result.info.get("run", {}).get("report") or {}).get("cold_share")
+    cold_text = f"; {cold:.0%} of requests were cold" if isinstance(cold, (int, float)) else ""
+    return [f"the endpoint {THRASH_MARK}: {unloads} unloads after warm-up{cold_text}. Its latency "
+            "includes model loads; read it as a lower bound for SageMaker, where loads are slower."]
 
 
 def _fmt(value: Any) -> str:

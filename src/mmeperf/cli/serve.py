@@ -58,15 +58,87 @@ def serve(
             fast_path=fast_path,
         ).check()
     except (ConfigurationError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        _fail(str(exc), exc)
+    _check_repository(repository)
+    _check_port(host, port)
     budget = config.effective_budget()
     typer.echo(
-        f"mmeperf local MME on http://{host}:{port} serving {repository} "
+        f"mmeperf local MME starting on {host}:{port} serving {repository} "
         f"(endpoint {endpoint_name!r}, budget {'unlimited' if budget is None else budget} bytes"
         f"{', emulating ' + instance_profile if instance_profile else ''})",
         err=True,
     )
-    run(config, ready_file=ready_file, log_level=log_level)
+    announce = _announce_when_ready(ready_file, endpoint_name)
+    try:
+        run(config, ready_file=announce, log_level=log_level)
+    except OSError as exc:
+        _fail(f"Cannot serve on {host}:{port}: {exc.strerror or exc}", exc)
+
+
+def _fail(message: str, exc: BaseException) -> None:
+    """One line on stderr, exit 2 (``mmeperf --debug`` shows the traceback)."""
+    from mmeperf.cli import debug_enabled
+
+    if debug_enabled():
+        raise exc
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2) from exc
+
+
+def _check_repository(repository: str) -> None:
+    """The repository must exist (one line otherwise); an empty one is warned about."""
+    from mmeperf.errors import MmeperfError
+    from mmeperf.repository import ModelRepository
+
+    try:
+        count = len(ModelRepository(repository, create=False).list())
+    except MmeperfError as exc:
+        _fail(str(exc), exc)
+        return
+    if count == 0:
+        typer.secho(f"Warning: {repository!r} holds no models; every request will answer ModelError 404 "
+                    "(expected <name>.tar.gz archives or model folders)", fg=typer.colors.YELLOW, err=True)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before starting when host:port cannot be bound (in use, or not an address here)."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        _fail(f"Cannot listen on {host}:{port}: expected a free port, received one that is "
+              f"{exc.strerror.lower() if exc.strerror else exc} (try another --port, or --port 0 for any free one)", exc)
+
+
+def _announce_when_ready(ready_file: str | None, endpoint_name: str) -> str:
+    """The ready file to give the server; a thread prints the address it bound once it serves."""
+    import json
+    import tempfile
+    import threading
+    import time
+    from pathlib import Path
+
+    path = Path(ready_file) if ready_file else Path(tempfile.mkdtemp(prefix="mmeperf-serve-")) / "ready.json"
+
+    def watch() -> None:
+        while True:
+            try:
+                info = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                time.sleep(0.05)
+                continue
+            host = info["host"]
+            shown = f"[{host}]" if ":" in host else host
+            typer.echo(f"Serving on http://{shown}:{info['port']} (endpoint {endpoint_name!r}; Ctrl-C to stop)", err=True)
+            return
+
+    threading.Thread(target=watch, name="mmeperf-announce", daemon=True).start()
+    return str(path)
 
 
 def register(cli: CLI) -> None:

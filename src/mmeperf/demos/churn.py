@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmeperf.instances import DEFAULT_CATALOG
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from mmeperf.endpoints.base import Endpoint
     from mmeperf.load.benchmark import Progress
     from mmeperf.load.result import BenchmarkResult
-    from mmeperf.results.compare import Comparison, RunSummary
+    from mmeperf.results.compare import RunSummary
 
 __all__ = ["ChurnDemoOptions", "ChurnDemoResult", "run_churn_demo"]
 
@@ -105,32 +104,6 @@ def _warm_up(endpoint: Endpoint, payloads: dict[str, bytes]) -> int:
     return failures
 
 
-def _users_view(history: pd.DataFrame) -> pd.DataFrame:
-    """Client history per user count: requests and failures summed, per-second values averaged."""
-    if history.empty:
-        return pd.DataFrame(columns=["users", "rps", "p50_ms", "p99_ms", "requests", "failures"])
-    frame = history.copy()
-    for column in ("users", "rps", "p50_ms", "p99_ms", "requests", "failures"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame = frame[frame["users"] > 0]
-    bins = min(12, max(frame["users"].nunique(), 1))
-    frame["bucket"] = pd.cut(frame["users"], bins=bins) if bins > 1 else 0
-    grouped = frame.groupby("bucket", observed=True).agg(
-        users=("users", "max"), rps=("rps", "mean"), p50_ms=("p50_ms", "median"),
-        p99_ms=("p99_ms", "median"), requests=("requests", "sum"), failures=("failures", "sum"),
-    )
-    return grouped.reset_index(drop=True)
-
-
-def _distribution(result: BenchmarkResult) -> pd.DataFrame:
-    dist = result.latency_distribution
-    if dist.empty or "stage" not in dist:
-        return dist
-    stages = dist["stage"].astype(str)
-    overall = dist[stages.isin(["all", "total", "overall"])]
-    return overall if not overall.empty else dist
-
-
 def _run_summary(
     label: str,
     itype: str,
@@ -138,68 +111,10 @@ def _run_summary(
     start: ServerMetrics,
     end: ServerMetrics,
 ) -> RunSummary:
-    from mmeperf.results.compare import RunSummary
+    from mmeperf.results.folders import run_summary
 
-    loaded = pd.to_numeric(result.server_metrics.get("LoadedModelCount", pd.Series(dtype=float)), errors="coerce")
-    loaded_max = int(max(loaded.max() if loaded.notna().any() else 0, end.loaded_model_count, start.loaded_model_count))
-    summary = result.summary
-    cold = pd.to_numeric(summary.get("cold_requests", pd.Series(dtype=float)), errors="coerce").sum()
-    requests = result.total_requests
-    return RunSummary(
-        label=label,
-        instance_type=itype,
-        emulated=True,
-        requests=requests,
-        failures=result.total_failures,
-        duration_s=float(result.duration_s or 0.0),
-        p50_ms=result.p50_ms,
-        p95_ms=result.p95_ms,
-        p99_ms=result.p99_ms,
-        cold_share=float(cold) / requests if requests else None,
-        server_start=start,
-        server_end=end,
-        loaded_model_count_max=loaded_max,
-    )
-
-
-def _mean_us(start: ServerMetrics, end: ServerMetrics, field: str) -> float | None:
-    a, b = getattr(start, field), getattr(end, field)
-    n = b.count - a.count
-    return (b.sum_us - a.sum_us) / n if n > 0 else None
-
-
-def _cache_lines(comparison: Comparison, n_models: int) -> list[str]:
-    """What each endpoint's cache did under load, from the server's own counters."""
-    lines = []
-    rows = {row["label"]: row for row in comparison.frame().to_dict("records")}
-    for run in comparison.runs:
-        row = rows[run.label]
-        unloads = int(row["model_unloads_after_warmup"])
-        hit = row["cache_hit_ratio"]
-        hit_text = "n/a" if hit is None or pd.isna(hit) else f"{hit:.1%}"
-        if unloads <= 0:
-            lines.append(
-                f"{run.label} holds {row['loaded_model_count_max']} of {n_models} models with no unloads "
-                f"after warm-up (cache-hit ratio {hit_text})."
-            )
-            continue
-        line = (
-            f"{run.label} thrashes its model cache: {unloads} unloads after warm-up, cache-hit ratio "
-            f"{hit_text}, at most {row['loaded_model_count_max']} of {n_models} models loaded at once."
-        )
-        start = run.server_start or ServerMetrics(timestamp=0.0)
-        load_us = _mean_us(start, run.server_end, "model_loading_time")
-        wait_us = _mean_us(start, run.server_end, "model_loading_wait_time")
-        if load_us is not None and run.cold_share is not None:
-            line += (
-                f" {run.cold_share:.0%} of its requests were cold and waited {(wait_us or 0) / 1000:.1f} ms "
-                f"on average for a model; a load took {load_us / 1000:.1f} ms here. SageMaker's CPU "
-                "containers start a worker process per loaded model, so loads there are much slower "
-                "(the reference measured ModelLoadingTime of about 780 ms): read this endpoint's "
-                "latency as a lower bound and confirm on SageMaker before choosing it."
-            )
-        lines.append(line)
-    return lines
+    summary = run_summary(result, label=label, instance_type=itype, start=start, end=end)
+    return summary.model_copy(update={"emulated": True})
 
 
 def run_churn_demo(
@@ -215,6 +130,7 @@ def run_churn_demo(
     from mmeperf.load.profile import LoadProfile, WaitTime
     from mmeperf.load.traffic import Traffic
     from mmeperf.results.compare import compare
+    from mmeperf.results.folders import overall_distribution, users_view
     from mmeperf.results.report import write_report
 
     opts = options or ChurnDemoOptions()
@@ -308,7 +224,7 @@ def run_churn_demo(
     runs = [_run_summary(itype, itype, results[itype], starts[itype], ends[itype]) for itype in results]
     comparison = compare(runs, n_models=n_models, p99_budget_ms=opts.p99_budget_ms)
     summary_csv = comparison.write_csv(out / "summary_results.csv")
-    cache_lines = _cache_lines(comparison, n_models)
+    cache_lines = comparison.cache_lines()
     emulation = {info.emulation_note for info in infos.values() if info.emulation_note}
     notes = [
         "Latency is measured client-side per request in HDR histograms (exact to 3 significant "
@@ -328,8 +244,8 @@ def run_churn_demo(
         out,
         comparison,
         server_metrics={itype: r.server_metrics for itype, r in results.items()},
-        stages={itype: _users_view(r.history) for itype, r in results.items()},
-        distributions={itype: _distribution(r) for itype, r in results.items()},
+        stages={itype: users_view(r.history) for itype, r in results.items()},
+        distributions={itype: overall_distribution(r) for itype, r in results.items()},
         title=f"Churn workflow: {n_models} XGBoost models on one MME, {' vs '.join(opts.instance_types)}",
         notes=notes,
         extra_verdict=cache_lines,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mmeperf._types import PathLike
 from mmeperf.endpoints.base import Endpoint
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from mmeperf.load.result import BenchmarkResult
 
 __all__ = [
-    "Benchmark", "BenchmarkHandle", "MetricsSampler", "Progress", "check_url", "locustfile_path", "probe_target",
+    "Benchmark", "BenchmarkHandle", "MetricsSampler", "MetricsSource", "Progress", "check_url", "locustfile_path",
+    "probe_target",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _metrics_interval(endpoint: Endpoint | None, override: float | None) -> float:
+def _metrics_interval(endpoint: MetricsSource | None, override: float | None) -> float:
     """Seconds between server metric reads: the override, else the endpoint's own, else 1 s."""
     if override is not None:
         value: Any = override
@@ -179,12 +180,18 @@ class Benchmark:
         python: str | None = None,
         thresholds: Sequence[Threshold | str] = (),
         max_failure_ratio: float = MAX_FAILURE_RATIO,
+        server_metrics: MetricsSource | None = None,
+        server_status: Callable[[], Mapping[str, Any] | None] | None = None,
     ) -> None:
         if workers < 0:
             raise ConfigurationError(f"workers must be >= 0, received {workers}")
         if user not in ("http", "boto3", "endpoint"):
             raise ConfigurationError(f"Unknown user {user!r}; expected one of: http, boto3, endpoint")
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else None
+        #: Where server metrics are read: the endpoint, else a source given for a bare URL
+        #: (:mod:`mmeperf.load.servermetrics`).
+        self.metrics_source: MetricsSource | None = self.endpoint if self.endpoint is not None else server_metrics
+        self.server_status = server_status
         self.profile = profile
         self.workers = workers
         self.user: UserKind = user
@@ -193,7 +200,7 @@ class Benchmark:
         self.web_ui = web_ui
         self.web_port = web_port
         self.sample_metrics = sample_metrics
-        self.metrics_interval_s = _metrics_interval(self.endpoint, metrics_interval_s)
+        self.metrics_interval_s = _metrics_interval(self.metrics_source, metrics_interval_s)
         self.progress = progress
         self.overwrite = overwrite
         self.python = python or sys.executable
@@ -268,7 +275,9 @@ class Benchmark:
         table.save(out / _REQUESTS_FILE)
         models = self.models_loaded if self.models_loaded is not None else len(table.models)
         prefix = F.locust_csv_prefix(self.instance_type, self.platform, models)
-        labels = {"instance_type": self.instance_type, "platform": self.platform, "max_models_loaded": models}
+        # max_models_loaded becomes the server's peak LoadedModelCount when the run ends (if known).
+        labels = {"instance_type": self.instance_type, "platform": self.platform, "max_models_loaded": None,
+                  "target_models": models}
         spec = RunSpec(
             profile=self.profile,
             user=self.user,
@@ -310,7 +319,7 @@ class Benchmark:
             "user": self.user,
             "workers": self.workers,
             "signed": self.auth is not None,
-            "metrics_interval_s": self.metrics_interval_s if self.endpoint is not None and self.sample_metrics else None,
+            "metrics_interval_s": self.metrics_interval_s if self.metrics_source is not None and self.sample_metrics else None,
             "requests_in_table": table_size,
             "target_models": len(models),
         }
@@ -337,6 +346,24 @@ class Benchmark:
         return commands
 
 
+class MetricsSource(Protocol):
+    """Anything whose ``metrics()`` returns cumulative :class:`ServerMetrics` (an Endpoint,
+    :class:`~mmeperf.load.servermetrics.UrlMetrics`)."""
+
+    def metrics(self) -> ServerMetrics: ...
+
+
+def _call_status(status: Callable[[], Mapping[str, Any] | None] | None) -> dict[str, Any] | None:
+    if status is None:
+        return None
+    try:
+        value = status()
+    except Exception as exc:  # a report detail must never break a run
+        log.warning("Reading the server's status failed: %s", exc)
+        return None
+    return dict(value) if value is not None else None
+
+
 class MetricsSampler:
     """Reads ``endpoint.metrics()`` every ``interval_s`` in a thread and appends server_metrics.csv.
 
@@ -347,7 +374,7 @@ class MetricsSampler:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: MetricsSource,
         path: Path,
         *,
         t0: float,
@@ -435,7 +462,8 @@ class BenchmarkHandle:
         except OSError as exc:
             self.kill()
             raise LoadTestError(f"Could not start Locust ({exc})") from exc
-        endpoint = bench.endpoint
+        endpoint = bench.metrics_source
+        self.status_at_start = _call_status(bench.server_status)
         if endpoint is not None and bench.sample_metrics:
             self._sampler = MetricsSampler(
                 endpoint, out_dir / F.SERVER_METRICS_CSV, t0=spec.t0, interval_s=bench.metrics_interval_s,
@@ -611,9 +639,74 @@ class BenchmarkHandle:
                 f"Locust ended (exit code {self.master.returncode}) without finishing the run "
                 f"(status {status!r}); see {self.out_dir}/locust-master.*:\n{tail}"
             )
+        self._write_report_facts(info_path)
         self._write_verdict(info_path)
         self._result = BenchmarkResult.load(self.out_dir)
         return self._result
+
+    def _write_report_facts(self, info_path: Path) -> None:
+        """What a report needs beyond the CSVs, into run.json's ``report``: cold share, method,
+        emulation and the server's peak LoadedModelCount (also written to summary_results.csv's
+        max_models_loaded)."""
+        import pandas as pd
+
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        bench = self.bench
+        totals = info.get("totals") or {}
+        requests = int(totals.get("requests") or 0)
+        cold = totals.get("cold_requests")
+        status_end = _call_status(bench.server_status)
+        status = status_end or self.status_at_start or {}
+        peak: int | None = None
+        metrics_path = self.out_dir / F.SERVER_METRICS_CSV
+        if metrics_path.exists() and metrics_path.stat().st_size:
+            with contextlib.suppress(ValueError, pd.errors.EmptyDataError):
+                metrics = pd.read_csv(metrics_path)
+                loaded = pd.to_numeric(metrics["LoadedModelCount"], errors="coerce") \
+                    if "LoadedModelCount" in metrics else pd.Series(dtype=float)
+                if loaded.notna().any():
+                    peak = int(loaded.max())
+        if isinstance(status_end, dict) and status_end.get("peak_loaded_model_count") is not None:
+            peak = max(peak or 0, int(status_end["peak_loaded_model_count"]))
+        endpoint_info = bench.info
+        emulated = bool(endpoint_info.emulated) if endpoint_info else bool(status.get("emulated"))
+        note = (endpoint_info.emulation_note if endpoint_info else None) or status.get("emulation_note")
+        profile = bench.profile
+        info["report"] = {
+            "cold_requests": cold,
+            "cold_share": (float(cold) / requests) if cold is not None and requests else None,
+            "target_models": self.spec.labels.get("target_models"),
+            "peak_loaded_model_count": peak,
+            "instance_type": bench.instance_type,
+            "instance_profile": (endpoint_info.instance_type if endpoint_info and endpoint_info.emulated else None)
+            or status.get("instance_profile"),
+            "emulated": emulated,
+            "emulation_note": note,
+            "method": {
+                "user": bench.user,
+                "workers": bench.workers,
+                "profile": profile.model_dump(mode="json", exclude={"traffic"}),
+                "traffic": profile.traffic.describe(),
+                "warmup": info.get("warmup") is not None,
+                "server_metrics": None if bench.metrics_source is None or not bench.sample_metrics
+                else getattr(bench.metrics_source, "path", type(bench.metrics_source).__name__),
+                "metrics_interval_s": bench.metrics_interval_s,
+            },
+        }
+        F.atomic_write_json(info_path, info)
+        summary_path = self.out_dir / F.SUMMARY_CSV
+        if peak is not None and summary_path.exists():
+            with contextlib.suppress(ValueError, pd.errors.EmptyDataError, OSError):
+                frame = pd.read_csv(summary_path)
+                frame["max_models_loaded"] = peak
+                names = [str(c) for c in frame.columns]
+                columns = [c for c in F.SUMMARY_COLUMNS if c in names] + [c for c in names if c not in F.SUMMARY_COLUMNS]
+                records = [{str(k): v for k, v in row.items()}
+                           for row in frame.astype(object).where(frame.notna(), None).to_dict("records")]
+                F.atomic_write_csv(summary_path, columns, records)
 
     def _write_verdict(self, info_path: Path) -> RunVerdict | None:
         """Judge the finished run (thresholds, failure share) and add the verdict to run.json."""

@@ -56,7 +56,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "name",
     "instance_type",
     "platform",
-    "max_models_loaded",
+    "max_models_loaded",  # the server's peak LoadedModelCount where it reports one, else empty
+    "target_models",  # models the traffic targets
     "users",
     "target_rate",
     "start_s",

@@ -88,6 +88,7 @@ def summary_rows(
                 "instance_type": labels.get("instance_type"),
                 "platform": labels.get("platform"),
                 "max_models_loaded": labels.get("max_models_loaded"),
+                "target_models": labels.get("target_models"),
                 "users": users,
                 "target_rate": plan.rate,
                 "start_s": plan.start_s,

@@ -11,10 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mmeperf.load.result import BenchmarkResult
+    from mmeperf.results.folders import FolderReport, report_from_folders
 
-__all__ = ["BenchmarkResult"]
+__all__ = ["BenchmarkResult", "FolderReport", "report_from_folders"]
 
-_LAZY = {"BenchmarkResult": "mmeperf.load.result"}
+_LAZY = {
+    "BenchmarkResult": "mmeperf.load.result",
+    "FolderReport": "mmeperf.results.folders",
+    "report_from_folders": "mmeperf.results.folders",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from mmeperf.results.cost import (
     recommend,
 )
 
-__all__ = ["SUMMARY_COLUMNS", "Comparison", "RunSummary", "compare"]
+__all__ = ["SUMMARY_COLUMNS", "THRASH_MARK", "Comparison", "RunSummary", "cache_lines", "compare"]
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "label",
@@ -122,6 +122,67 @@ class Comparison(BaseModel):
     def write_csv(self, path: Path) -> Path:
         self.frame().to_csv(path, index=False)
         return path
+
+    def cache_lines(self) -> list[str]:
+        """What each endpoint's cache did under load, from the server's own counters; a run that
+        unloaded models after warm-up gets the thrash caveat (cold share, waits, load time)."""
+        return cache_lines(self)
+
+    def caveats(self) -> list[str]:
+        """The thrash caveats only: one line per run that unloaded models after warm-up."""
+        return [line for line in cache_lines(self) if THRASH_MARK in line]
+
+    def verdict_lines(self) -> list[str]:
+        """The recommendation and every cache line: what any verdict prints."""
+        return [self.recommendation.explanation, *self.cache_lines()]
+
+
+#: Words every thrash caveat holds (tests and callers find the caveat by them).
+THRASH_MARK = "thrashes its model cache"
+
+
+def _mean_us(start: ServerMetrics, end: ServerMetrics, field: str) -> float | None:
+    a, b = getattr(start, field), getattr(end, field)
+    n = b.count - a.count
+    return (b.sum_us - a.sum_us) / n if n > 0 else None
+
+
+def cache_lines(comparison: Comparison) -> list[str]:
+    """See :meth:`Comparison.cache_lines`."""
+    lines = []
+    n_models = comparison.n_models
+    rows = {row["label"]: row for row in comparison.frame().to_dict("records")}
+    for run in comparison.runs:
+        row = rows[run.label]
+        unloads = int(row["model_unloads_after_warmup"])
+        hit = row["cache_hit_ratio"]
+        hit_text = "n/a" if hit is None or pd.isna(hit) else f"{hit:.1%}"
+        if unloads <= 0:
+            lines.append(
+                f"{run.label} holds {row['loaded_model_count_max']} of {n_models} models with no unloads "
+                f"after warm-up (cache-hit ratio {hit_text})."
+            )
+            continue
+        line = (
+            f"{run.label} {THRASH_MARK}: {unloads} unloads after warm-up, cache-hit ratio "
+            f"{hit_text}, at most {row['loaded_model_count_max']} of {n_models} models loaded at once."
+        )
+        start = run.server_start or ServerMetrics(timestamp=0.0)
+        load_us = _mean_us(start, run.server_end, "model_loading_time")
+        wait_us = _mean_us(start, run.server_end, "model_loading_wait_time")
+        if run.cold_share is not None:
+            line += f" {run.cold_share:.0%} of its requests were cold"
+            line += f" and waited {(wait_us or 0) / 1000:.1f} ms on average for a model" if wait_us is not None else ""
+            line += "."
+        if load_us is not None:
+            line += (
+                f" A load took {load_us / 1000:.1f} ms here. SageMaker's CPU containers start a worker "
+                "process per loaded model, so loads there are much slower (the reference measured "
+                "ModelLoadingTime of about 780 ms): read this endpoint's latency as a lower bound and "
+                "confirm on SageMaker before choosing it."
+            )
+        lines.append(line)
+    return lines
 
 
 def compare(

@@ -118,6 +118,10 @@ class MMEApp:
             if path == b"/mmeperf/metrics":
                 return Reply(200, [(b"content-type", b"application/json")],
                              service.counters.snapshot().model_dump_json().encode())
+            if path == b"/mmeperf/models":  # the repository's targets (bench's default targets)
+                entries = await asyncio.get_running_loop().run_in_executor(None, service.repository.list)
+                return Reply(200, [(b"content-type", b"application/json")],
+                             json.dumps({"models": [e.target for e in entries]}).encode())
             if path == b"/mmeperf/status":
                 return Reply(200, [(b"content-type", b"application/json")],
                              json.dumps(service.status()).encode())
