@@ -20,6 +20,7 @@ __all__ = [
     "bar_heights",
     "dashboard_panel",
     "formats_comparison",
+    "hit_ratio_vs_cache_size",
     "latency_throughput_vs_users",
     "warm_cold_distribution",
 ]
@@ -252,6 +253,47 @@ def formats_comparison(formats: pd.DataFrame, path: Path, *, model_name: str) ->
         f"higher is better, except latency, shown as a multiple of the lowest)",
         fontsize=9,
     )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def hit_ratio_vs_cache_size(
+    curve: Sequence[Mapping[str, Any]],
+    path: Path,
+    *,
+    simulated: Sequence[tuple[float, float, str]] = (),
+    measured: Sequence[tuple[float, float, str]] = (),
+    title: str = "Hit ratio against cache size",
+) -> Path:
+    """Hit ratio against models that fit: Che's approximation and LRU counts as lines, points beside.
+
+    ``curve``: rows with ``models_that_fit``, ``che`` and optionally ``simulated`` (an LRU cache
+    under independent requests, counted). ``simulated`` / ``measured``: (models that fit, hit
+    ratio, label) of whole-MME simulations and of real runs.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    sizes = [float(r["models_that_fit"]) for r in curve]
+    ax.plot(sizes, [r["che"] for r in curve], color="tab:blue", label="Che's approximation")
+    lru = [(x, r.get("simulated")) for x, r in zip(sizes, curve, strict=True) if r.get("simulated") is not None]
+    if lru:
+        ax.plot([x for x, _ in lru], [y for _, y in lru], linestyle="--", marker=".", color="tab:gray",
+                label="LRU, independent requests (counted)")
+    for points, marker, color, kind in ((simulated, "o", "tab:orange", "MME simulation"),
+                                        (measured, "X", "tab:red", "measured")):
+        if points:
+            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, s=60, color=color,
+                       zorder=3, label=kind)
+            for x, y, label in points:
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel("models that fit in the cache")
+    ax.set_ylabel("hit ratio (ModelCacheHit)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
