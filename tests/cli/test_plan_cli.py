@@ -33,7 +33,7 @@ def test_plan_ranks_types_by_cost_with_reasons_and_writes_plan_json(tmp_path: Pa
     out = _plan(str(cal), "--models", "60", "--rate", "80", "--duration", "20s", "--p99", "50ms",
                 "--max-cost", "0.3", "--types", "ml.c5.large,ml.c5.xlarge", "--types", "ml.g4dn.xlarge",
                 "--counts", "1-2", "--zipf", "1.1", "--out", str(tmp_path / "plan"),
-                "--hit-ratio-chart", str(tmp_path / "hit.png"))
+                "--hit-ratio-chart", str(tmp_path / "hit.png"), "--report", str(tmp_path / "report"))
     assert out.returncode == 0, out.stderr
     assert "mmeperf plan: 60 models" in out.stdout
     assert "meets constraints" in out.stdout and "GPU type" in out.stdout
@@ -47,6 +47,9 @@ def test_plan_ranks_types_by_cost_with_reasons_and_writes_plan_json(tmp_path: Pa
     assert labels[0] == "1 x ml.c5.large" and len(labels) == 6
     assert all(c["reasons"] for c in doc["candidates"] if not c["feasible"])
     assert (tmp_path / "hit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "What if: instance type and count" in page and 'data-chart="what_if"' in page
+    assert "ml.c5.xlarge" in page and "per-core speed" in page
 
 
 def test_closed_loop_users_and_bad_options(tmp_path: Path) -> None:

@@ -218,6 +218,30 @@ def _confirm(plan: Plan, planner: Planner, k: int, *, repository: Path, data: Pa
     return rows
 
 
+def what_if_rows(plan: Plan, confirmed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report's what-if rows: every simulated candidate, with measured figures where confirmed."""
+    by_label = {r["candidate"]: r for r in confirmed}
+    rows = []
+    for c in plan.candidates:
+        if c.predicted is None:
+            continue
+        row: dict[str, Any] = {
+            "instance_type": c.instance_type, "instance_count": c.instance_count,
+            "ok_rps": c.predicted.get("ok_rps"), "p99_ms": c.predicted.get("p99_ms"),
+            "hit_ratio": c.predicted.get("hit_ratio"), "cost_per_hour_usd": c.cost_per_hour_usd,
+            "cost_per_million_usd": c.cost_per_million_usd,
+            "verdict": "meets constraints" if c.feasible else "; ".join(c.reasons),
+        }
+        done = by_label.get(c.label)
+        if done is not None:
+            row["measured_ok_rps"] = done["ok_rps"]["measured"]
+            row["measured_p99_ms"] = done["p99_ms"]["measured"]
+            row["predicted_here_ok_rps"] = done["ok_rps"]["predicted"]
+            row["predicted_here_p99_ms"] = done["p99_ms"]["predicted"]
+        rows.append(row)
+    return rows
+
+
 def _hit_ratio_chart(plan: Plan, path: Path, confirmed: list[dict[str, Any]]) -> Path:
     import numpy as np
 
@@ -265,6 +289,7 @@ def plan(
     label_column: Annotated[str | None, typer.Option("--label-column", help="Label column, not sent (for --confirm).")] = None,
     confirm_duration: Annotated[str, typer.Option("--confirm-duration", help="Longest confirmation run.")] = "30s",
     hit_ratio_chart: Annotated[Path | None, typer.Option("--hit-ratio-chart", help="Write hit ratio vs cache size (PNG).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write a what-if HTML report into this folder.")] = None,
 ) -> None:
     """Predict instance types x counts for N models under this traffic; rank by cost; say why others fail."""
     import json
@@ -321,6 +346,12 @@ def plan(
         if hit_ratio_chart is not None:
             chart = _hit_ratio_chart(result, hit_ratio_chart, confirmed)
             console.print(f"Hit ratio chart: {chart}", highlight=False, soft_wrap=True)
+        if report is not None:
+            from mmeperf.results.report import write_what_if_report
+
+            page = write_what_if_report(report, what_if_rows(result, confirmed), title="mmeperf plan: what if",
+                                        notes=result.assumptions)
+            console.print(f"Report: {page}", highlight=False, soft_wrap=True)
     except MmeperfError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc

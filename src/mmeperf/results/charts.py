@@ -7,6 +7,7 @@ PNG and returns its path; matplotlib runs headless (Agg) and is imported only he
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "hit_ratio_vs_cache_size",
     "latency_throughput_vs_users",
     "warm_cold_distribution",
+    "what_if",
 ]
 
 #: Panel id -> (title, [(column, label, unit)], secondary-axis columns). Mirrors the reference
@@ -294,6 +296,47 @@ def hit_ratio_vs_cache_size(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def what_if(rows: Sequence[Mapping[str, Any]], path: Path, *, title: str = "What if: instance type and count") -> Path:
+    """Predicted throughput, p99 and cost per hour against instance count, one line per type.
+
+    ``rows``: instance_type, instance_count, ok_rps, p99_ms, cost_per_hour_usd (predicted), and
+    optionally measured_ok_rps / measured_p99_ms, drawn as crosses labelled with their error
+    against predicted_here_ok_rps / predicted_here_p99_ms (the prediction for the measured run's
+    own conditions) when given, else against the line.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    frame = pd.DataFrame(list(rows))
+    panels = (("ok_rps", "successful req/s"), ("p99_ms", "p99 latency (ms)"), ("cost_per_hour_usd", "USD per hour"))
+    for ax, (column, label) in zip(axes, panels, strict=True):
+        for kind, part in frame.groupby("instance_type", sort=True) if len(frame) else ():
+            part = part.sort_values("instance_count")
+            line = ax.plot(part["instance_count"], _numeric(part, column), marker="o", label=f"{kind} (predicted)")
+            measured = f"measured_{column}"
+            if measured in part:
+                got = part[part[measured].notna()]
+                if len(got):
+                    ax.scatter(got["instance_count"], got[measured], marker="X", s=70, color=line[0].get_color(),
+                               zorder=3, label=f"{kind} (measured)")
+                    for _, r in got.iterrows():
+                        # The error against the prediction for the measured run's own conditions, if given.
+                        here = f"predicted_here_{column}"
+                        p = r[here] if here in r and r[here] is not None else r[column]
+                        m = r[measured]
+                        if p is not None and m and not math.isnan(float(p)):
+                            ax.annotate(f"{100 * (float(p) - float(m)) / float(m):+.0f}%", (r["instance_count"], m),
+                                        textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_xlabel("instances")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
