@@ -169,10 +169,11 @@ def remove(allowance: CpuAllowance) -> None:
 
 
 @contextlib.contextmanager
-def cpu_allowance(mechanism: CpuEmulation, cpus: float | None, *, scale: float = 1.0) -> Iterator[CpuAllowance]:
+def cpu_allowance(mechanism: CpuEmulation, cpus: float | None, *, scale: float = 1.0,
+                  cgroup_fs: str | os.PathLike[str] = "/sys/fs/cgroup") -> Iterator[CpuAllowance]:
     """:func:`apply` for the block, removed on exit; SIGTERM before anyone else handles it
     (e.g. during startup) exits through the block too, so the cgroup never outlives us."""
-    allowance = apply(mechanism, cpus, scale=scale)
+    allowance = apply(mechanism, cpus, scale=scale, cgroup_fs=cgroup_fs)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
