@@ -159,8 +159,8 @@ class _Worker:
     # on the loop
     async def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self.ready = loop.create_future()
-        self.channel = _Channel(self)
-        await loop.create_unix_connection(lambda: self.channel, sock=self.sock)  # type: ignore[return-value]
+        channel = self.channel = _Channel(self)
+        await loop.create_unix_connection(lambda: channel, sock=self.sock)
 
     def on_frame(self, kind: int, rid: int, body: bytes) -> None:
         if kind == RESULT:
