@@ -81,12 +81,14 @@ def test_profile_implies_process_workers_and_settings_follow_sagemaker(monkeypat
 
 def _worker_start_s() -> float:
     """How long this host takes to start a Python process that imports the XGBoost backend."""
-    code = "import xgboost\nfrom mmeperf.backends import get_backend\nget_backend('xgboost')"
+    code = "import xgboost\nfrom mmeperf.backends import get_backend\nget_backend('xgboost')\nprint('ready', flush=True)"
     times = []
-    for _ in range(2):
+    for _ in range(3):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
-        times.append(time.perf_counter() - t0)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        times.append(time.perf_counter() - t0)  # until it is ready, not until it has exited
+        assert proc.wait(30) == 0
     return min(times)
 
 

@@ -177,7 +177,10 @@ def cpu_allowance(mechanism: CpuEmulation, cpus: float | None, *, scale: float =
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
+        # Clean up, then die of the signal as if nobody had handled it (the exit status tells).
+        remove(allowance)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
     installed = previous in (signal.SIG_DFL, None)
     if installed:
