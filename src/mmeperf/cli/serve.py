@@ -6,7 +6,7 @@ described in docs/local-mme.md.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,7 @@ def serve(
     from mmeperf.errors import ConfigurationError
     from mmeperf.units import parse_size
 
+    emulation: dict[str, Any] = {"worker_mode": worker_mode, "cpu_emulation": cpu_emulation}
     try:
         config = ServerConfig(
             repository=repository,
@@ -57,10 +58,9 @@ def serve(
             max_batch_size=max_batch_size,
             cache_dir=cache_dir,
             disk_cache_bytes=None if disk_cache.lower() == "none" else parse_size(disk_cache),
-            worker_mode=worker_mode,
             workers_per_model=workers_per_model,
-            cpu_emulation=cpu_emulation,
             cpu_scale=cpu_scale,
+            **emulation,  # checked by pydantic: a bad name is a BadParameter
         ).check()
     except (ConfigurationError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
