@@ -33,7 +33,8 @@ and a SageMaker-style ``error_code``::
     │   ├── PayloadTooLargeError    a request body over the configured maximum (413)
     │   ├── BodyReadTimeoutError    the request body did not arrive in time (408)
     │   ├── InvocationTimeoutError  a loaded model took longer than the invocation limit (504)
-    │   └── ClientDisconnectedError the client went away before its request was read (499)
+    │   ├── ClientDisconnectedError the client went away before its request was read (499)
+    │   └── WorkerDiedError         a model's worker process died (killed, crashed, out of memory)
     ├── ExportError
     │   └── ParityError             an exported artifact does not match its source within tolerance
     └── LoadTestError               the load generator failed to start or run
@@ -78,6 +79,7 @@ __all__ = [
     "UnsafeArchiveError",
     "UnsupportedAcceptError",
     "UnsupportedContentTypeError",
+    "WorkerDiedError",
 ]
 
 
@@ -333,3 +335,20 @@ class ClientDisconnectedError(EndpointError):
 
     http_status = 499
     error_code = "ClientDisconnected"
+
+
+class WorkerDiedError(EndpointError):
+    """A model's worker process died while requests were in flight to it (process workers).
+
+    ``reason`` says how (killed by a signal, the exit status, the last line it wrote). Like
+    Multi Model Server's "Worker died." answer (500), SageMaker wraps it as a ModelError; the
+    model is marked unloaded and the next request loads it again.
+    """
+
+    http_status = 500
+    error_code = "ModelError"
+
+    def __init__(self, message: str, *, reason: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        self.exit_code = exit_code

@@ -23,6 +23,7 @@ def churn(
     ),
     workers: int = typer.Option(0, "--workers", min=0, help="Locust workers per endpoint (0: one process)."),
     user: str = typer.Option("http", "--user", help="Load user: http (fast) or boto3 (the reference's)."),
+    worker_mode: str = typer.Option("thread", "--worker-mode", help="thread (fast) or process (a worker process per model and a CPU allowance, as SageMaker's CPU containers)."),
     p99_budget_ms: float = typer.Option(100.0, "--p99-budget-ms", min=0.001, help="Latency budget for the recommendation."),
     rows: int = typer.Option(5000, "--rows", min=510, help="Rows of synthetic churn data."),
     seed: int = typer.Option(0, "--seed", help="Seed of data, splits and training."),
@@ -52,7 +53,7 @@ def churn(
         options = ChurnDemoOptions.model_validate(
             {
                 "out": out, "users": users, "spawn_rate": spawn_rate, "duration": duration,
-                "instance_types": instance_type, "workers": workers, "user": user,
+                "instance_types": instance_type, "workers": workers, "user": user, "worker_mode": worker_mode,
                 "p99_budget_ms": p99_budget_ms, "rows": rows, "seed": seed,
             }
         )

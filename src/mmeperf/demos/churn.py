@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +59,10 @@ class ChurnDemoOptions(BaseModel):
     """Locust workers per endpoint (0: one process; the reference used a master and 2)."""
     user: str = "http"
     """Load user: "http" (fast SageMaker-runtime HTTP client) or "boto3" (the reference's)."""
+    worker_mode: Literal["thread", "process"] = "thread"
+    """How the local MMEs run models: "thread" (in-process, the demo's default until the demo is
+    reworked for worker starts of seconds each) or "process" (a worker process per loaded model,
+    as SageMaker's CPU containers, with the instance's CPU allowance; see docs/local-mme.md)."""
     p99_budget_ms: float = Field(default=DEFAULT_P99_BUDGET_MS, gt=0)
     """Latency budget the recommendation must meet (exact client-side p99)."""
     rows: int = Field(default=5000, ge=510)
@@ -237,7 +241,11 @@ def run_churn_demo(
     try:
         for itype in opts.instance_types:
             short = itype.removeprefix("ml.").replace(".", "-")
-            endpoints[itype] = LocalEndpoint(instance_profile=itype, endpoint_name=f"churn-mme-{short}")
+            faithful = opts.worker_mode == "process"
+            endpoints[itype] = LocalEndpoint(
+                instance_profile=itype, endpoint_name=f"churn-mme-{short}",
+                server_options={"worker_mode": opts.worker_mode, "cpu_emulation": None if faithful else "none"},
+            )
         _emit(progress, f"Starting {len(endpoints)} local MMEs: {', '.join(endpoints)} ...")
         with ThreadPoolExecutor(len(endpoints)) as pool:
             list(pool.map(lambda ep: ep.deploy(build.repository), endpoints.values()))

@@ -102,6 +102,7 @@ class ModelCache:
         optimizer: Executor | None = None,
         optimize_after_uses: int = 2,
         disk_limit_bytes: int | None = None,
+        runner_factory: Callable[[Backend, ModelEntry, Path], Runner] | None = None,
     ) -> None:
         self._repo = repository
         self._counters = counters
@@ -117,6 +118,7 @@ class ModelCache:
         self._optimizer = optimizer or loader
         self._optimize_after = max(optimize_after_uses, 1)
         self.disk_limit_bytes = disk_limit_bytes
+        self._runner_factory = runner_factory  # None: backend.load in the loader thread
         self._loaded: OrderedDict[str, CachedModel] = OrderedDict()  # least recently used first
         self._loading: dict[str, asyncio.Future[CachedModel]] = {}
         self._loading_sources: dict[str, str] = {}  # target -> repository target, while loading
@@ -396,7 +398,10 @@ class ModelCache:
         """In a loader thread: the backend and its runner for the artifact."""
         backend = self._resolve_backend(entry, folder)
         try:
-            runner = backend.load(folder, allow_pickle=self._allow_pickle)
+            if self._runner_factory is not None:  # process workers (see workers.py)
+                runner = self._runner_factory(backend, entry, folder)
+            else:
+                runner = backend.load(folder, allow_pickle=self._allow_pickle)
         except ModelLoadError:
             raise
         except Exception as exc:  # a backend bug or odd file must still fail as a load error
@@ -554,6 +559,18 @@ class ModelCache:
         loop.run_in_executor(self._loader, close).add_done_callback(done)
         self._wake_room_waiters()
         self._trim_disk()
+
+    def forget(self, target: str, runner: Runner) -> bool:
+        """Take ``target`` out of memory now because its ``runner`` died (a worker process); its
+        requests already failed, the next one loads it again. False if that runner is not loaded."""
+        model = self._loaded.get(target)
+        if model is None or model.runner is not runner:
+            return False
+        del self._loaded[target]
+        self._used -= model.charged_bytes
+        self._publish()
+        self._wake_room_waiters()
+        return True
 
     async def unload(self, target: str, *, wait_s: float) -> bool:
         """Unload ``target`` once its in-flight requests finish; False if it is not loaded."""

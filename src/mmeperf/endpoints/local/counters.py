@@ -62,6 +62,7 @@ class MmeCounters:
         self.model_loads = 0
         self.model_unloads = 0
         self.model_load_failures = 0
+        self.worker_deaths = 0  # process workers that died with their model loaded
         self.batches = 0
         self.batched_rows = 0
         self.loaded_model_count = 0
@@ -165,6 +166,7 @@ class _Collector(Collector):
             ("model_loads", "Models loaded since start", s.model_loads),
             ("model_unloads", "Models unloaded since start", s.model_unloads),
             ("model_load_failures", "Model loads that failed", s.model_load_failures),
+            ("worker_deaths", "Model worker processes that died (their model was unloaded)", s.worker_deaths),
             ("batches", "Predict calls made", s.batches),
             ("batched_rows", "Rows predicted", s.batched_rows),
         )

@@ -143,6 +143,12 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
         backlog=2048,
     )
     server = uvicorn.Server(uv_config)
+    # The CPU allowance (emulated vCPUs) holds this process and the workers it starts; it is
+    # removed when serving ends, also on SIGTERM (see cpu.py).
+    from mmeperf.endpoints.local.cpu import cpu_allowance
+
+    mechanism, cpus, scale = config.cpu_request()
+    allowance = cpu_allowance(mechanism, cpus, scale=scale)
 
     async def main() -> None:
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -157,9 +163,10 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
         if not server.started:
             raise SystemExit(3)
 
-    if loop_name == "uvloop":
-        import uvloop
+    with allowance:
+        if loop_name == "uvloop":
+            import uvloop
 
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+            uvloop.run(main())
+        else:
+            asyncio.run(main())

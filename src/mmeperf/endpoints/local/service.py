@@ -53,6 +53,7 @@ from mmeperf.protocol import (
 )
 
 if TYPE_CHECKING:
+    from mmeperf.endpoints.local.workers import WorkerPool
     from mmeperf.repository import ModelEntry, ModelRepository
 
 __all__ = ["MMEService", "Reply"]
@@ -85,6 +86,7 @@ class MMEService:
         self._load_pool: ThreadPoolExecutor | None = None
         self._compile_pool: ThreadPoolExecutor | None = None
         self._cache: ModelCache | None = None
+        self._workers: WorkerPool | None = None
         self._in_flight = 0
         self.started_at = time.time()
         self._endpoint_path = f"/endpoints/{config.endpoint_name}/invocations"
@@ -127,6 +129,7 @@ class MMEService:
                 inline=self.config.inline_fast_path,
             )
 
+        workers = self._start_workers(loop)
         self._cache = ModelCache(
             repository=self._repository,
             counters=self.counters,
@@ -136,9 +139,11 @@ class MMEService:
             loader=self._load_pool,
             allow_pickle=self.config.allow_pickle,
             load_wait_s=self.config.model_load_wait_s,
-            make_batcher=make_batcher,
+            make_batcher=workers.make_batcher if workers else make_batcher,
+            runner_factory=workers.load_runner if workers else None,
             resolve_backend=_resolve_backend,
-            optimize=_optimize if self.config.fast_path else None,
+            # Process workers compile the fast path themselves (see worker.py).
+            optimize=_optimize if self.config.fast_path and not workers else None,
             optimizer=self._compile_pool,
             optimize_after_uses=self.config.fast_path_after_uses,
             disk_limit_bytes=self.config.disk_cache_bytes,
@@ -148,10 +153,28 @@ class MMEService:
         sizes = await loop.run_in_executor(self._load_pool, _warm_backends, self._repository)
         self._cache.note_listing(sizes)
 
+    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> WorkerPool | None:
+        """The worker processes' pool in process mode (see workers.py), else None."""
+        if self.config.effective_worker_mode() != "process":
+            return None
+        from mmeperf.endpoints.local.workers import WorkerPool
+
+        def on_death(target: str, runner: Runner, error: Exception) -> None:
+            self.counters.worker_deaths += 1
+            self.cache.forget(target, runner)
+
+        self._workers = WorkerPool.from_config(
+            self.config, loop=loop, log_dir=self._work_dir / "workers", on_death=on_death,
+            on_batch=self._on_batch,
+        )
+        return self._workers
+
     async def stop(self) -> None:
         """Release models, pools and the disk cache (after in-flight requests finished)."""
         if self._cache is not None:
             self._cache.close()
+        if self._workers is not None:
+            self._workers.close()
         for pool in (self._infer_pool, self._load_pool, self._compile_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -379,6 +402,8 @@ class MMEService:
             "batched_rows": s.batched_rows,
             "inference_threads": self.config.effective_inference_threads(),
             "in_flight": self._in_flight,
+            "workers": self._workers.describe() if self._workers else {"worker_mode": "thread"},
+            "cpu_emulation": _cpu_emulation(),
         }
 
     @property
@@ -449,6 +474,13 @@ _VARIANT_HEADER = HEADER_INVOKED_VARIANT.encode()
 _CACHE_VALUES = {True: CacheState.HIT.value.encode(), False: CacheState.MISS.value.encode()}
 #: The attribution headers every cache hit carries, before its instance and model latency.
 _HIT_HEADERS: Headers = [(_CACHE_HEADER, _CACHE_VALUES[True]), (_WAIT_HEADER, b"0"), (_LOAD_HEADER, b"0")]
+
+
+def _cpu_emulation() -> dict[str, Any] | None:
+    from mmeperf.endpoints.local import cpu
+
+    allowance = cpu.current()
+    return allowance.as_dict() if allowance is not None else None
 
 
 def _optimize(runner: Runner) -> Runner:
