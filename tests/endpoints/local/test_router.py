@@ -14,7 +14,7 @@ import pytest
 
 from mmeperf.endpoints.local import LocalEndpoint
 from mmeperf.endpoints.local.fleet import FleetConfig, FleetMetrics, aggregate
-from mmeperf.endpoints.local.router import Router, RouteKind, RoutingConfig, RoutingPolicy
+from mmeperf.endpoints.local.router import RouteKind, Router, RoutingConfig, RoutingPolicy
 from mmeperf.errors import ConfigurationError
 from mmeperf.metrics import LatencyStat, ServerMetrics
 

@@ -35,9 +35,10 @@ import json
 import math
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +52,8 @@ __all__ = [
     "ScalingEvent",
     "TargetTracker",
     "Timeline",
+    "Verdict",
+    "verdict",
 ]
 
 EventKind = Literal[
@@ -289,3 +292,34 @@ class Autoscaler:
                                             now=time.monotonic(), busy=fleet.busy)
             if decision is not None:
                 self._act(decision)
+
+
+Expectation = Literal["scale-out", "scale-in", "both"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether a policy triggered under a load: the answer, in one line, and the decisions."""
+
+    triggered: bool
+    summary: str
+    decisions: tuple[ScalingEvent, ...]
+
+
+def verdict(events: Iterable[ScalingEvent | Mapping[str, Any]], expect: Expectation = "scale-out") -> Verdict:
+    """Read a timeline: did the policy scale out (``scale-out``), in (``scale-in``) or both?"""
+    timeline = [e if isinstance(e, ScalingEvent) else ScalingEvent.model_validate(e) for e in events]
+    decisions = tuple(e for e in timeline if e.event in ("scale_out", "scale_in"))
+    outs = [e for e in decisions if e.event == "scale_out"]
+    ins = [e for e in decisions if e.event == "scale_in"]
+    wanted = {"scale-out": bool(outs), "scale-in": bool(ins), "both": bool(outs) and bool(ins)}[expect]
+    parts = [f"scaled {'out' if e.event == 'scale_out' else 'in'} {e.desired_before} -> {e.desired_after} "
+             f"at {e.elapsed_s:.1f} s ({e.cause})" for e in decisions]
+    if not parts:
+        points = [e.invocations_per_instance for e in timeline
+                  if e.event == "datapoint" and e.invocations_per_instance is not None]
+        peak = f"; the highest datapoint was {max(points):.1f} invocations per instance per minute" if points else ""
+        parts.append(f"no scaling activity in {len(points)} datapoints{peak}")
+    if not wanted and expect != "scale-out" and outs and not ins:
+        parts.append("no scale in (yet): scale in needs its datapoints below the threshold and its cooldown over")
+    return Verdict(triggered=wanted, summary="; ".join(parts), decisions=decisions)
