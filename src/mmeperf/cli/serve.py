@@ -30,6 +30,7 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(help="Most rows of concurrent requests to one model predicted together.")] = 64,
     cache_dir: Annotated[str | None, typer.Option(help="Where downloaded artifacts are unpacked (default: a temporary folder).")] = None,
     disk_cache: Annotated[str, typer.Option(help="Most bytes of unpacked artifacts kept on disk for unloaded models ('none': no limit; 0: delete on unload).")] = "4GiB",
+    instance_count: Annotated[int, typer.Option(min=1, help="Instances behind a front that routes as SageMaker routes MME requests (each its own server process, cache and budget).")] = 1,
     ready_file: Annotated[str | None, typer.Option(hidden=True, help="Write {host, port, pid} here once serving.")] = None,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
 ) -> None:
@@ -64,6 +65,12 @@ def serve(
         f"{', emulating ' + instance_profile if instance_profile else ''})",
         err=True,
     )
+    if instance_count > 1:
+        from mmeperf.endpoints.local.fleet import FleetConfig
+        from mmeperf.endpoints.local.front import run as run_front
+
+        run_front(FleetConfig(server=config, instance_count=instance_count), ready_file=ready_file, log_level=log_level)
+        return
     run(config, ready_file=ready_file, log_level=log_level)
 
 

@@ -182,7 +182,7 @@ class TargetTracker:
         self._low = self._low + 1 if value < target * s.scale_in_ratio else 0
         if busy or in_service == 0:
             return None
-        period = f"{s.period_s:g} s period{'s' if s.period_s != 1 else ''}"
+        period = f"datapoints of {s.period_s:g} s"
         wanted = math.ceil(in_service * value / target - 1e-9)
         if self._high >= s.scale_out_datapoints:
             new = min(p.max_capacity, max(wanted, p.min_capacity))
