@@ -34,6 +34,7 @@ def serve(
     workers_per_model: Annotated[int | None, typer.Option(help="Worker processes per model (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else 1).")] = None,
     cpu_emulation: Annotated[str | None, typer.Option(help="CPU allowance of instance vCPUs x --cpu-scale: quota (cgroup), affinity (whole cores) or none (default: quota with --instance-profile, else none).")] = None,
     cpu_scale: Annotated[float | None, typer.Option(help="Emulated CPUs per instance vCPU (default: what fits this host, at most 1).")] = None,
+    instance_count: Annotated[int, typer.Option(min=1, help="Instances behind a front that routes as SageMaker routes MME requests (each its own server process, cache and budget).")] = 1,
     ready_file: Annotated[str | None, typer.Option(hidden=True, help="Write {host, port, pid} here once serving.")] = None,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
 ) -> None:
@@ -72,6 +73,12 @@ def serve(
         f"{', emulating ' + instance_profile if instance_profile else ''})",
         err=True,
     )
+    if instance_count > 1:
+        from mmeperf.endpoints.local.fleet import FleetConfig
+        from mmeperf.endpoints.local.front import run as run_front
+
+        run_front(FleetConfig(server=config, instance_count=instance_count), ready_file=ready_file, log_level=log_level)
+        return
     run(config, ready_file=ready_file, log_level=log_level)
 
 
