@@ -299,13 +299,11 @@ class Benchmark:
         run_info: dict[str, Any] = {}
         trace_path: Path | None = None
         if trace_shape is not None:
-            from mmeperf.load.trace import describe
-
             trace = trace_shape.load(keys=table.keys, n_payloads=len(table))
             trace_path = trace.save(out / _TRACE_FILE)
             profile = profile.model_copy(update={"shape": trace_shape.resolved(trace)})
             target_models = trace.models
-            run_info["trace"] = describe(trace, trace_shape)
+            run_info["trace"] = trace_shape.describe(trace)
         models = self.models_loaded if self.models_loaded is not None else len(target_models)
         prefix = F.locust_csv_prefix(self.instance_type, self.platform, models)
         labels = {"instance_type": self.instance_type, "platform": self.platform, "max_models_loaded": models}

@@ -198,7 +198,7 @@ class TraceShape(_Model):
     rows: int | None = Field(default=None, ge=0)
     """Filled in when the trace is read: the sends in the window."""
 
-    _trace: Any = PrivateAttr(default=None)
+    _traces: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> TraceShape:
@@ -206,13 +206,32 @@ class TraceShape(_Model):
             raise ValueError(f"model_template must contain {{}}, received {self.model_template!r}")
         return self
 
-    def load(self, *, keys: list[str] | None = None, n_payloads: int | None = None) -> Any:
-        """Read the log once and build its replay (a :class:`mmeperf.load.trace.Trace`)."""
-        if self._trace is None:
+    def load(self, *, keys: list[str] | None = None, n_payloads: int | None = None, payloads: bool = True) -> Any:
+        """Read the log and build its replay (a :class:`mmeperf.load.trace.Trace`), once per arguments.
+
+        ``payloads=False`` leaves the payload column out (timing and models only).
+        """
+        cache_key = (payloads, None if keys is None else tuple(keys), n_payloads)
+        if cache_key not in self._traces:
             from mmeperf.load.trace import build_trace
 
-            self._trace = build_trace(self, keys=keys, n_payloads=n_payloads)
-        return self._trace
+            fields = self.model_dump(exclude={"kind", "concurrency", "late_after", "drain", "span_s", "rows"})
+            if not payloads:
+                fields["payload_column"] = None
+            self._traces[cache_key] = build_trace(**fields, keys=keys, n_payloads=n_payloads)
+        return self._traces[cache_key]
+
+    def describe(self, trace: Any) -> dict[str, Any]:
+        """run.json's ``trace`` section: what is replayed."""
+        return {
+            "path": self.path,
+            "rows": len(trace),
+            "models": len(trace.models),
+            "span_s": trace.span_s,
+            "speed": self.speed,
+            "window": {"start": self.start, "end": self.end},
+            "mean_rate": len(trace) / trace.span_s if trace.span_s > 0 else None,
+        }
 
     def resolved(self, trace: Any) -> TraceShape:
         """This shape with ``span_s`` and ``rows`` filled in from its trace."""
@@ -220,7 +239,7 @@ class TraceShape(_Model):
 
     def replay_s(self) -> float:
         """The length of the replay (the log is read here if it was not before)."""
-        span = self.span_s if self.span_s is not None else float(self.load().span_s)
+        span = self.span_s if self.span_s is not None else float(self.load(payloads=False).span_s)
         return span + self.drain
 
 
@@ -497,7 +516,7 @@ class LoadProfile(_Model):
                 t += phase.duration
         elif isinstance(shape, TraceShape):
             length = shape.replay_s()
-            rows = shape.rows if shape.rows is not None else len(shape.load())
+            rows = shape.rows if shape.rows is not None else len(shape.load(payloads=False))
             plans.append(
                 StagePlan(index=0, name="trace", start_s=0.0, duration_s=length, users=shape.concurrency,
                           spawn_rate=float(shape.concurrency), rate=rows / length if length > 0 else float(rows))

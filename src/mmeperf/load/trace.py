@@ -1,7 +1,7 @@
 """Invocation traces: read a log of (timestamp, target model[, payload]) and turn it into a send schedule.
 
-:func:`read_trace` reads a CSV or Parquet log; :func:`build_trace` applies a
-:class:`~mmeperf.load.profile.TraceShape`'s window, speed and model renaming, and returns a
+:func:`read_trace` reads a CSV or Parquet log; :func:`build_trace` applies a window, a speed
+and model renaming (a :class:`~mmeperf.load.profile.TraceShape`'s fields), and returns a
 :class:`Trace`: every send's offset from the replay's start, its model and its payload row. The
 library builds it once and writes it to a file (:meth:`Trace.save`) the Locust processes load.
 """
@@ -9,10 +9,9 @@ library builds it once and writes it to a file (:meth:`Trace.save`) the Locust p
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +21,6 @@ from mmeperf.units import parse_duration
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from mmeperf.load.profile import TraceShape
 
 __all__ = ["Trace", "build_trace", "read_trace", "rename_model"]
 
@@ -150,49 +147,65 @@ def rename_model(name: str, rename: dict[str, str], template: str) -> str:
     return template.format(mapped)
 
 
-def build_trace(shape: TraceShape, *, keys: list[str] | None = None, n_payloads: int | None = None) -> Trace:
-    """Read the shape's log and make its replay schedule (window, speed, renaming, payload rows).
+def build_trace(
+    path: str,
+    *,
+    format: str = "auto",
+    timestamp_column: str = "timestamp",
+    timestamp_unit: str = "s",
+    model_column: str = "model",
+    payload_column: str | None = None,
+    speed: float = 1.0,
+    start: float | str | None = None,
+    end: float | str | None = None,
+    rename: dict[str, str] | None = None,
+    model_template: str = "{}",
+    keys: list[str] | None = None,
+    n_payloads: int | None = None,
+) -> Trace:
+    """Read a log and make its replay schedule (window, speed, renaming, payload rows).
 
-    ``keys`` names the request table's payloads (raw files: their paths under the folder), so
-    a string payload column can name them; ``n_payloads`` bounds integer rows.
+    The arguments are :class:`~mmeperf.load.profile.TraceShape`'s fields. ``keys`` names the
+    request table's payloads (raw files: their paths under the folder), so a string payload
+    column can name them; ``n_payloads`` bounds integer rows.
     """
-    frame = read_trace(shape.path, format=shape.format)
-    for column in (shape.timestamp_column, shape.model_column, shape.payload_column):
+    frame = read_trace(path, format=format)
+    for column in (timestamp_column, model_column, payload_column):
         if column is not None and column not in frame.columns:
             raise ConfigurationError(
-                f"Trace {shape.path!r} has no column {column!r}; columns: {', '.join(map(str, frame.columns))}"
+                f"Trace {path!r} has no column {column!r}; columns: {', '.join(map(str, frame.columns))}"
             )
     if len(frame) == 0:
-        raise ConfigurationError(f"Trace {shape.path!r} has no rows")
-    times = _seconds(frame[shape.timestamp_column], shape.timestamp_unit, shape.timestamp_column)
+        raise ConfigurationError(f"Trace {path!r} has no rows")
+    times = _seconds(frame[timestamp_column], timestamp_unit, timestamp_column)
     order = np.argsort(times, kind="stable")
     times = times[order]
     frame = frame.iloc[order]
     origin = float(times[0])
-    start = _bound(shape.start, origin, "start")
-    end = _bound(shape.end, origin, "end")
-    lo = origin if start is None else start
+    lo_at = _bound(start, origin, "start")
+    hi_at = _bound(end, origin, "end")
+    lo = origin if lo_at is None else lo_at
     keep = times >= lo
-    if end is not None:
-        if end <= lo:
-            raise ConfigurationError(f"Trace window end {shape.end!r} is not after its start {shape.start!r}")
-        keep &= times < end
+    if hi_at is not None:
+        if hi_at <= lo:
+            raise ConfigurationError(f"Trace window end {end!r} is not after its start {start!r}")
+        keep &= times < hi_at
     if not keep.any():
         raise ConfigurationError(
-            f"No row of trace {shape.path!r} falls in the window [{shape.start}, {shape.end}) "
+            f"No row of trace {path!r} falls in the window [{start}, {end}) "
             f"(its timestamps run {times[-1] - origin:.3f} s from the first)"
         )
     times = times[keep]
     frame = frame.loc[frame.index[keep]]
-    offsets = (times - lo) / shape.speed
-    span = ((end if end is not None else float(times[-1])) - lo) / shape.speed
-    names = [rename_model(str(v), shape.rename, shape.model_template) for v in frame[shape.model_column].tolist()]
+    offsets = (times - lo) / speed
+    span = ((hi_at if hi_at is not None else float(times[-1])) - lo) / speed
+    names = [rename_model(str(v), rename or {}, model_template) for v in frame[model_column].tolist()]
     models = sorted(set(names))
     index = {m: i for i, m in enumerate(models)}
     model_ids = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
     payloads = None
-    if shape.payload_column is not None:
-        payloads = _payload_rows(frame[shape.payload_column], keys=keys, n_payloads=n_payloads, name=shape.payload_column)
+    if payload_column is not None:
+        payloads = _payload_rows(frame[payload_column], keys=keys, n_payloads=n_payloads, name=payload_column)
     return Trace(offsets=offsets.astype(np.float64), model_ids=model_ids, models=models, payloads=payloads,
                  span_s=float(max(span, 0.0)))
 
@@ -225,16 +238,3 @@ def _payload_rows(column: pd.Series, *, keys: list[str] | None, n_payloads: int 
         bad = int(rows[(rows < 0) | (rows >= n_payloads)][0])
         raise ConfigurationError(f"Trace payload row {bad} is outside the {n_payloads} payloads of the traffic")
     return rows
-
-
-def describe(trace: Trace, shape: TraceShape) -> dict[str, Any]:
-    """run.json's ``trace`` section: what is replayed."""
-    return {
-        "path": shape.path,
-        "rows": len(trace),
-        "models": len(trace.models),
-        "span_s": trace.span_s,
-        "speed": shape.speed,
-        "window": {"start": shape.start, "end": shape.end},
-        "mean_rate": (len(trace) / trace.span_s) if trace.span_s > 0 and not math.isinf(trace.span_s) else None,
-    }
