@@ -66,6 +66,7 @@ def main() -> int:
             })
             result = Benchmark(url, profile, workers=args.workers).run(Path(tmp) / "run")
             run = result.info["run"]
+            history = result.history
         with urllib.request.urlopen(url + "/stats", timeout=10) as resp:
             served = int(json.loads(resp.read())["requests"])
     finally:
@@ -82,6 +83,10 @@ def main() -> int:
           f"p99.9 {lateness['p999_ms']:.3f}  max {lateness['max_ms']:.3f}")
     late = int(lateness["late"])
     print(f"sends later than {GOAL_MS:g} ms: {late} of {lateness['sends']} ({100.0 * late / max(rows, 1):.3f}%)")
+    if late and "late_sends" in history:
+        worst = history[history["late_sends"] > 0].sort_values("late_sends", ascending=False).head(5)
+        where = ", ".join(f"{int(r.late_sends)} at {r.elapsed_s:.0f} s" for r in worst.itertuples())
+        print(f"seconds of the run with the most late sends: {where}")
     counts_ok = rows == result.total_requests == served
     timing_ok = late == 0
     print(f"counts equal: {'yes' if counts_ok else 'NO'}; every send within {GOAL_MS:g} ms: {'yes' if timing_ok else 'NO'}")
