@@ -34,7 +34,10 @@ _deploy = typer.Typer(help="Deploy a model repository to a real endpoint.", no_a
 app.add_typer(_demo, name="demo")
 app.add_typer(_deploy, name="deploy")
 
-_AREAS = ("plugins", "serve", "bench", "churn", "formats", "advise", "sagemaker", "plan", "autoscale")
+_AREAS = (
+    "plugins", "serve", "bench", "worker", "trace", "churn", "formats", "advise", "sagemaker", "plan",
+    "autoscale",
+)
 _cli = CLI(app=app, demo=_demo, deploy=_deploy)
 for _area in _AREAS:
     importlib.import_module(f"mmeperf.cli.{_area}").register(_cli)
