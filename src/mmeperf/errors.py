@@ -14,6 +14,7 @@ and a SageMaker-style ``error_code``::
     │   ├── ModelNotFoundError      no such model in the repository (404)
     │   ├── InvalidModelNameError   a name that is empty, too long or escapes the repository (400)
     │   ├── UnsafeArchiveError      a tar member escapes its folder, is a link/device, or too big (400)
+    │   │   └── ArchiveTooLargeError  an archive expands beyond its byte limit (400)
     │   ├── CorruptArtifactError    checksum mismatch or unreadable artifact
     │   └── ModelExistsError        add() without overwrite on an existing name (409)
     ├── BackendError
@@ -45,6 +46,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 __all__ = [
+    "ArchiveTooLargeError",
     "BackendError",
     "BodyReadTimeoutError",
     "CapacityError",
@@ -333,3 +335,7 @@ class ClientDisconnectedError(EndpointError):
 
     http_status = 499
     error_code = "ClientDisconnected"
+
+
+class ArchiveTooLargeError(UnsafeArchiveError):
+    """An archive expands beyond its byte limit (a bomb, or a model no memory budget could hold)."""

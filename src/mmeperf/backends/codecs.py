@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -47,6 +47,7 @@ __all__ = [
     "CSV",
     "JSON",
     "LIBSVM",
+    "MAX_JSON_DEPTH",
     "MAX_SPARSE_CELLS",
     "MAX_SPARSE_WIDTH",
     "NPY",
@@ -54,6 +55,7 @@ __all__ = [
     "decode",
     "decode_predictions",
     "encode",
+    "loads_bounded",
     "media_type",
 ]
 
@@ -141,13 +143,68 @@ def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
             return np.array(list(map(float, text.split(b","))), dtype=dtype).reshape(1, -1)
         except ValueError:
             return np.array([_csv_row_slow(text, 1)], dtype=dtype)
-    rows: list[list[float]] = []
+    # Many rows: parsed a slice of lines at a time into numpy (a list per row would cost ~150
+    # bytes per value: a 6 MiB body of 3M one-value rows grew the process by half a gigabyte).
+    parts: list[Array] = []
     width = -1
-    for number, line in enumerate(text.split(b"\n"), start=1):
+    number = 0  # lines before the slice, blank ones included (row numbers in errors count them)
+    for chunk in _line_slices(text):
+        block: Array | None = _csv_block_fast(chunk, width) if fast else None
+        if block is None:
+            block = _csv_block_slow(chunk, number, width)
+        if block.shape[0]:
+            width = block.shape[1]
+            parts.append(block.astype(dtype, copy=False))
+        number += chunk.count(b"\n") + 1
+    if not parts:  # pragma: no cover - a stripped non-empty body has a non-blank line
+        raise PayloadError("Expected CSV rows, received none")
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+#: Bytes of a many-row body parsed at once (bounds the temporary Python objects to a few MB).
+_SLICE_BYTES = 256 * 1024
+
+
+def _line_slices(text: bytes) -> Iterator[bytes]:
+    """``text`` cut at line ends into slices of about :data:`_SLICE_BYTES` (no trailing newline)."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find(b"\n", start + _SLICE_BYTES) if start + _SLICE_BYTES < size else -1
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end]
+        start = end + 1
+    if size and text.endswith(b"\n"):  # pragma: no cover - callers strip the body
+        yield b""
+
+
+def _csv_block_fast(chunk: bytes, width: int) -> Array | None:
+    """The rows of a slice when every line has ``width`` numbers (None: anything unusual, which
+    the row-by-row parser then reports exactly)."""
+    raw = np.frombuffer(chunk, np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    commas = np.cumsum(raw == 44, dtype=np.int64)
+    per_line = np.diff(np.append(commas[ends], commas[-1]), prepend=0) if raw.size else np.zeros(1, np.int64)
+    fields = int(per_line[0]) + 1
+    if (width >= 0 and fields != width) or bool((per_line != fields - 1).any()):
+        return None
+    rows = per_line.size
+    try:
+        values = np.fromiter(map(float, chunk.replace(b"\n", b",").split(b",")), np.float64, count=rows * fields)
+    except ValueError:  # an empty field (NaN), a blank line or a non-number
+        return None
+    return values.reshape(rows, fields)
+
+
+def _csv_block_slow(chunk: bytes, before: int, width: int) -> Array:
+    """The rows of a slice, line by line (missing values, blank lines, exact errors)."""
+    rows: list[list[float]] = []
+    for number, line in enumerate(chunk.split(b"\n"), start=before + 1):
         if not line.strip():
             continue  # blank lines between rows carry nothing
         try:
-            if not fast:
+            if b"_" in line:
                 raise ValueError
             row = list(map(float, line.split(b",")))
         except ValueError:
@@ -160,7 +217,7 @@ def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
                 f"received {len(row)} in row {number}"
             )
         rows.append(row)
-    return np.array(rows, dtype=dtype)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), max(width, 0))
 
 
 def _csv_row_slow(line: bytes, number: int) -> list[float]:
@@ -207,13 +264,12 @@ def _decode_npy(body: bytes, dtype: npt.DTypeLike) -> Array:
 
 
 def _decode_json(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> Array:
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"Expected a JSON body, received invalid JSON ({exc})") from None
+    obj = loads_bounded(body)
     rows = _json_rows(obj, n_features, [MAX_SPARSE_CELLS])
     try:
         array = np.asarray(rows)
+    except RecursionError:  # pragma: no cover - loads_bounded already refused deep nesting
+        raise PayloadError(f"Expected JSON nested at most {MAX_JSON_DEPTH} levels deep") from None
     except ValueError:
         lengths = sorted({len(r) for r in rows if isinstance(r, list)})
         raise PayloadError(
@@ -232,6 +288,46 @@ def _decode_json(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> A
     if array.ndim == 1:
         array = array.reshape(1, -1)
     return array.astype(dtype, copy=False)
+
+
+#: Deepest nesting of arrays and objects a JSON body may have (rows of rows need 2 or 3; the
+#: parser's recursion would otherwise turn a 1,000-deep body into a RecursionError, a 500).
+MAX_JSON_DEPTH = 32
+
+
+def loads_bounded(body: bytes | str, *, what: str = "a JSON body") -> Any:
+    """``json.loads`` refusing invalid JSON and nesting deeper than :data:`MAX_JSON_DEPTH` with
+    PayloadError (400), never RecursionError."""
+    try:
+        obj = json.loads(body)
+    except RecursionError:
+        raise PayloadError(
+            f"Expected {what} nested at most {MAX_JSON_DEPTH} levels deep, received deeper nesting"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"Expected {what}, received invalid JSON ({exc})") from None
+    opens = body.count(b"[") + body.count(b"{") if isinstance(body, bytes) else body.count("[") + body.count("{")
+    if opens > MAX_JSON_DEPTH and _depth_over(obj, MAX_JSON_DEPTH):
+        raise PayloadError(
+            f"Expected {what} nested at most {MAX_JSON_DEPTH} levels deep, received deeper nesting"
+        )
+    return obj
+
+
+def _depth_over(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` nests lists and dicts deeper than ``limit`` (iterative, no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            if depth > limit:
+                return True
+            stack.extend((x, depth + 1) for x in item if isinstance(x, list | dict))
+        elif isinstance(item, dict):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, list | dict))
+    return False
 
 
 def _json_rows(obj: Any, n_features: int | None, budget: list[int]) -> list[Any]:
@@ -362,15 +458,97 @@ def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) ->
     text = body.strip()
     if not text:
         raise PayloadError(f"Expected libsvm rows, received only whitespace ({len(body)} bytes)")
-    parsed: list[dict[int, float]] = []
     strict = b"_" in text  # int() and float() take "1_0" (Python literal syntax); libsvm does not
-    for number, line in enumerate(text.split(b"\n"), start=1):
+    # Entries gathered as flat arrays a slice of lines at a time, placed in one assignment at the
+    # end (a dict and a fancy-index assignment per row took seconds for 2 MiB of short rows).
+    rows_at: list[Array] = []
+    indices: list[Array] = []
+    values: list[Array] = []
+    n_rows = 0
+    number = 0
+    for chunk in _line_slices(text):
+        block = None if strict else _libsvm_block_fast(chunk, n_features)
+        if block is None:
+            block = _libsvm_block_slow(chunk, number, n_features, strict)
+        count, row_ids, idx, vals = block
+        rows_at.append(row_ids + n_rows)
+        indices.append(idx)
+        values.append(vals)
+        n_rows += count
+        number += chunk.count(b"\n") + 1
+    idx_all = np.concatenate(indices) if len(indices) > 1 else indices[0]
+    largest = int(idx_all.max()) if idx_all.size else -1
+    width = n_features if n_features is not None else 1 + largest
+    if width <= 0:
+        raise PayloadError("Expected at least one index:value pair in the libsvm body, received none")
+    # The batch is made dense: "0:1 400000000:1" must not become gigabytes.
+    if n_features is None and width > MAX_SPARSE_WIDTH:
+        raise PayloadError(
+            f"Expected libsvm feature indices below {MAX_SPARSE_WIDTH} (the model's width is not "
+            f"known here), received {width - 1}"
+        )
+    if n_rows * width > MAX_SPARSE_CELLS:
+        raise PayloadError(
+            f"Expected a libsvm body that expands to at most {MAX_SPARSE_CELLS} values, received "
+            f"{n_rows} rows of {width} features; send fewer rows per request"
+        )
+    batch = np.full((n_rows, width), np.nan, dtype=dtype)
+    if idx_all.size:
+        # Assigned straight into ``dtype``: the same float64 -> float32 rounding as astype.
+        batch[np.concatenate(rows_at), idx_all] = np.concatenate(values)
+    return batch
+
+
+_LibsvmBlock = tuple[int, Array, Array, Array]
+
+
+def _libsvm_block_fast(chunk: bytes, n_features: int | None) -> _LibsvmBlock | None:
+    """(rows, row of each entry, index, value) of a slice of well-formed lines; None for
+    anything unusual (the row-by-row parser then reports it exactly)."""
+    pairs: list[bytes] = []
+    counts: list[int] = []
+    for line in chunk.split(b"\n"):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if b":" not in tokens[0]:
+            del tokens[0]  # the optional label; the container ignores it at inference
+        pairs += tokens
+        counts.append(len(tokens))
+    joined = b" ".join(pairs)
+    if joined.count(b":") != len(pairs):
+        return None
+    flat = joined.replace(b":", b" ").split()
+    if len(flat) != 2 * len(pairs):
+        return None
+    try:
+        idx = np.fromiter(map(int, flat[0::2]), np.int64, count=len(pairs))
+        vals = np.fromiter(map(float, flat[1::2]), np.float64, count=len(pairs))
+    except (ValueError, OverflowError):
+        return None
+    if idx.size and (int(idx.min()) < 0 or (n_features is not None and int(idx.max()) >= n_features)):
+        return None
+    row_ids = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    if idx.size:
+        keys = row_ids * (int(idx.max()) + 1) + idx
+        if np.unique(keys).size != keys.size:
+            return None  # an index twice in a row
+    return len(counts), row_ids, idx, vals
+
+
+def _libsvm_block_slow(chunk: bytes, before: int, n_features: int | None, strict: bool) -> _LibsvmBlock:
+    """A slice parsed line by line, raising PayloadError naming the first bad row."""
+    row_ids: list[int] = []
+    idx: list[int] = []
+    vals: list[float] = []
+    count = 0
+    for number, line in enumerate(chunk.split(b"\n"), start=before + 1):
         tokens = line.split()
         if not tokens:
             continue
         if b":" not in tokens[0]:
             tokens = tokens[1:]  # the optional label; the container ignores it at inference
-        entries: dict[int, float] = {}
+        seen: set[int] = set()
         for token in tokens:
             index_text, sep, value_text = token.partition(b":")
             try:
@@ -386,29 +564,17 @@ def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) ->
                 raise PayloadError(
                     f"Expected feature indices {limit} in libsvm row {number}, received {index}"
                 )
-            if index in entries:
+            if index in seen:
                 raise PayloadError(f"Expected each index once per libsvm row, received {index} twice in row {number}")
-            entries[index] = value
-        parsed.append(entries)
-    width = n_features if n_features is not None else 1 + max((max(e) for e in parsed if e), default=-1)
-    if width <= 0:
-        raise PayloadError("Expected at least one index:value pair in the libsvm body, received none")
-    # The batch is made dense: "0:1 400000000:1" must not become gigabytes.
-    if n_features is None and width > MAX_SPARSE_WIDTH:
-        raise PayloadError(
-            f"Expected libsvm feature indices below {MAX_SPARSE_WIDTH} (the model's width is not "
-            f"known here), received {width - 1}"
-        )
-    if len(parsed) * width > MAX_SPARSE_CELLS:
-        raise PayloadError(
-            f"Expected a libsvm body that expands to at most {MAX_SPARSE_CELLS} values, received "
-            f"{len(parsed)} rows of {width} features; send fewer rows per request"
-        )
-    batch = np.full((len(parsed), width), np.nan, dtype=np.float64)
-    for row, entries in enumerate(parsed):
-        if entries:
-            batch[row, list(entries)] = list(entries.values())
-    return batch.astype(dtype, copy=False)
+            if index >= 2**62:
+                raise PayloadError(f"Expected libsvm feature indices below {MAX_SPARSE_WIDTH}, received {index}")
+            seen.add(index)
+            row_ids.append(count)
+            idx.append(index)
+            vals.append(value)
+        count += 1
+    return (count, np.array(row_ids, dtype=np.int64), np.array(idx, dtype=np.int64),
+            np.array(vals, dtype=np.float64))
 
 
 # --- encode ----------------------------------------------------------------------------------
