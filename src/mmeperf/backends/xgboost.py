@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pickletools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -78,6 +79,24 @@ _VALID_CONTENT_TYPES = (
     "application/x-parquet", "application/x-recordio-protobuf",
 )
 _CSV_ACCEPTS = ("text/csv", "csv")
+
+
+def _is_pickle(raw: bytes) -> bool:
+    """Whether a model file is a pickle: protocol 2+ starts with PROTO (0x80); protocols 0 and
+    1 (``pickle.dumps(m, 0)``) start with an opcode such as GLOBAL ``c`` or MARK ``(`` and parse
+    as opcodes up to STOP (parsed only, never run). XGBoost's JSON and UBJSON start with ``{``."""
+    if raw.startswith(_PICKLE_MAGIC):
+        return True
+    head = raw.lstrip()[:1]
+    if not head or head == b"{" or not raw.rstrip().endswith(b"."):
+        return False
+    try:
+        last = None
+        for opcode, _, _ in pickletools.genops(raw):
+            last = opcode.name
+    except Exception:  # not opcodes: a legacy binary model or garbage, for the native loader
+        return False
+    return last == "STOP"
 
 
 class XGBoostRunner(Runner):
@@ -211,7 +230,7 @@ class XGBoostBackend(Backend):
             raise ModelLoadError(f"Cannot read XGBoost model file {path}: {exc}") from exc
         if not raw:
             raise ModelLoadError(f"XGBoost model file {path} is empty (0 bytes)")
-        pickled = raw.startswith(_PICKLE_MAGIC)
+        pickled = _is_pickle(raw)
         if pickled:
             booster = self._load_pickle(path, raw, allow_pickle=allow_pickle)
         else:
