@@ -33,6 +33,7 @@ import json
 import os
 import pickle
 import pickletools
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -79,6 +80,11 @@ _VALID_CONTENT_TYPES = (
     "application/x-parquet", "application/x-recordio-protobuf",
 )
 _CSV_ACCEPTS = ("text/csv", "csv")
+
+
+#: How a protocol-0/1 pickle of a model starts: GLOBAL ("c" module "\n" name "\n"), perhaps
+#: after MARK ("("); ``pickle.dumps(booster, 0)`` starts ``ccopy_reg\n_reconstructor\n``.
+_OLD_PICKLE_HEAD = re.compile(rb"\(?c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
 
 
 def _is_pickle(raw: bytes) -> bool:
@@ -273,7 +279,8 @@ class XGBoostBackend(Backend):
     @classmethod
     def claims(cls, directory: Path) -> bool:
         """By file name, or because the folder's one regular non-hidden file at its top (which
-        the container loads whatever its name) starts like a model: JSON/UBJSON or a pickle."""
+        the container loads whatever its name) starts like a model: JSON/UBJSON or a pickle
+        (protocol 2+ by its PROTO byte; 0/1 by a leading GLOBAL and a final STOP)."""
         if super().claims(directory):
             return True
         try:
@@ -281,10 +288,13 @@ class XGBoostBackend(Backend):
             if len(files) != 1:
                 return False
             with files[0].open("rb") as handle:
-                head = handle.read(64).lstrip()
+                head = handle.read(64)
+                if _OLD_PICKLE_HEAD.match(head):  # protocol 0/1: also ends with STOP (".")
+                    handle.seek(-1, os.SEEK_END)
+                    return handle.read(1) == b"."
         except OSError:
             return False
-        return head.startswith((b"{", _PICKLE_MAGIC))
+        return head.lstrip().startswith((b"{", _PICKLE_MAGIC))
 
     # --- loading -----------------------------------------------------------------------------
 
