@@ -14,6 +14,7 @@ and a SageMaker-style ``error_code``::
     │   ├── ModelNotFoundError      no such model in the repository (404)
     │   ├── InvalidModelNameError   a name that is empty, too long or escapes the repository (400)
     │   ├── UnsafeArchiveError      a tar member escapes its folder, is a link/device, or too big (400)
+    │   │   └── ArchiveTooLargeError  an archive expands beyond its byte limit (400)
     │   ├── CorruptArtifactError    checksum mismatch or unreadable artifact
     │   └── ModelExistsError        add() without overwrite on an existing name (409)
     ├── BackendError
@@ -46,6 +47,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 __all__ = [
+    "ArchiveTooLargeError",
     "BackendError",
     "BodyReadTimeoutError",
     "CapacityError",
@@ -352,3 +354,7 @@ class WorkerDiedError(EndpointError):
         super().__init__(message)
         self.reason = reason or message
         self.exit_code = exit_code
+
+
+class ArchiveTooLargeError(UnsafeArchiveError):
+    """An archive expands beyond its byte limit (a bomb, or a model no memory budget could hold)."""

@@ -147,6 +147,14 @@ class ServerConfig(BaseModel):
     None: "auto" with an instance profile, else "none"."""
     cpu_scale: float | None = Field(default=None, gt=0)
     """Emulated CPUs per instance vCPU (None: what fits the instance on this host, at most 1)."""
+    header_read_timeout_s: float = Field(default=30.0, gt=0)
+    """Time a client gets to send a request's headers once it started it (then 400, closed)."""
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+    """Time a client gets to send a request's whole body after its headers, its first byte
+    included (then 400 ValidationError, 408 on the container API; the connection is closed)."""
+    keep_alive_timeout_s: float = Field(default=75.0, gt=0)
+    """Time an idle connection stays open, before its first request or between requests
+    (longer than SDK idle pools, so clients rarely meet closed sockets)."""
 
     @classmethod
     def from_options(

@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import tempfile
@@ -61,6 +62,9 @@ __all__ = ["MMEService", "Reply"]
 log = logging.getLogger("mmeperf.serve")
 
 _JSON = b"application/json"
+#: Bodies larger than this are decoded, and their answers encoded, in the inference threads
+#: instead of on the event loop (a few rows parse in microseconds; megabytes take seconds).
+INLINE_DECODE_MAX_BYTES = 64 * 1024
 #: Placeholder account in ARNs (the local endpoint has no AWS account).
 LOCAL_ACCOUNT = "000000000000"
 
@@ -247,7 +251,13 @@ class MMEService:
                 else:
                     t_model = time.perf_counter()
                     backend = model.backend
-                    batch = backend.decode(body, content_type or "", model.runner)
+                    large = len(body) > INLINE_DECODE_MAX_BYTES
+                    if large:  # never parse megabytes on the event loop: every request would wait
+                        batch = await asyncio.get_running_loop().run_in_executor(
+                            self._infer_pool, backend.decode, body, content_type or "", model.runner
+                        )
+                    else:
+                        batch = backend.decode(body, content_type or "", model.runner)
                     prediction = model.batcher.try_inline(batch)
                     if prediction is None:
                         fut = model.batcher.submit(batch)
@@ -258,7 +268,12 @@ class MMEService:
                             prediction = await fut
                         finally:
                             timer.cancel()
-                    encoded = backend.encode(prediction.output, accept)
+                    if large:
+                        encoded = await asyncio.get_running_loop().run_in_executor(
+                            self._infer_pool, backend.encode, prediction.output, accept
+                        )
+                    else:
+                        encoded = backend.encode(prediction.output, accept)
                     model_us = (time.perf_counter() - t_model) * 1e6
                 model.invocations += 1
             finally:
@@ -317,6 +332,7 @@ class MMEService:
         if not isinstance(exc, MmeperfError):
             log.exception("Unexpected error serving %r", target)
         status, code, message = _classify(exc, target, self.config.repository)
+        message = self._hide_paths(message)
         request_id = self._request_id()
         payload: dict[str, Any]
         if not runtime:
@@ -344,6 +360,15 @@ class MMEService:
             counted = http_status
         headers: Headers = [(_ERROR_TYPE_HEADER, code.encode()), (_REQUEST_ID_HEADER, request_id)]
         return _json_reply(http_status, payload, headers), counted
+
+    def _hide_paths(self, message: str) -> str:
+        """``message`` without this server's cache paths (clients need not learn the host's
+        folders): a model's extracted folder reads ``<model>``, the cache itself ``<cache>``."""
+        work = str(self._work_dir)
+        if work not in message:
+            return message
+        message = re.sub(re.escape(work) + r"/models/[^/\s'\"]+", "<model>", message)
+        return message.replace(work, "<cache>")
 
     def count_rejected(self, status: int) -> None:
         """Count an invocation the transport refused before it reached the service (413...)."""
