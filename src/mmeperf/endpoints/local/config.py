@@ -22,11 +22,11 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_WORKERS_PER_MODEL",
     "EMULATION_NOTE",
-    "emulation_note",
     "JOB_QUEUE_SIZE_ENV",
     "WORKERS_ENV",
     "ServerConfig",
     "ServerOptions",
+    "emulation_note",
 ]
 
 #: SageMaker's InvokeEndpoint limit on the request body: 6 MB (6291456 bytes in its API model).
