@@ -459,6 +459,8 @@ def _client_lines(windows: list[Window], client_cpus: float) -> list[str]:
         pct = w.client_cpu_percent()
         state = ("saturated: a core is fully busy, so throughput may be the client's limit, not the server's"
                  if pct >= 90 else "not saturated")
+        if pct > 100 * client_cpus:
+            state += "; it used more than was kept for it, so it competed with the servers' allowances"
         lines.append(
             f"Load generator CPU: {who} used {pct:.0f}% of one core (measured on the Locust processes; "
             f"{100 * client_cpus:.0f}% kept for it), {state}."
