@@ -21,7 +21,10 @@ import pandas as pd
 from mmeperf.results import charts
 from mmeperf.results.compare import Comparison
 
-__all__ = ["BANNER_METRICS", "CHART_IDS", "latest_values", "what_if_section", "write_report", "write_what_if_report"]
+__all__ = [
+    "BANNER_METRICS", "CHART_IDS", "latest_values", "table_section", "what_if_section", "write_report",
+    "write_what_if_report",
+]
 
 #: Charts every comparison report carries; the browser test checks each one rendered.
 CHART_IDS: tuple[str, ...] = (*charts.DASHBOARD_PANELS, "latency_users", "warm_cold")
@@ -159,10 +162,12 @@ def write_report(
     notes: Sequence[str] = (),
     extra_verdict: Sequence[str] = (),
     what_if: Sequence[Mapping[str, object]] = (),
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write ``report.html`` and ``charts/*.png`` into ``out_dir``; return the HTML path.
 
-    ``what_if``: planner rows (see :func:`what_if_section`); when given, the report has a what-if section."""
+    ``what_if``: planner rows (see :func:`what_if_section`); when given, the report has a what-if section.
+    ``sections``: more HTML sections (e.g. :func:`table_section`), placed after the comparison."""
     chart_dir = out_dir / "charts"
     chart_dir.mkdir(parents=True, exist_ok=True)
     pngs: dict[str, Path] = {}
@@ -214,6 +219,7 @@ def write_report(
 <div class="{verdict_class}">{verdict}</div>
 <h2>Comparison</h2>
 {_table(_transpose(comparison.frame()))}
+{"".join(sections)}
 <h2>Dashboard: latest values</h2>
 <div class="banner">{"".join(banner)}</div>
 <h2>Dashboard</h2>
@@ -231,6 +237,12 @@ def write_report(
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def table_section(title: str, frame: pd.DataFrame, *, notes: Sequence[str] = ()) -> str:
+    """HTML of a titled table with notes beneath (a report's extra section, see ``sections``)."""
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<h2>{html.escape(title)}</h2>{_table(frame)}" + (f'<ul class="note">{notes_html}</ul>' if notes else "")
 
 
 _WHAT_IF_COLUMNS = ("instance_type", "instance_count", "ok_rps", "p99_ms", "hit_ratio", "cost_per_hour_usd",

@@ -26,19 +26,40 @@ __all__ = [
     "WORKERS_ENV",
     "ServerConfig",
     "ServerOptions",
+    "emulation_note",
 ]
 
 #: SageMaker's InvokeEndpoint limit on the request body: 6 MB (6291456 bytes in its API model).
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 
-#: What reports say about emulating an instance type on this machine.
+#: What reports say about emulating an instance type on this machine (the general rule; a running
+#: server states what applied to it with :func:`emulation_note` in ``/mmeperf/status``).
 EMULATION_NOTE = (
-    "Memory emulated: the model cache is limited to the instance's memory less a base overhead, "
-    "and each loaded model is charged a per-model overhead, so models are unloaded when the real "
-    "instance would unload them. CPU is not emulated: the server runs on this host's cores "
-    "(inference threads = min(instance vCPUs, host cores)); latency and throughput are this "
-    "host's, not the instance's."
+    "Memory emulated: the model cache is limited to the instance's memory less a base overhead; in "
+    "process mode each loaded model runs in its own worker process, as SageMaker's CPU containers "
+    "run Multi Model Server, and is charged its workers' measured memory (USS), in thread mode a "
+    "fixed per-model overhead. CPU emulated where the host allows it: the server's processes run "
+    "inside the instance's vCPUs x a scale (cgroup quota, else affinity to whole cores, else not "
+    "at all); the offered load is scaled by the same factor. What applied to a run is in its "
+    "server's /mmeperf/status (cpu_emulation)."
 )
+
+
+def emulation_note(worker_mode: str, cpu_label: str | None) -> str:
+    """What one running server emulates and how: its worker mode and its CPU allowance's label
+    (:meth:`~mmeperf.endpoints.local.cpu.CpuAllowance.label`)."""
+    if worker_mode == "process":
+        models = ("models run in worker processes, one set per loaded model as Multi Model Server "
+                  "runs them; each is charged its workers' measured memory (USS) and a load costs "
+                  "a real process start")
+    else:
+        models = ("models run in the server's threads (a load is an in-process call) and each is "
+                  "charged a fixed per-model overhead")
+    cpu = cpu_label or "CPU not emulated"
+    if cpu.startswith("CPU not emulated"):
+        cpu += ": latency and throughput are this host's, not the instance's"
+    return f"Memory emulated (the instance's memory less a base overhead); {models}. {cpu}."
+
 
 #: Workers per model, as SageMaker sets them: the inference toolkit's SAGEMAKER_MODEL_SERVER_WORKERS
 #: (sagemaker-inference-toolkit parameters.py L21 -> default_workers_per_model, model_server.py

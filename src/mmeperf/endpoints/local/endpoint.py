@@ -9,6 +9,7 @@ then SIGKILL).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -241,7 +242,7 @@ class LocalEndpoint(LocalMMEClient):
             name=self.endpoint_name,
             instance_type=profile.name if profile else None,
             emulated=profile is not None,
-            emulation_note=EMULATION_NOTE if profile else
+            emulation_note=self._emulation_note() if profile else
             "Local MME on this host's cores and memory (no instance type emulated).",
             runtime_url=self.url if self._port is not None else None,
             region=None,
@@ -254,6 +255,15 @@ class LocalEndpoint(LocalMMEClient):
         instances' life and the autoscaler's decisions with their causes)."""
         events: list[dict[str, Any]] = self._get_json(f"/mmeperf/scaling?since={since}")["events"]
         return events
+
+    def _emulation_note(self) -> str:
+        """The running server's own note (what applied to it, from ``/mmeperf/status``), else the rule."""
+        if self._port is not None:
+            with contextlib.suppress(Exception):
+                note = self.status().get("emulation_note")
+                if isinstance(note, str) and note:
+                    return note
+        return EMULATION_NOTE
 
     def __enter__(self) -> Self:
         return self

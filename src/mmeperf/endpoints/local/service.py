@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mmeperf.backends.base import Backend, Encoded, Runner
 from mmeperf.endpoints.local.batching import Batcher, Dispatcher
 from mmeperf.endpoints.local.cache import Lease, ModelCache
-from mmeperf.endpoints.local.config import EMULATION_NOTE, ServerConfig
+from mmeperf.endpoints.local.config import ServerConfig, emulation_note
 from mmeperf.endpoints.local.counters import MmeCounters
 from mmeperf.endpoints.local.replies import Headers, Reply, mms_error
 from mmeperf.errors import (
@@ -405,7 +405,7 @@ class MMEService:
             "repository": self.config.repository,
             "instance_profile": self.config.instance_profile,
             "emulated": self._profile is not None,
-            "emulation_note": EMULATION_NOTE if self._profile is not None else None,
+            "emulation_note": self._emulation_note(),
             "memory_budget_bytes": cache.budget_bytes,
             "per_model_overhead_bytes": cache.overhead_bytes,
             "memory_used_bytes": cache.used_bytes,
@@ -430,6 +430,12 @@ class MMEService:
             "workers": self._workers.describe() if self._workers else {"worker_mode": "thread"},
             "cpu_emulation": _cpu_emulation(),
         }
+
+    def _emulation_note(self) -> str | None:
+        if self._profile is None:
+            return None
+        cpu = _cpu_emulation()
+        return emulation_note(self.config.effective_worker_mode(), cpu["label"] if cpu else None)
 
     @property
     def endpoint_path(self) -> str:
