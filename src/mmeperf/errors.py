@@ -14,6 +14,7 @@ and a SageMaker-style ``error_code``::
     │   ├── ModelNotFoundError      no such model in the repository (404)
     │   ├── InvalidModelNameError   a name that is empty, too long or escapes the repository (400)
     │   ├── UnsafeArchiveError      a tar member escapes its folder, is a link/device, or too big (400)
+    │   │   └── ArchiveTooLargeError  an archive expands beyond its byte limit (400)
     │   ├── CorruptArtifactError    checksum mismatch or unreadable artifact
     │   └── ModelExistsError        add() without overwrite on an existing name (409)
     ├── BackendError
@@ -33,7 +34,8 @@ and a SageMaker-style ``error_code``::
     │   ├── PayloadTooLargeError    a request body over the configured maximum (413)
     │   ├── BodyReadTimeoutError    the request body did not arrive in time (408)
     │   ├── InvocationTimeoutError  a loaded model took longer than the invocation limit (504)
-    │   └── ClientDisconnectedError the client went away before its request was read (499)
+    │   ├── ClientDisconnectedError the client went away before its request was read (499)
+    │   └── WorkerDiedError         a model's worker process died (killed, crashed, out of memory)
     ├── ExportError
     │   └── ParityError             an exported artifact does not match its source within tolerance
     └── LoadTestError               the load generator failed to start or run
@@ -45,6 +47,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 __all__ = [
+    "ArchiveTooLargeError",
     "BackendError",
     "BodyReadTimeoutError",
     "CapacityError",
@@ -78,6 +81,7 @@ __all__ = [
     "UnsafeArchiveError",
     "UnsupportedAcceptError",
     "UnsupportedContentTypeError",
+    "WorkerDiedError",
 ]
 
 
@@ -333,3 +337,24 @@ class ClientDisconnectedError(EndpointError):
 
     http_status = 499
     error_code = "ClientDisconnected"
+
+
+class WorkerDiedError(EndpointError):
+    """A model's worker process died while requests were in flight to it (process workers).
+
+    ``reason`` says how (killed by a signal, the exit status, the last line it wrote). Like
+    Multi Model Server's "Worker died." answer (500), SageMaker wraps it as a ModelError; the
+    model is marked unloaded and the next request loads it again.
+    """
+
+    http_status = 500
+    error_code = "ModelError"
+
+    def __init__(self, message: str, *, reason: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        self.exit_code = exit_code
+
+
+class ArchiveTooLargeError(UnsafeArchiveError):
+    """An archive expands beyond its byte limit (a bomb, or a model no memory budget could hold)."""

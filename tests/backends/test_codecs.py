@@ -295,6 +295,94 @@ def test_libsvm_dense_size_is_bounded() -> None:
     assert dec(b"0:1\n" * 100, "text/libsvm", n_features=1000, min_features=0).shape == (100, 1000)
 
 
+# --- many rows: parsed a slice of lines at a time, same rules as one pass --------------------
+
+
+@pytest.fixture
+def tiny_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices of a few bytes, so that every body below spans many of them."""
+    monkeypatch.setattr(codecs, "_SLICE_BYTES", 4)
+
+
+def test_slices_cover_every_line_once() -> None:
+    text = b"1,2\n\n3,4\n" + b"5,6\n" * 200_000 + b"7,8"
+    slices = list(codecs._line_slices(text))
+    assert len(slices) > 2 and b"\n".join(slices) == text
+
+
+@pytest.mark.usefixtures("tiny_slices")
+def test_csv_across_slices_reads_as_one_pass() -> None:
+    assert dec(b"1;2;3\n4;;6\n7;8;9\n1_0;11;12").tolist()[3] == [10, 11, 12]  # ";" from line 1
+    batch = dec(b"1;2;3\n4;;6\n7;8;9")
+    assert batch.shape == (3, 3) and np.isnan(batch[1, 1]) and batch[2, 2] == 9
+    one_column = dec(b"1\n2\n\n3\n" * 5)  # a blank line is a missing value in any slice
+    assert one_column.shape == (20, 1) and np.isnan(one_column[2::4]).all() and one_column[19, 0] == 3
+
+
+@pytest.mark.usefixtures("tiny_slices")
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"1,2,3\n" * 5 + b"\n4,5,6", "have 3 values like the first, received 1 in row 6"),
+        (b"1,2,3\n" * 7 + b"4,5", "have 3 values like the first, received 2 in row 8"),
+        (b"1,2,3\n" * 4 + b"4,x,6", "row 5, column 2, received 'x'"),
+    ],
+)
+def test_csv_errors_across_slices_name_the_row(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        dec(body)
+    assert message in str(info.value)
+
+
+def test_csv_many_rows_are_not_a_list_per_row() -> None:
+    # 300,000 one-value rows (many 256 KiB slices) read exactly, blank lines and all.
+    body = b"1\n2.5\n\n" * 100_000 + b"3"
+    batch = dec(body)
+    assert batch.shape == (300_001, 1) and batch.dtype == np.float32 and batch[300_000, 0] == 3
+    assert batch[299_998, 0] == 2.5 and np.isnan(batch[2::3]).all()
+
+
+@pytest.mark.usefixtures("tiny_slices")
+def test_libsvm_index_base_is_decided_over_every_slice() -> None:
+    # Every slice but the last is 1-based on its own; the 0 in the last line makes the body 0-based.
+    zero_based = dec(b"1 1:10 3:30\n" * 6 + b"1 0:5", "text/libsvm")
+    assert zero_based.shape == (7, 4) and zero_based[0, 1] == 10 and zero_based[6, 0] == 5
+    one_based = dec(b"1 1:10 3:30\n" * 6 + b"1 2:5", "text/libsvm")
+    assert one_based.shape == (7, 3) and one_based[0, 0] == 10 and one_based[6, 1] == 5
+
+
+@pytest.mark.usefixtures("tiny_slices")
+def test_libsvm_rows_across_slices_are_lines() -> None:
+    batch = dec(b"1:1\n\n" * 5 + b"0 2:2 junk\n7\n8", "text/libsvm")
+    assert batch.shape == (11, 2)  # the last two lines carry no entry: no rows
+    assert batch[8, 0] == 1 and np.isnan(batch[9]).all() and batch[10, 1] == 2
+    assert dec(b"1:2:3\n" * 5, "text/libsvm").tolist() == [[2.0]] * 5
+
+
+@pytest.mark.usefixtures("tiny_slices")
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"1 0:1\n" * 5 + b"1 0:1 0:2", "received 0 twice in row 6"),
+        (b"1 0:1\n" * 5 + b"1 a:b", "index:value pairs in libsvm row 6, received 'a:b'"),
+        (b"1 0:1\n" * 5 + b"1 -1:1", "indices of 0 or more in the libsvm body, received -1"),
+        (b"1 1:1\n" * 5 + b"1 99999999999999999999:1", "received libsvm feature index 99999999999999999999"),
+        (b"1 -99999999999999999999:1\n1 x:1", "row 2, received 'x:1'"),  # parse errors come first
+    ],
+)
+def test_libsvm_errors_across_slices_name_the_row(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        dec(body, "text/libsvm")
+    assert message in str(info.value)
+
+
+def test_libsvm_many_rows() -> None:
+    body = b"\n".join([b"1 0:1 3:2.5 16:1"] * 100_000)
+    batch = dec(body, "text/libsvm")
+    assert batch.shape == (100_000, 17) and batch.dtype == np.float32
+    assert batch[99_999, 3] == 2.5 and np.isnan(batch[:, 1]).all()
+
+
 # --- content types and accept --------------------------------------------------------------------
 
 

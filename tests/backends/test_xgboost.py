@@ -163,6 +163,19 @@ def test_pickle_needs_opt_in(backend: XGBoostBackend, tiny_booster: Any, tmp_pat
     np.testing.assert_array_equal(runner.predict(x), tiny_booster.predict(xgboost.DMatrix(x)))
 
 
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_protocol_0_and_1_pickles_are_claimed_and_loaded_as_pickles(
+    backend: XGBoostBackend, tiny_booster: Any, tmp_path: Path, protocol: int
+) -> None:
+    (tmp_path / "weights").write_bytes(pickle.dumps(tiny_booster, protocol))
+    assert XGBoostBackend.claims(tmp_path)
+    with pytest.raises(ModelLoadError, match="allow_pickle=True"):
+        backend.load(tmp_path)
+    assert backend.load(tmp_path, allow_pickle=True).pickled
+    (tmp_path / "weights").write_bytes(b"cnot\na_pickle\n")  # looks like GLOBAL, no STOP
+    assert not XGBoostBackend.claims(tmp_path)
+
+
 def test_pickle_of_something_else_is_refused_even_with_opt_in(backend: XGBoostBackend, tmp_path: Path) -> None:
     (tmp_path / MODEL_FILE_NAME).write_bytes(pickle.dumps({"not": "a model"}))
     with pytest.raises(ModelLoadError, match=r"received builtins\.dict"):

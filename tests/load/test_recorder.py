@@ -6,9 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mmeperf.load import LoadProfile
 from mmeperf.load.recorder import Aggregator, Recorder, WorkerReporter
+from mmeperf.load.tally import WARMUP_STAGE
 
 
 def _record(r: Recorder, *, t: float, n: int, latency_us: int, model: str = "m", ok: bool = True, kind: str = "warm", stage: int = 0) -> None:
@@ -82,4 +84,20 @@ def test_master_waits_for_a_report_the_final_one_overtook(tmp_path: Path) -> Non
     agg.close()
     summary = pd.read_csv(tmp_path / "summary_results.csv")
     assert int(summary["requests"].sum()) == 43
-    assert agg.run_info(start + 11)["worker_reports"] == {"worker-1": {"received": 2, "sent": 2}}
+    assert agg.run_info(start + 11)["worker_reports"] == {"worker-1": {"received": 2, "sent": 2, "requests": 43}}
+
+
+def test_lateness_of_scheduled_sends_is_merged_into_run_json(tmp_path: Path) -> None:
+    profile = LoadProfile.from_dict({"shape": {"kind": "open", "rate": 10, "duration": "2s", "late_after": "5ms"}})
+    agg = Aggregator(tmp_path, profile=profile, t0=100.0)
+    recorders = [Recorder(), Recorder()]
+    for n, rec in enumerate(recorders):
+        for us in (100, 2_000, 9_000 + n):
+            rec.record(stage=0, model="m", latency_us=1_000, ok=True, kind="warm", sent_at=101.0, done_at=101.1,
+                       late=us > 5_000, lateness_us=us)
+        rec.record(stage=WARMUP_STAGE, model="m", latency_us=1, ok=True, kind="warm", sent_at=100.5,
+                   done_at=100.6, lateness_us=10**6)  # warm-up: in no measured figure
+        agg.merge(rec.drain())
+    doc = agg.run_info(103.0)["lateness"]
+    assert doc["sends"] == 6 and doc["late"] == 2 and doc["late_after_ms"] == 5.0
+    assert doc["max_ms"] == 9.001 and doc["p50_ms"] == pytest.approx(2.0, rel=1e-3)

@@ -1,9 +1,10 @@
 """Request and response bodies <-> numpy batches, for the content types SageMaker's XGBoost speaks.
 
 The server decodes every request through :func:`decode` (hot path: one short CSV row parses in a
-few microseconds, no pandas) and encodes every answer through :func:`encode`; clients write
-requests with :func:`mmeperf.backends.bodies.encode_request` and read answers with
-:func:`decode_predictions`.
+few microseconds, no pandas; many-row CSV and libsvm bodies are read a slice of lines at a time
+straight into numpy, so memory stays a small multiple of the body) and encodes every answer
+through :func:`encode`; clients write requests with
+:func:`mmeperf.backends.bodies.encode_request` and read answers with :func:`decode_predictions`.
 
 Formats, as SageMaker's XGBoost container (algorithm mode, the one multi-model endpoints run)
 reads and writes them:
@@ -45,7 +46,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -62,6 +63,7 @@ __all__ = [
     "CSV",
     "JSON",
     "LIBSVM",
+    "MAX_JSON_DEPTH",
     "MAX_SPARSE_CELLS",
     "MAX_SPARSE_WIDTH",
     "NPY",
@@ -71,6 +73,7 @@ __all__ = [
     "decode",
     "decode_predictions",
     "encode",
+    "loads_bounded",
     "media_type",
 ]
 
@@ -182,9 +185,76 @@ def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
             return np.array(list(map(float, text.split(b","))), dtype=dtype).reshape(1, -1)
         except ValueError:
             return np.array([_csv_row_slow(text, delimiter, 1)], dtype=dtype)
-    rows: list[list[float]] = []
+    # Many rows: parsed a slice of lines at a time into numpy (a list per row would cost ~150
+    # bytes per value: a 6 MiB body of 3M one-value rows grew the process by half a gigabyte).
+    # The delimiter comes from the first line; every slice follows the same rules, and row
+    # numbers in errors count every line before the slice (a blank line is a row).
+    parts: list[Array] = []
     width = -1
-    for number, line in enumerate(text.split(b"\n"), start=1):
+    number = 0
+    for chunk in _line_slices(text):
+        block = _csv_block_fast(chunk, delimiter, width)
+        if block is None:
+            block = _csv_block_slow(chunk, delimiter, number, width)
+        width = block.shape[1]
+        parts.append(block.astype(dtype, copy=False))
+        number += chunk.count(b"\n") + 1
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+#: Bytes of a many-row body parsed at once (bounds the temporary Python objects to a few MB).
+_SLICE_BYTES = 256 * 1024
+
+
+def _line_slices(text: bytes) -> Iterator[bytes]:
+    """``text`` cut at line ends into slices of about :data:`_SLICE_BYTES` (no trailing newline).
+
+    Joined with ``\\n`` the slices are ``text`` again: every line is in exactly one slice.
+    """
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find(b"\n", start + _SLICE_BYTES) if start + _SLICE_BYTES < size else -1
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end]
+        start = end + 1
+    if size and text.endswith(b"\n"):  # pragma: no cover - callers strip the body
+        yield b""
+
+
+def _csv_block_fast(chunk: bytes, delimiter: bytes, width: int) -> Array | None:
+    """The rows of a slice when every line has as many fields as the first row (``width``, or
+    the slice's first line) and every field is a number for ``float()``; None for anything
+    else (an empty field, a blank line, a ragged row, a non-number), which
+    :func:`_csv_block_slow` then reads or reports exactly."""
+    if len(delimiter) != 1:
+        return None
+    raw = np.frombuffer(chunk, np.uint8)
+    if not raw.size:
+        return None
+    ends = np.flatnonzero(raw == 10)
+    seps = np.cumsum(raw == delimiter[0], dtype=np.int64)
+    per_line = np.diff(np.append(seps[ends], seps[-1]), prepend=0)
+    fields = int(per_line[0]) + 1
+    if (width >= 0 and fields != width) or bool((per_line != fields - 1).any()):
+        return None
+    rows = per_line.size
+    try:
+        # Every line has ``fields`` fields: splitting the whole slice is splitting each line.
+        values = np.fromiter(
+            map(float, chunk.replace(b"\n", delimiter).split(delimiter)), np.float64, count=rows * fields
+        )
+    except ValueError:
+        return None
+    return values.reshape(rows, fields)
+
+
+def _csv_block_slow(chunk: bytes, delimiter: bytes, before: int, width: int) -> Array:
+    """The rows of a slice, line by line: empty fields are NaN, a blank line is a row of one
+    missing value, and a row whose length differs from the first row's is an error naming it."""
+    rows: list[list[float]] = []
+    for number, line in enumerate(chunk.split(b"\n"), start=before + 1):
         try:
             row = list(map(float, line.split(delimiter)))
         except ValueError:
@@ -197,7 +267,7 @@ def _decode_csv(body: bytes, dtype: npt.DTypeLike) -> Array:
                 f"received {len(row)} in row {number}"
             )
         rows.append(row)
-    return np.array(rows, dtype=dtype)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
 
 def _csv_delimiter(text: bytes) -> bytes:
@@ -262,13 +332,12 @@ def _decode_npy(body: bytes, dtype: npt.DTypeLike) -> Array:
 
 
 def _decode_json(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> Array:
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"Expected a JSON body, received invalid JSON ({exc})") from None
+    obj = loads_bounded(body)
     rows = _json_rows(obj, n_features, [MAX_SPARSE_CELLS])
     try:
         array = np.asarray(rows)
+    except RecursionError:  # pragma: no cover - loads_bounded already refused deep nesting
+        raise PayloadError(f"Expected JSON nested at most {MAX_JSON_DEPTH} levels deep") from None
     except ValueError:
         lengths = sorted({len(r) for r in rows if isinstance(r, list)})
         raise PayloadError(
@@ -287,6 +356,46 @@ def _decode_json(body: bytes, dtype: npt.DTypeLike, n_features: int | None) -> A
     if array.ndim == 1:
         array = array.reshape(1, -1)
     return array.astype(dtype, copy=False)
+
+
+#: Deepest nesting of arrays and objects a JSON body may have (rows of rows need 2 or 3; the
+#: parser's recursion would otherwise turn a 1,000-deep body into a RecursionError, a 500).
+MAX_JSON_DEPTH = 32
+
+
+def loads_bounded(body: bytes | str, *, what: str = "a JSON body") -> Any:
+    """``json.loads`` refusing invalid JSON and nesting deeper than :data:`MAX_JSON_DEPTH` with
+    PayloadError (400), never RecursionError."""
+    try:
+        obj = json.loads(body)
+    except RecursionError:
+        raise PayloadError(
+            f"Expected {what} nested at most {MAX_JSON_DEPTH} levels deep, received deeper nesting"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"Expected {what}, received invalid JSON ({exc})") from None
+    opens = body.count(b"[") + body.count(b"{") if isinstance(body, bytes) else body.count("[") + body.count("{")
+    if opens > MAX_JSON_DEPTH and _depth_over(obj, MAX_JSON_DEPTH):
+        raise PayloadError(
+            f"Expected {what} nested at most {MAX_JSON_DEPTH} levels deep, received deeper nesting"
+        )
+    return obj
+
+
+def _depth_over(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` nests lists and dicts deeper than ``limit`` (iterative, no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            if depth > limit:
+                return True
+            stack.extend((x, depth + 1) for x in item if isinstance(x, list | dict))
+        elif isinstance(item, dict):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, list | dict))
+    return False
 
 
 def _json_rows(obj: Any, n_features: int | None, budget: list[int]) -> list[Any]:
@@ -417,13 +526,103 @@ def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) ->
     """libsvm as the container's ``_get_sparse_matrix_from_libsvm`` reads it (module docstring).
 
     One difference: an index given twice in a row is refused (scipy would add the two values).
+    Entries are gathered a slice of lines at a time as flat numpy arrays (line, index, value);
+    the index base is decided once over the whole body, then each slice is placed in the batch.
     """
     text = body.strip()
     if not text:
         raise PayloadError(f"Expected libsvm rows, received only whitespace ({len(body)} bytes)")
-    entries: list[tuple[int, int, float]] = []
-    seen: set[tuple[int, int]] = set()
-    for row, line in enumerate(text.split(b"\n")):
+    blocks: list[tuple[Array, Array, Array]] = []  # (line, index, value) per slice
+    number = 0  # lines before the slice: a line is a row, blank or not
+    lowest: int | None = None
+    largest: int | None = None
+    last_row = -1
+    for chunk in _line_slices(text):
+        block = _libsvm_block_fast(chunk, dtype)
+        if block is None:
+            block = _libsvm_block_slow(chunk, number, dtype)
+        rows_at, idx, vals, low, high = block
+        if idx.size:
+            low = int(idx.min()) if low is None else min(low, int(idx.min()))
+            high = int(idx.max()) if high is None else max(high, int(idx.max()))
+            last_row = number + int(rows_at[-1])  # lines in order: the last entry's line
+            blocks.append((rows_at + number, idx, vals))
+        if low is not None and high is not None:
+            lowest = low if lowest is None else min(lowest, low)
+            largest = high if largest is None else max(largest, high)
+        number += chunk.count(b"\n") + 1
+    if lowest is None or largest is None:
+        raise PayloadError("Expected at least one index:value pair in the libsvm body, received none")
+    shift = 1 if lowest >= 1 else 0  # decided over the whole body, as the container does
+    if lowest < 0:
+        raise PayloadError(f"Expected feature indices of 0 or more in the libsvm body, received {lowest}")
+    width = largest - shift + 1
+    _check_sparse_width(width, n_features, "libsvm feature index", largest)
+    n_rows = last_row + 1  # lines after the last entry carry no row
+    if n_rows * width > MAX_SPARSE_CELLS:
+        raise PayloadError(
+            f"Expected a libsvm body that expands to at most {MAX_SPARSE_CELLS} values, received "
+            f"{n_rows} rows of {width} features; send fewer rows per request"
+        )
+    # Values were parsed as float64 and stored as ``dtype``: the same single rounding as the
+    # container's float64 matrix cast once.
+    batch = np.full((n_rows, width), np.nan, dtype=dtype)
+    for rows_at, idx, vals in blocks:
+        batch[rows_at, idx - shift] = vals
+    return batch
+
+
+#: A slice's entries: line (within the slice) and index of each entry, its value (in the
+#: batch's dtype), and the smallest and largest index beyond int64 (Python ints, or None).
+_LibsvmBlock = tuple[Array, Array, Array, int | None, int | None]
+#: Indices at or beyond this magnitude stay out of the int64 arrays (only their extremes are
+#: kept): a body holding one is refused once read (a negative index, or far too wide).
+_HUGE_INDEX = 2**62
+
+
+def _libsvm_block_fast(chunk: bytes, dtype: npt.DTypeLike) -> _LibsvmBlock | None:
+    """The entries of a slice whose tokens with ``:`` are all ``index:value`` with one colon,
+    int64 indices and no index twice in a line; None for anything else (the line-by-line
+    parser then reads or reports it exactly)."""
+    pairs: list[bytes] = []
+    counts: list[int] = []
+    for line in chunk.split(b"\n"):
+        tokens = [token for token in line.split(b" ") if b":" in token]
+        pairs += tokens
+        counts.append(len(tokens))
+    joined = b" ".join(pairs)
+    if joined.count(b":") != len(pairs):
+        return None  # "1:2:3": read as the container reads it, line by line
+    flat = joined.replace(b":", b" ").split(b" ") if pairs else []
+    try:
+        idx = np.fromiter(map(int, flat[0::2]), np.int64, count=len(pairs))
+        vals = np.fromiter(map(float, flat[1::2]), np.float64, count=len(pairs))
+    except (ValueError, OverflowError):
+        return None
+    rows_at = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    if idx.size:
+        low, high = int(idx.min()), int(idx.max())
+        if low <= -_HUGE_INDEX or high >= _HUGE_INDEX:
+            return None
+        span = high - low + 1
+        if span * len(counts) >= _HUGE_INDEX:
+            return None
+        keys = rows_at * span + (idx - low)
+        if np.unique(keys).size != keys.size:
+            return None  # an index twice in a line
+    return rows_at, idx, vals.astype(dtype, copy=False), None, None
+
+
+def _libsvm_block_slow(chunk: bytes, before: int, dtype: npt.DTypeLike) -> _LibsvmBlock:
+    """A slice read line by line as the container reads it, raising PayloadError naming the
+    first bad line (``before`` lines precede the slice)."""
+    rows_at: list[int] = []
+    idx: list[int] = []
+    vals: list[float] = []
+    low: int | None = None
+    high: int | None = None
+    for row, line in enumerate(chunk.split(b"\n")):
+        seen: set[int] = set()
         for token in line.split(b" "):
             if b":" not in token:
                 continue  # the label, or anything else without a colon: the container skips it
@@ -432,32 +631,22 @@ def _decode_libsvm(body: bytes, dtype: npt.DTypeLike, n_features: int | None) ->
                 index, value = int(parts[0]), float(parts[1])
             except ValueError:
                 raise PayloadError(
-                    f"Expected index:value pairs in libsvm row {row + 1}, received {_quote(token)}"
+                    f"Expected index:value pairs in libsvm row {before + row + 1}, received {_quote(token)}"
                 ) from None
-            if (row, index) in seen:
+            if index in seen:
                 raise PayloadError(
-                    f"Expected each index once per libsvm row, received {index} twice in row {row + 1}"
+                    f"Expected each index once per libsvm row, received {index} twice in row {before + row + 1}"
                 )
-            seen.add((row, index))
-            entries.append((row, index, value))
-    if not entries:
-        raise PayloadError("Expected at least one index:value pair in the libsvm body, received none")
-    lowest = min(e[1] for e in entries)
-    shift = 1 if lowest >= 1 else 0  # decided over the whole body, as the container does
-    if lowest < 0:
-        raise PayloadError(f"Expected feature indices of 0 or more in the libsvm body, received {lowest}")
-    width = max(e[1] for e in entries) - shift + 1
-    _check_sparse_width(width, n_features, "libsvm feature index", width - 1 + shift)
-    n_rows = max(e[0] for e in entries) + 1  # lines after the last entry carry no row
-    if n_rows * width > MAX_SPARSE_CELLS:
-        raise PayloadError(
-            f"Expected a libsvm body that expands to at most {MAX_SPARSE_CELLS} values, received "
-            f"{n_rows} rows of {width} features; send fewer rows per request"
-        )
-    batch = np.full((n_rows, width), np.nan, dtype=np.float64)
-    for row, index, value in entries:
-        batch[row, index - shift] = value
-    return batch.astype(dtype, copy=False)
+            seen.add(index)
+            if -_HUGE_INDEX < index < _HUGE_INDEX:
+                rows_at.append(row)
+                idx.append(index)
+                vals.append(value)
+            else:  # the body is refused once read (index < 0, or too wide): only the extremes count
+                low = index if low is None else min(low, index)
+                high = index if high is None else max(high, index)
+    return (np.array(rows_at, dtype=np.int64), np.array(idx, dtype=np.int64),
+            np.array(vals, dtype=np.float64).astype(dtype, copy=False), low, high)
 
 
 def _check_sparse_width(width: int, n_features: int | None, what: str, received: int) -> None:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pickletools
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -78,6 +80,29 @@ _VALID_CONTENT_TYPES = (
     "application/x-parquet", "application/x-recordio-protobuf",
 )
 _CSV_ACCEPTS = ("text/csv", "csv")
+
+
+#: How a protocol-0/1 pickle of a model starts: GLOBAL ("c" module "\n" name "\n"), perhaps
+#: after MARK ("("); ``pickle.dumps(booster, 0)`` starts ``ccopy_reg\n_reconstructor\n``.
+_OLD_PICKLE_HEAD = re.compile(rb"\(?c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
+
+
+def _is_pickle(raw: bytes) -> bool:
+    """Whether a model file is a pickle: protocol 2+ starts with PROTO (0x80); protocols 0 and
+    1 (``pickle.dumps(m, 0)``) start with an opcode such as GLOBAL ``c`` or MARK ``(`` and parse
+    as opcodes up to STOP (parsed only, never run). XGBoost's JSON and UBJSON start with ``{``."""
+    if raw.startswith(_PICKLE_MAGIC):
+        return True
+    head = raw.lstrip()[:1]
+    if not head or head == b"{" or not raw.rstrip().endswith(b"."):
+        return False
+    try:
+        last = None
+        for opcode, _, _ in pickletools.genops(raw):
+            last = opcode.name
+    except Exception:  # not opcodes: a legacy binary model or garbage, for the native loader
+        return False
+    return last == "STOP"
 
 
 class XGBoostRunner(Runner):
@@ -211,7 +236,7 @@ class XGBoostBackend(Backend):
             raise ModelLoadError(f"Cannot read XGBoost model file {path}: {exc}") from exc
         if not raw:
             raise ModelLoadError(f"XGBoost model file {path} is empty (0 bytes)")
-        pickled = raw.startswith(_PICKLE_MAGIC)
+        pickled = _is_pickle(raw)
         if pickled:
             booster = self._load_pickle(path, raw, allow_pickle=allow_pickle)
         else:
@@ -254,7 +279,8 @@ class XGBoostBackend(Backend):
     @classmethod
     def claims(cls, directory: Path) -> bool:
         """By file name, or because the folder's one regular non-hidden file at its top (which
-        the container loads whatever its name) starts like a model: JSON/UBJSON or a pickle."""
+        the container loads whatever its name) starts like a model: JSON/UBJSON or a pickle
+        (protocol 2+ by its PROTO byte; 0/1 by a leading GLOBAL and a final STOP)."""
         if super().claims(directory):
             return True
         try:
@@ -262,10 +288,13 @@ class XGBoostBackend(Backend):
             if len(files) != 1:
                 return False
             with files[0].open("rb") as handle:
-                head = handle.read(64).lstrip()
+                head = handle.read(64)
+                if _OLD_PICKLE_HEAD.match(head):  # protocol 0/1: also ends with STOP (".")
+                    handle.seek(-1, os.SEEK_END)
+                    return handle.read(1) == b"."
         except OSError:
             return False
-        return head.startswith((b"{", _PICKLE_MAGIC))
+        return head.lstrip().startswith((b"{", _PICKLE_MAGIC))
 
     # --- loading -----------------------------------------------------------------------------
 

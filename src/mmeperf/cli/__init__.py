@@ -67,7 +67,10 @@ def _root(
         os.environ[_DEBUG_ENV] = "1"  # child processes (servers, Locust) inherit it
 
 
-_AREAS = ("plugins", "serve", "bench", "report", "churn", "formats", "advise", "sagemaker")
+_AREAS = (
+    "plugins", "serve", "bench", "report", "worker", "trace", "churn", "formats", "advise", "sagemaker", "plan",
+    "autoscale",
+)
 _cli = CLI(app=app, demo=_demo, deploy=_deploy)
 for _area in _AREAS:
     importlib.import_module(f"mmeperf.cli.{_area}").register(_cli)

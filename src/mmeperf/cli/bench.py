@@ -55,6 +55,9 @@ def register(cli: CLI) -> None:
         warmup: Annotated[str | None, typer.Option(
             "--warmup", help="Warm up before measuring: a duration (10s) of the first stage's load, or "
             "N/model (1/model: every model N requests). Reported apart, never measured.")] = None,
+        master_bind: Annotated[str, typer.Option("--master-bind", help="Address the Locust master listens on for workers (other hosts: their reachable address or 0.0.0.0).")] = "127.0.0.1",
+        master_port: Annotated[int | None, typer.Option("--master-port", min=1, max=65535, help="The master's port (default 5557 with --expect-workers, else a free one).")] = None,
+        expect_workers: Annotated[int | None, typer.Option("--expect-workers", min=1, help="Workers in all, local ones included: the rest join with 'mmeperf worker --master ADDR:PORT'.")] = None,
     ) -> None:
         """Drive load at an endpoint; write Locust-format CSVs and exact HDR percentiles to --out.
 
@@ -85,6 +88,7 @@ def register(cli: CLI) -> None:
                 region=region, instance_type=instance_type, platform=platform, web_ui=web_ui, out=out,
                 overwrite=overwrite, threshold=threshold or [], warmup=warmup, zipf=zipf, weights=weights,
             )
+            options.update(master_bind=master_bind, master_port=master_port, expect_workers=expect_workers)
             _preflight(options)
         except ConfigurationError as exc:
             typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
@@ -421,6 +425,8 @@ def _run(options: dict[str, Any]) -> int:
             platform=options["platform"], web_ui=options["web_ui"], progress=on_progress,
             overwrite=options["overwrite"], thresholds=options["thresholds"],
             server_metrics=source, server_status=status,
+            master_bind=options.get("master_bind", "127.0.0.1"), master_port=options.get("master_port"),
+            expect_workers=options.get("expect_workers"),
         ).run(options["out"])
     out = Console()
     columns = ("stage", "users", "requests", "failures", "rps", "ok_rps", "p50_ms", "p95_ms", "p99_ms", "max_ms",
@@ -448,6 +454,9 @@ def _run(options: dict[str, Any]) -> int:
             f"{warm.get('cold_requests')} cold, {_fmt(warm.get('duration_s'))} s, p50 {_fmt(warm.get('p50_ms'))} ms, "
             f"p99 {_fmt(warm.get('p99_ms'))} ms"
         )
+    for worker in ((result.info.get("run") or {}).get("workers") or {}).get("nodes", []):
+        if worker.get("lost_at") is not None:
+            out.print(f"Worker lost: {worker['node']} at {worker.get('lost_s')} s (the requests it reported are counted)")
     if result.stop_reason:
         out.print(f"Stopped early: {result.stop_reason}")
     for line in _cache_caveat(result):

@@ -6,7 +6,7 @@ described in docs/local-mme.md.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8080,
     memory_budget: Annotated[str | None, typer.Option(help="Bytes loaded models may hold, e.g. 512MiB (default: the profile's, else no limit).")] = None,
-    instance_profile: Annotated[str | None, typer.Option(help="Emulate this SageMaker instance's memory, e.g. ml.c5.xlarge (CPU is not emulated).")] = None,
+    instance_profile: Annotated[str | None, typer.Option(help="Emulate this SageMaker instance (memory budget, worker processes, CPU allowance), e.g. ml.c5.xlarge.")] = None,
     per_model_overhead: Annotated[str | None, typer.Option(help="Bytes charged per loaded model on top of its own, e.g. 200MiB.")] = None,
     workers: Annotated[int, typer.Option(help="Server processes (only 1: see docs/local-mme.md).")] = 1,
     max_payload: Annotated[str, typer.Option(help="Largest request body; larger ones get 413.")] = "6MiB",
@@ -30,6 +30,11 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(help="Most rows of concurrent requests to one model predicted together.")] = 64,
     cache_dir: Annotated[str | None, typer.Option(help="Where downloaded artifacts are unpacked (default: a temporary folder).")] = None,
     disk_cache: Annotated[str, typer.Option(help="Most bytes of unpacked artifacts kept on disk for unloaded models ('none': no limit; 0: delete on unload).")] = "4GiB",
+    worker_mode: Annotated[str | None, typer.Option(help="'process': a worker process per loaded model, as SageMaker's CPU containers (MMS); 'thread': in-process, fastest (default: process with --instance-profile, else thread).")] = None,
+    workers_per_model: Annotated[int | None, typer.Option(help="Worker processes per model (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else 1).")] = None,
+    cpu_emulation: Annotated[str | None, typer.Option(help="CPU allowance of instance vCPUs x --cpu-scale: quota (cgroup), affinity (whole cores) or none (default: quota with --instance-profile, else none).")] = None,
+    cpu_scale: Annotated[float | None, typer.Option(help="Emulated CPUs per instance vCPU (default: what fits this host, at most 1).")] = None,
+    instance_count: Annotated[int, typer.Option(min=1, help="Instances behind a front that routes as SageMaker routes MME requests (each its own server process, cache and budget).")] = 1,
     ready_file: Annotated[str | None, typer.Option(hidden=True, help="Write {host, port, pid} here once serving.")] = None,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
     fast_path: Annotated[bool, typer.Option("--fast-path/--no-fast-path", help="Compile small XGBoost models' trees (verified bit-exact, kept only where measured faster).")] = True,
@@ -40,6 +45,7 @@ def serve(
     from mmeperf.errors import ConfigurationError
     from mmeperf.units import parse_size
 
+    emulation: dict[str, Any] = {"worker_mode": worker_mode, "cpu_emulation": cpu_emulation}
     try:
         config = ServerConfig(
             repository=repository,
@@ -56,6 +62,9 @@ def serve(
             cache_dir=cache_dir,
             disk_cache_bytes=None if disk_cache.lower() == "none" else parse_size(disk_cache),
             fast_path=fast_path,
+            workers_per_model=workers_per_model,
+            cpu_scale=cpu_scale,
+            **emulation,  # checked by pydantic: a bad name is a BadParameter
         ).check()
     except (ConfigurationError, ValueError) as exc:
         _fail(str(exc), exc)
@@ -70,6 +79,12 @@ def serve(
     )
     announce = _announce_when_ready(ready_file, endpoint_name)
     try:
+        if instance_count > 1:
+            from mmeperf.endpoints.local.fleet import FleetConfig
+            from mmeperf.endpoints.local.front import run as run_front
+
+            run_front(FleetConfig(server=config, instance_count=instance_count), ready_file=announce, log_level=log_level)
+            return
         run(config, ready_file=announce, log_level=log_level)
     except OSError as exc:
         _fail(f"Cannot serve on {host}:{port}: {exc.strerror or exc}", exc)

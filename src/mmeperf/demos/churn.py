@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmeperf.instances import DEFAULT_CATALOG
@@ -26,6 +27,7 @@ from mmeperf.metrics import ServerMetrics
 from mmeperf.results.cost import DEFAULT_P99_BUDGET_MS
 
 if TYPE_CHECKING:
+    from mmeperf.demos.churn_reference import Window
     from mmeperf.endpoints.base import Endpoint
     from mmeperf.load.benchmark import Progress
     from mmeperf.load.result import BenchmarkResult
@@ -45,12 +47,13 @@ class ChurnDemoOptions(BaseModel):
     """Where the repository, the runs, summary_results.csv and report.html go."""
     instance_types: list[str] = Field(default_factory=lambda: ["ml.c5.xlarge", "ml.c5.2xlarge"], min_length=1)
     """Instance types to emulate, one local endpoint each, loaded at the same time."""
-    users: int = Field(default=100, ge=1)
-    """Concurrent users per endpoint (reference: 300)."""
+    users: int | None = Field(default=None, ge=1)
+    """Concurrent users per endpoint (None: the reference's 300 x the CPU scale in process mode,
+    100 in thread mode)."""
     spawn_rate: float = Field(default=5.0, gt=0)
     """Users started per second (reference: 5)."""
-    duration: Duration = 45.0
-    """Load duration, ramp-up included (reference: 15m)."""
+    duration: Duration = 30.0
+    """Measured load window per endpoint, ramp-up included, after warm-up (reference: 15m)."""
     wait_min_s: float = Field(default=0.0, ge=0)
     """Each user waits between wait_min_s and wait_max_s between requests (reference: 0-2 s)."""
     wait_max_s: float = Field(default=2.0, ge=0)
@@ -58,6 +61,24 @@ class ChurnDemoOptions(BaseModel):
     """Locust workers per endpoint (0: one process; the reference used a master and 2)."""
     user: str = "http"
     """Load user: "http" (fast SageMaker-runtime HTTP client) or "boto3" (the reference's)."""
+    worker_mode: Literal["thread", "process"] = "process"
+    """How the local MMEs run models: "process" (the faithful emulation: a worker process per
+    loaded model, as SageMaker's CPU containers run Multi Model Server, inside the instance's
+    CPU allowance; see docs/local-mme.md) or "thread" (in-process, no CPU allowance, fastest)."""
+    cpu_scale: float | None = Field(default=None, gt=0, le=1)
+    """Emulated CPUs per instance vCPU (None: the host's CPUs less client_cpus, over the largest
+    instance's vCPUs, at most 1). Offered users are scaled by the same factor."""
+    client_cpus: float = Field(default=0.5, ge=0)
+    """CPUs kept out of the server allowances for the load generator (its use is measured and
+    reported against this)."""
+    side_by_side: bool | None = None
+    """Measure the endpoints at the same time (None: when the host has CPU for every allowance
+    plus client_cpus at the scale, else one after the other with the same profile)."""
+    warm_up_concurrency: int = Field(default=1, ge=1)
+    """Warm-up requests in flight per endpoint (1: each load's ModelLoadingTime is one worker start
+    inside the allowance; more overlap starts, which share the allowance and each take longer)."""
+    max_models: int | None = Field(default=None, ge=1, le=51)
+    """Load only the first N states' models (a short configuration for tests; None: all 51)."""
     p99_budget_ms: float = Field(default=DEFAULT_P99_BUDGET_MS, gt=0)
     """Latency budget the recommendation must meet (exact client-side p99)."""
     rows: int = Field(default=5000, ge=510)
@@ -77,6 +98,10 @@ class ChurnDemoResult(BaseModel):
     verdict: str
     summary: Any
     """The summary_results.csv frame."""
+    reference: Any = None
+    """The reference's figures beside ours (instance, metric, reference, this run)."""
+    plan: str = ""
+    """How the host's CPUs were shared out (scale, side by side or one after the other)."""
 
 
 def _emit(progress: Callable[[str], None] | None, message: str) -> None:
@@ -117,6 +142,15 @@ def _run_summary(
     return summary.model_copy(update={"emulated": True})
 
 
+def _warm_up_parallel(endpoint: Endpoint, payloads: dict[str, bytes], concurrency: int) -> int:
+    """Invoke every model once, ``concurrency`` at a time (worker starts overlap as they would
+    under traffic); returns the number of failed requests."""
+    items = list(payloads.items())
+    chunks = [dict(items[i::concurrency]) for i in range(min(concurrency, len(items)))]
+    with ThreadPoolExecutor(max(len(chunks), 1)) as pool:
+        return sum(pool.map(lambda chunk: _warm_up(endpoint, chunk), chunks))
+
+
 def run_churn_demo(
     options: ChurnDemoOptions | None = None,
     *,
@@ -125,17 +159,31 @@ def run_churn_demo(
 ) -> ChurnDemoResult:
     """Run the churn workflow; see the module docstring."""
     from mmeperf.datasets.churn import FEATURES, build_churn_repository
+    from mmeperf.demos.churn_reference import (
+        Window,
+        children_cpu_seconds,
+        emulation_numbers,
+        plan_cpu,
+        reference_table,
+        tree_cpu_seconds,
+    )
     from mmeperf.endpoints.local import LocalEndpoint
+    from mmeperf.endpoints.local.cpu import host_cpus
     from mmeperf.load.benchmark import Benchmark
     from mmeperf.load.profile import LoadProfile, WaitTime
     from mmeperf.load.traffic import Traffic
     from mmeperf.results.compare import compare
     from mmeperf.results.folders import overall_distribution, users_view
-    from mmeperf.results.report import write_report
+    from mmeperf.results.report import table_section, write_report
 
     opts = options or ChurnDemoOptions()
     for itype in opts.instance_types:
         DEFAULT_CATALOG.get(itype)  # unknown types fail before any work
+    faithful = opts.worker_mode == "process"
+    plan = plan_cpu(opts.instance_types, host_cpus=host_cpus(), client_cpus=opts.client_cpus,
+                    scale=opts.cpu_scale if faithful else 1.0,
+                    side_by_side=opts.side_by_side if faithful else True)
+    users = opts.users or (plan.users() if faithful else 100)
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -147,22 +195,42 @@ def run_churn_demo(
     )
     test_csv = Path(build.test_csv)
     n_models = len(build.repository)
+    payloads = _warm_up_rows(test_csv, FEATURES)
+    if opts.max_models is not None and opts.max_models < len(payloads):
+        keep = sorted(payloads)[: opts.max_models]
+        payloads = {state: payloads[state] for state in keep}
+        rows = pd.read_csv(test_csv)
+        test_csv = out / "churn_test_subset.csv"
+        rows[rows["State"].isin(keep)].to_csv(test_csv, index=False)
+        n_models = len(keep)
     _emit(progress, f"Built {n_models} models in {time.perf_counter() - t0:.1f} s (median held-out AUC {build.median_auc:.3f}).")
+    if faithful:
+        _emit(progress, f"CPU: {plan.why}; {users} users per endpoint.")
 
     endpoints: dict[str, Endpoint] = {}
+    results: dict[str, BenchmarkResult] = {}
+    windows: dict[str, Window] = {}
     try:
         for itype in opts.instance_types:
             short = itype.removeprefix("ml.").replace(".", "-")
-            endpoints[itype] = LocalEndpoint(instance_profile=itype, endpoint_name=f"churn-mme-{short}")
+            server: dict[str, Any] = {"worker_mode": opts.worker_mode}
+            server.update({"cpu_scale": plan.scale, "loader_threads": max(4, opts.warm_up_concurrency)}
+                          if faithful else {"cpu_emulation": "none"})
+            endpoints[itype] = LocalEndpoint(
+                instance_profile=itype, endpoint_name=f"churn-mme-{short}", server_options=server,
+            )
         _emit(progress, f"Starting {len(endpoints)} local MMEs: {', '.join(endpoints)} ...")
         with ThreadPoolExecutor(len(endpoints)) as pool:
             list(pool.map(lambda ep: ep.deploy(build.repository), endpoints.values()))
 
-        payloads = _warm_up_rows(test_csv, FEATURES)
-        _emit(progress, f"Warming up: one request to each of the {len(payloads)} models on each endpoint ...")
+        t_warm = time.perf_counter()
+        _emit(progress, f"Warming up: one request to each of the {len(payloads)} models on each endpoint, "
+                        f"{opts.warm_up_concurrency} at a time, all endpoints at once ...")
         with ThreadPoolExecutor(len(endpoints)) as pool:
-            warm_failures = dict(zip(endpoints, pool.map(lambda ep: _warm_up(ep, payloads), endpoints.values()), strict=True))
-        starts = {itype: ep.metrics() for itype, ep in endpoints.items()}
+            warm_failures = dict(zip(endpoints, pool.map(
+                lambda ep: _warm_up_parallel(ep, payloads, opts.warm_up_concurrency), endpoints.values()), strict=True))
+        statuses = {itype: ep.status() for itype, ep in endpoints.items()}  # type: ignore[attr-defined]
+        _emit(progress, f"Warm-up done in {time.perf_counter() - t_warm:.0f} s.")
 
         traffic = Traffic(
             data=str(test_csv),
@@ -173,17 +241,12 @@ def run_churn_demo(
             content_type="text/csv",
         )
         profile = LoadProfile.constant(
-            users=opts.users,
+            users=users,
             spawn_rate=opts.spawn_rate,
             duration=opts.duration,
             traffic=traffic,
             wait=WaitTime(min=opts.wait_min_s, max=opts.wait_max_s),
             seed=opts.seed,
-        )
-        _emit(
-            progress,
-            f"Load: {opts.users} users per endpoint, spawn {opts.spawn_rate:g}/s, {opts.duration:g} s, "
-            "model chosen by each row's State, both endpoints at the same time ...",
         )
         lock = threading.Lock()
 
@@ -195,50 +258,86 @@ def run_churn_demo(
 
             return report
 
-        # Each handle is a context manager: if one run fails or Ctrl-C arrives, every Locust
-        # process group still running is stopped before the endpoints go away.
-        with contextlib.ExitStack() as stack:
-            handles = {
-                itype: stack.enter_context(
-                    Benchmark(
-                        ep,
-                        profile,
-                        workers=opts.workers,
-                        user=opts.user,  # type: ignore[arg-type]
-                        instance_type=itype,
-                        platform="xgboost",
-                        models_loaded=n_models,
-                        progress=reporter(itype),
-                        overwrite=True,
-                    ).start(out / "runs" / itype)
+        groups = [list(endpoints)] if plan.side_by_side else [[itype] for itype in endpoints]
+        for group in groups:
+            _emit(
+                progress,
+                f"Load: {users} users per endpoint, spawn {opts.spawn_rate:g}/s, {opts.duration:g} s, "
+                f"model chosen by each row's State, on {' and '.join(group)}"
+                + (" at the same time ..." if len(group) > 1 else " ..."),
+            )
+            starts = {itype: endpoints[itype].metrics() for itype in group}
+            cpu0 = {itype: tree_cpu_seconds(endpoints[itype].pid) for itype in group}  # type: ignore[attr-defined]
+            client0 = children_cpu_seconds()
+            # Each handle is a context manager: if one run fails or Ctrl-C arrives, every Locust
+            # process group still running is stopped before the endpoints go away.
+            with contextlib.ExitStack() as stack:
+                handles = {
+                    itype: stack.enter_context(
+                        Benchmark(
+                            endpoints[itype],
+                            profile,
+                            workers=opts.workers,
+                            user=opts.user,  # type: ignore[arg-type]
+                            instance_type=itype,
+                            platform="xgboost",
+                            models_loaded=n_models,
+                            progress=reporter(itype),
+                            overwrite=True,
+                        ).start(out / "runs" / itype)
+                    )
+                    for itype in group
+                }
+                group_results = {itype: handle.wait() for itype, handle in handles.items()}
+            client_cpu = children_cpu_seconds() - client0
+            for itype in group:
+                r = group_results[itype]
+                results[itype] = r
+                windows[itype] = Window(
+                    instance_type=itype, scale=plan.scale, users=users,
+                    duration_s=float(r.duration_s or 0.0), ok_requests=r.total_requests - r.total_failures,
+                    mean_think_s=(opts.wait_min_s + opts.wait_max_s) / 2,
+                    server_cpu_s=tree_cpu_seconds(endpoints[itype].pid) - cpu0[itype],  # type: ignore[attr-defined]
+                    client_cpu_s=client_cpu, client_shared=len(group) > 1,
+                    start=starts[itype], end=endpoints[itype].metrics(), status=statuses[itype],
+                    order="side by side" if plan.side_by_side else f"{groups.index(group) + 1} of {len(groups)}",
                 )
-                for itype, ep in endpoints.items()
-            }
-            results = {itype: handle.wait() for itype, handle in handles.items()}
-        ends = {itype: ep.metrics() for itype, ep in endpoints.items()}
-        infos = {itype: ep.info() for itype, ep in endpoints.items()}
     finally:
         for ep in endpoints.values():
             ep.delete()
 
-    runs = [_run_summary(itype, itype, results[itype], starts[itype], ends[itype]) for itype in results]
+    runs = [_run_summary(itype, itype, results[itype], windows[itype].start, windows[itype].end) for itype in results]
     comparison = compare(runs, n_models=n_models, p99_budget_ms=opts.p99_budget_ms)
-    summary_csv = comparison.write_csv(out / "summary_results.csv")
-    cache_lines = comparison.cache_lines()
-    emulation = {info.emulation_note for info in infos.values() if info.emulation_note}
+    summary = comparison.frame()
+    extra = pd.DataFrame([windows[run.label].row() for run in runs])
+    summary = pd.concat([summary.reset_index(drop=True), extra], axis=1)
+    summary_csv = out / "summary_results.csv"
+    summary.to_csv(summary_csv, index=False)
+    cache_lines = comparison.cache_lines(worker_mode=opts.worker_mode)
+    client_lines = _client_lines(list(windows.values()), plan.client_cpus)
+    ref_frame, mechanisms = reference_table(list(windows.values()), n_models)
+    emulation = [str(s.get("emulation_note")) for s in statuses.values() if s.get("emulation_note")]
     notes = [
         "Latency is measured client-side per request in HDR histograms (exact to 3 significant "
         "digits), from send to the last byte of the response body.",
         "Server metrics carry CloudWatch's MME names; they are read from each local MME once a "
         "second and averaged per interval, not since the start.",
-        f"Each endpoint was warmed up with one request per model before the load "
-        f"(warm-up failures: {', '.join(f'{k}: {v}' for k, v in warm_failures.items())}); "
+        f"Each endpoint was warmed up with one request per model before the load, all endpoints at "
+        f"once (warm-up failures: {', '.join(f'{k}: {v}' for k, v in warm_failures.items())}); "
         "'after warm-up' figures count from the start of the load.",
         "Cost per million inferences uses the measured throughput, which the users' think time "
         "(0-2 s) bounds: it is the cost at this offered load, not at the instance's capacity.",
-        f"Both endpoints and both load generators share this machine's cores; prices are "
-        f"us-east-1 on-demand as of {DEFAULT_CATALOG.get(opts.instance_types[0]).price_as_of}.",
-        *sorted(emulation),
+        (f"CPU: {plan.why}. Throughput is reported as measured and de-scaled to the instance "
+         "(measured / scale)." if faithful else
+         "Both endpoints and both load generators share this machine's cores (thread mode, no CPU allowance)."),
+        f"Prices are us-east-1 on-demand as of {DEFAULT_CATALOG.get(opts.instance_types[0]).price_as_of}.",
+        *[f"{itype}: {note}" for itype, note in zip(statuses, emulation, strict=False)],
+    ]
+    sections = [
+        table_section("Against the reference (AIM408, 300 users)", ref_frame, notes=mechanisms),
+        table_section("Emulation: what each run used", summary[["label", *extra.columns]],
+                      notes=client_lines),
+        table_section("Every number the emulation used, and its source", emulation_numbers(list(windows.values()), plan)),
     ]
     report = write_report(
         out,
@@ -248,9 +347,34 @@ def run_churn_demo(
         distributions={itype: overall_distribution(r) for itype, r in results.items()},
         title=f"Churn workflow: {n_models} XGBoost models on one MME, {' vs '.join(opts.instance_types)}",
         notes=notes,
-        extra_verdict=cache_lines,
+        extra_verdict=[*cache_lines, *client_lines],
+        sections=sections,
     )
-    verdict = " ".join([comparison.recommendation.explanation, *cache_lines])
+    verdict = " ".join([comparison.recommendation.explanation, *cache_lines, *client_lines])
     return ChurnDemoResult(
-        out=out, report=report, summary_csv=summary_csv, verdict=verdict, summary=comparison.frame()
+        out=out, report=report, summary_csv=summary_csv, verdict=verdict, summary=summary,
+        reference=ref_frame, plan=plan.why,
     )
+
+
+def _client_lines(windows: list[Window], client_cpus: float) -> list[str]:
+    """The load generator's own CPU against what it was given, so a saturated client is never
+    mistaken for a slow server."""
+    seen: set[str] = set()
+    lines = []
+    for w in windows:
+        key = w.order if w.client_shared else w.instance_type
+        if key in seen:
+            continue
+        seen.add(key)
+        who = "both load generators" if w.client_shared else f"the load generator of {w.instance_type}"
+        pct = w.client_cpu_percent()
+        state = ("saturated: a core is fully busy, so throughput may be the client's limit, not the server's"
+                 if pct >= 90 else "not saturated")
+        if pct > 100 * client_cpus:
+            state += "; it used more than was kept for it, so it competed with the servers' allowances"
+        lines.append(
+            f"Load generator CPU: {who} used {pct:.0f}% of one core (measured on the Locust processes; "
+            f"{100 * client_cpus:.0f}% kept for it), {state}."
+        )
+    return lines

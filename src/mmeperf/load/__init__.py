@@ -19,6 +19,7 @@ from mmeperf.load.profile import (
     RateStage,
     StepsShape,
     StopConditions,
+    TraceShape,
     WaitTime,
 )
 from mmeperf.load.spec import AwsAuth, EndpointSpec
@@ -42,6 +43,7 @@ __all__ = [
     "RequestTable",
     "StepsShape",
     "StopConditions",
+    "TraceShape",
     "Traffic",
     "WaitTime",
 ]

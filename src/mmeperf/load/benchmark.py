@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 
 _REQUESTS_FILE = ".requests.bin"
 _SPEC_FILE = ".run_spec.json"
+_TRACE_FILE = ".trace.npz"
 _STOP_FILE = ".stop"
+#: Locust's own default master port: where workers on other hosts look when told no other.
+DEFAULT_MASTER_PORT = 5557
 
 
 def locustfile_path() -> Path:
@@ -108,9 +111,9 @@ def probe_target(url: str, *, timeout: float = 5.0) -> str | None:
         return f"cannot connect to {host}:{port} ({reason})"
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host if host not in ("*", "0.0.0.0", "") else "127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
@@ -147,6 +150,11 @@ class Benchmark:
     ``auth`` is given), ``"boto3"`` (sagemaker-runtime ``invoke_endpoint``, the reference's way)
     or ``"endpoint"`` (the endpoint plugin's own ``invoke``, re-created in each Locust process from
     ``endpoint_spec``). ``workers=0`` runs one Locust process; ``workers=N`` a master and N workers.
+    Workers on other hosts (``mmeperf worker --master HOST:PORT``) join when ``expect_workers``
+    exceeds ``workers``: the master then waits for that many workers in all (at most
+    ``expect_workers_max_wait`` seconds), listening on ``master_bind`` (127.0.0.1 unless told
+    otherwise: give the address the other hosts reach, or ``0.0.0.0``) and ``master_port``
+    (default: Locust's 5557 when workers come from elsewhere, a free port otherwise).
     Server metrics are read every ``metrics_interval_s`` seconds (default: the endpoint's own
     ``metrics_interval_s``, else 1 s: a SageMaker endpoint's CloudWatch metrics have 60 s
     periods, and each read costs GetMetricData queries); ``sample_metrics=False`` reads none.
@@ -182,9 +190,28 @@ class Benchmark:
         max_failure_ratio: float = MAX_FAILURE_RATIO,
         server_metrics: MetricsSource | None = None,
         server_status: Callable[[], Mapping[str, Any] | None] | None = None,
+        expect_workers: int | None = None,
+        master_bind: str = "127.0.0.1",
+        master_port: int | None = None,
+        expect_workers_max_wait: float = 120.0,
     ) -> None:
         if workers < 0:
             raise ConfigurationError(f"workers must be >= 0, received {workers}")
+        if expect_workers is not None and expect_workers < max(workers, 1):
+            raise ConfigurationError(
+                f"expect_workers must be at least 1 and at least workers ({workers}), received {expect_workers}"
+            )
+        if master_port is not None and not 0 < master_port < 65536:
+            raise ConfigurationError(f"master_port must be in 1..65535, received {master_port}")
+        if not master_bind.strip():
+            raise ConfigurationError("master_bind must be an address (127.0.0.1, 0.0.0.0 or an interface's)")
+        if expect_workers_max_wait <= 0:
+            raise ConfigurationError(f"expect_workers_max_wait must be > 0 s, received {expect_workers_max_wait}")
+        self.expect_workers = expect_workers if expect_workers is not None else workers
+        self.master_bind = master_bind.strip()
+        remote = self.expect_workers > workers
+        self.master_port = master_port if master_port is not None else (DEFAULT_MASTER_PORT if remote else None)
+        self.expect_workers_max_wait = expect_workers_max_wait
         if user not in ("http", "boto3", "endpoint"):
             raise ConfigurationError(f"Unknown user {user!r}; expected one of: http, boto3, endpoint")
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else None
@@ -268,18 +295,30 @@ class Benchmark:
             raise ConfigurationError(
                 f"{str(out)!r} already holds a benchmark result; choose another folder or overwrite=True"
             )
-        for stale in (F.HISTORY_CSV, F.SERVER_METRICS_CSV, _STOP_FILE):
+        for stale in (F.HISTORY_CSV, F.SERVER_METRICS_CSV, _STOP_FILE, _TRACE_FILE):
             (out / stale).unlink(missing_ok=True)
         t0 = time.time()
-        table = self.profile.traffic.build()
+        profile = self.profile
+        trace_shape = profile.trace_shape
+        table = profile.traffic.build(route=trace_shape is None)
         table.save(out / _REQUESTS_FILE)
-        models = self.models_loaded if self.models_loaded is not None else len(table.models)
+        target_models = table.models
+        run_info: dict[str, Any] = {}
+        trace_path: Path | None = None
+        if trace_shape is not None:
+            trace = trace_shape.load(keys=table.keys, n_payloads=len(table))
+            trace_path = trace.save(out / _TRACE_FILE)
+            profile = profile.model_copy(update={"shape": trace_shape.resolved(trace)})
+            target_models = trace.models
+            run_info["trace"] = trace_shape.describe(trace)
+        models = self.models_loaded if self.models_loaded is not None else len(target_models)
         prefix = F.locust_csv_prefix(self.instance_type, self.platform, models)
         # max_models_loaded becomes the server's peak LoadedModelCount when the run ends (if known).
         labels = {"instance_type": self.instance_type, "platform": self.platform, "max_models_loaded": None,
                   "target_models": models}
+        distributed = self.expect_workers > 0
         spec = RunSpec(
-            profile=self.profile,
+            profile=profile,
             user=self.user,
             runtime_url=self.runtime_url,
             endpoint_name=self.endpoint_name,
@@ -289,21 +328,25 @@ class Benchmark:
             requests_path=str(out / _REQUESTS_FILE),
             out_dir=str(out),
             t0=t0,
-            workers=self.workers,
-            processes=max(self.workers, 1),
+            workers=self.expect_workers,
+            processes=max(self.expect_workers, 1),
             csv_prefix=prefix,
             labels=labels,
-            lag_s=2.0 if self.workers else 1.0,
+            lag_s=2.0 if distributed else 1.0,
             owner_pid=os.getpid(),
+            trace_path=None if trace_path is None else str(trace_path),
+            run_info=run_info,
         )
         spec_path = spec.write(out / _SPEC_FILE)
-        profile_doc = self.profile.model_dump(mode="json")
-        profile_doc["traffic"]["source"] = self.profile.traffic.describe()
+        profile_doc = profile.model_dump(mode="json")
+        profile_doc["traffic"]["source"] = profile.traffic.describe()
         F.atomic_write_json(out / F.PROFILE_JSON, profile_doc)
-        F.atomic_write_json(out / F.ENVIRONMENT_JSON, self._environment(t0, table_size=len(table), models=table.models))
-        return BenchmarkHandle(self, out, spec, spec_path)
+        port = (self.master_port or _free_port(self.master_bind)) if distributed else None
+        F.atomic_write_json(out / F.ENVIRONMENT_JSON,
+                            self._environment(t0, table_size=len(table), models=target_models, master_port=port))
+        return BenchmarkHandle(self, out, spec, spec_path, master_port=port)
 
-    def _environment(self, t0: float, *, table_size: int, models: list[str]) -> dict[str, Any]:
+    def _environment(self, t0: float, *, table_size: int, models: list[str], master_port: int | None) -> dict[str, Any]:
         return {
             "started_at": t0,
             "python": sys.version.split()[0],
@@ -318,13 +361,15 @@ class Benchmark:
             "endpoint_name": self.endpoint_name,
             "user": self.user,
             "workers": self.workers,
+            "expect_workers": self.expect_workers,
+            "master": None if master_port is None else f"{self.master_bind}:{master_port}",
             "signed": self.auth is not None,
             "metrics_interval_s": self.metrics_interval_s if self.metrics_source is not None and self.sample_metrics else None,
             "requests_in_table": table_size,
             "target_models": len(models),
         }
 
-    def _locust_commands(self, out: Path, spec: RunSpec) -> list[tuple[str, list[str]]]:
+    def _locust_commands(self, out: Path, spec: RunSpec, master_port: int | None) -> list[tuple[str, list[str]]]:
         base = [self.python, "-m", "locust", "-f", str(locustfile_path())]
         common = ["--stop-timeout", f"{self.profile.stop_timeout:g}", "--exit-code-on-error", "0", "--loglevel", "INFO"]
         if self.web_ui:
@@ -332,15 +377,17 @@ class Benchmark:
         else:
             ui = ["--headless", "--only-summary"]
         master = [*base, *ui, *common, "--csv", str(out / spec.csv_prefix), "--logfile", str(out / "locust-master.log")]
-        if not self.workers:
+        if master_port is None:
             return [("master", master)]
-        port = _free_port()
-        master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                   "--expect-workers", str(self.workers)]
+        master += ["--master", "--master-bind-host", self.master_bind, "--master-bind-port", str(master_port),
+                   "--expect-workers", str(self.expect_workers),
+                   "--expect-workers-max-wait", str(math.ceil(self.expect_workers_max_wait))]
         commands = [("master", master)]
+        # Local workers reach a master bound to every interface through loopback.
+        local = "127.0.0.1" if self.master_bind in ("*", "0.0.0.0", "::") else self.master_bind
         for i in range(self.workers):
             commands.append(
-                (f"worker-{i}", [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+                (f"worker-{i}", [*base, "--worker", "--master-host", local, "--master-port", str(master_port),
                                  "--loglevel", "INFO", "--logfile", str(out / f"locust-worker-{i}.log")])
             )
         return commands
@@ -438,10 +485,14 @@ class BenchmarkHandle:
     of times, from any ``finally``.
     """
 
-    def __init__(self, bench: Benchmark, out_dir: Path, spec: RunSpec, spec_path: Path) -> None:
+    def __init__(
+        self, bench: Benchmark, out_dir: Path, spec: RunSpec, spec_path: Path, *, master_port: int | None = None
+    ) -> None:
         self.bench = bench
         self.out_dir = out_dir
         self.spec = spec
+        #: The port the Locust master listens on for workers (None: one process, no master).
+        self.master_port = master_port
         self.progress: Progress | None = None
         self._result: BenchmarkResult | None = None
         self._cleaned = False
@@ -449,7 +500,7 @@ class BenchmarkHandle:
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: list[Any] = []
         self._sampler: MetricsSampler | None = None
-        commands = bench._locust_commands(out_dir, spec)
+        commands = bench._locust_commands(out_dir, spec, master_port)
         try:
             for i, (name, cmd) in enumerate(commands):
                 out = (out_dir / f"locust-{name}.out").open("wb")
@@ -733,5 +784,5 @@ class BenchmarkHandle:
         if self._cleaned or self.alive():
             return
         self._cleaned = True
-        for name in (_REQUESTS_FILE, _SPEC_FILE, _STOP_FILE):
+        for name in (_REQUESTS_FILE, _SPEC_FILE, _STOP_FILE, _TRACE_FILE):
             (self.out_dir / name).unlink(missing_ok=True)

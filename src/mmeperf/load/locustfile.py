@@ -1,6 +1,7 @@
 """The locustfile mmeperf ships: run only by Locust in its own processes, never imported by the library.
 
-It reads the run spec (``MMEPERF_RUN_SPEC``), defines one user class (fast HTTP, boto3 or an
+It reads the run spec (``MMEPERF_RUN_SPEC``; a worker on another host fetches it from the
+master first, see :mod:`mmeperf.load.remote`), defines one user class (fast HTTP, boto3 or an
 endpoint plugin's ``invoke``) and the load shape, records every request exactly once in the
 process's :class:`~mmeperf.load.recorder.Recorder`, and, on the master (or the single process),
 merges the recorders and writes the result folder every second.
@@ -10,25 +11,41 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import gevent
 import locust.runners
 import locust.stats
+import numpy as np
 from gevent import GreenletExit
 from gevent.threadpool import ThreadPool
 from locust import FastHttpUser, LoadTestShape, User, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from mmeperf.load.profile import OpenLoopShape
 from mmeperf.load.recorder import Aggregator, Recorder, WorkerReporter, encode, stage_index_at
-from mmeperf.load.schedule import OpenLoopSchedule
+from mmeperf.load.remote import (
+    ENV_MASTER,
+    ENV_OWNER_PID,
+    ENV_WORKER_BIND,
+    ENV_WORKER_DIR,
+    install_bundle,
+    parse_master,
+    spec_bundle,
+)
+from mmeperf.load.schedule import OpenLoopSchedule, SendSchedule, TraceSchedule
 from mmeperf.load.spec import ENV_SPEC, RunSpec
 from mmeperf.load.tally import WARMUP_STAGE
+from mmeperf.load.trace import Trace
 from mmeperf.load.traffic import RequestSampler, RequestTable
+from mmeperf.load.workers import WorkerRoster
 from mmeperf.protocol import (
     CacheState,
     invocation_path,
@@ -48,15 +65,84 @@ locust.runners.WORKER_REPORT_INTERVAL = 1.0
 _OFFLOAD = ThreadPool(1)
 sys.setswitchinterval(0.0001)
 
+_MSG_START, _MSG_REPORT, _MSG_FINISH = "mmeperf_start", "mmeperf_report", "mmeperf_finish"
+_MSG_SPEC_REQUEST, _MSG_SPEC, _MSG_HELLO = "mmeperf_spec_request", "mmeperf_spec", "mmeperf_hello"
+
+
+def _bind_worker_connection(address: str) -> None:
+    """Make this worker's connection to the master leave from ``address`` (a multi-homed host's interface).
+
+    ZeroMQ's ``tcp://SOURCE:0;HOST:PORT`` form; Locust's runners build their client from
+    ``locust.rpc.zmqrpc.Client``.
+    """
+    import zmq.green as zmq
+    from locust.rpc import zmqrpc
+
+    class BoundClient(zmqrpc.Client):  # type: ignore[misc]
+        def __init__(self, host: str, port: int, identity: str) -> None:
+            zmqrpc.BaseSocket.__init__(self, zmq.DEALER, self.ipv4_only(host, port))  # type: ignore[no-untyped-call]
+            self.socket.setsockopt(zmq.IDENTITY, identity.encode())
+            self.socket.connect(f"tcp://{address}:0;{host}:{port}")
+
+    zmqrpc.Client = BoundClient  # type: ignore[misc]
+
+
+def _fetch_spec(master: str) -> Path:
+    """A worker on another host: ask the master for the run (spec, request table, trace) over Locust's port.
+
+    Asks once a second until the master answers (it may start after the worker), as Locust's own
+    ``-f -`` asks for the locustfile.
+    """
+    from locust.rpc import Message, zmqrpc
+
+    host, port = parse_master(master)
+    client_id = f"{socket.gethostname()}_mmeperf_spec_{uuid4().hex}"
+    client: Any = zmqrpc.Client(host, port, client_id)  # type: ignore[no-untyped-call]
+    got: list[Any] = []
+
+    def ask() -> None:
+        n = 0
+        while not got:
+            client.send(Message(_MSG_SPEC_REQUEST, {"host": socket.gethostname()}, client_id))  # type: ignore[no-untyped-call]
+            if n and n % 10 == 0:
+                sys.stderr.write(f"mmeperf worker: waiting for the master at {host}:{port} ({n} s)\n")
+            n += 1
+            gevent.sleep(1.0)
+
+    asker = gevent.spawn(ask)
+    try:
+        msg = client.recv()
+        got.append(msg)
+    finally:
+        asker.kill()
+        client.close(linger=0)
+    if msg.type != _MSG_SPEC or not isinstance(msg.data, dict):
+        raise SystemExit(f"mmeperf worker: unexpected answer from the master: {msg.type}")
+    if msg.data.get("error"):
+        raise SystemExit(f"mmeperf worker: the master refused: {msg.data['error']}")
+    folder = Path(os.environ.get(ENV_WORKER_DIR) or tempfile.mkdtemp(prefix="mmeperf-worker-"))
+    owner = os.environ.get(ENV_OWNER_PID)
+    return install_bundle(msg.data, folder, owner_pid=int(owner) if owner else None)
+
+
+if os.environ.get(ENV_WORKER_BIND):
+    _bind_worker_connection(os.environ[ENV_WORKER_BIND])
+REMOTE = ENV_SPEC not in os.environ and bool(os.environ.get(ENV_MASTER))
+if REMOTE:
+    os.environ[ENV_SPEC] = str(_fetch_spec(os.environ[ENV_MASTER]))
+
 SPEC = RunSpec.read(os.environ[ENV_SPEC])
 PROFILE = SPEC.profile
 PLANS = PROFILE.stages()
-OPEN = PROFILE.open_loop_shape
+OPEN = PROFILE.scheduled_shape
 OUT_DIR = Path(SPEC.out_dir)
 STOP_FILE = OUT_DIR / ".stop"
 TABLE = RequestTable.load(SPEC.requests_path)
+TRACE = Trace.load(SPEC.trace_path) if SPEC.trace_path else None
+# Plain lists: the hot loop indexes them once per send.
+_TRACE_MODELS: list[str] = [] if TRACE is None else [TRACE.models[i] for i in TRACE.model_ids.tolist()]
+_TRACE_PAYLOADS: list[int] | None = None if TRACE is None or TRACE.payloads is None else TRACE.payloads.tolist()
 RECORDER = Recorder()
-_MSG_START, _MSG_REPORT, _MSG_FINISH = "mmeperf_start", "mmeperf_report", "mmeperf_finish"
 
 
 class _State:
@@ -65,20 +151,26 @@ class _State:
     load_start: float | None = None
     warmup_start: float | None = None  # the warm-up runs from here to load_start
     warming = False  # a requests_per_model warm-up is under way (no users yet)
-    schedule: OpenLoopSchedule | None = None
+    schedule: SendSchedule | None = None
     sampler: RequestSampler | None = None
     stopping = False
     finished = False  # final files written: the writer and report loops end
     quit_ready = False  # the shape returns None at its next tick, and Locust quits
     aggregator: Aggregator | None = None
     reporter: WorkerReporter | None = None  # workers: numbered reports to the master
+    processes = 1  # load processes the schedule is dealt out to (the master: workers at the start)
 
     def begin(self, load_start: float, index: int, processes: int, warmup_start: float | None = None) -> None:
         self.load_start = load_start
         self.warmup_start = warmup_start
         seed = None if PROFILE.seed is None else PROFILE.seed + index
         self.sampler = RequestSampler(TABLE, seed=seed)
-        if OPEN is not None:
+        if OPEN is not None and index >= processes:
+            # Joined after the start: the schedule was already dealt out to the others.
+            self.schedule = TraceSchedule(np.zeros(0), load_start=load_start)
+        elif TRACE is not None:
+            self.schedule = TraceSchedule(TRACE.offsets, load_start=load_start, index=index, processes=processes)
+        elif isinstance(OPEN, OpenLoopShape):
             plans = list(PLANS)
             if warmup_start is not None and warmup_start < load_start and PLANS[0].rate:
                 # A duration warm-up sends at the first stage's rate before the measured stages.
@@ -117,6 +209,7 @@ class _MmeUser(User):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self._slot: float | None = None
+        self._row = -1  # the trace row of the claimed slot (-1: not a trace replay)
         self._sent_at = 0.0
         self._start = 0.0
 
@@ -124,9 +217,11 @@ class _MmeUser(User):
     def wait_time(self) -> float:  # type: ignore[override]
         if OPEN is None:
             return float(_CLOSED_WAIT(self))
-        self._slot = STATE.schedule.next() if STATE.schedule is not None else None
-        if self._slot is None:
+        claim = STATE.schedule.claim() if STATE.schedule is not None else None
+        if claim is None:
+            self._slot = None
             return 3600.0  # no more sends: idle (and be stopped at once, not waited for)
+        self._slot, self._row = claim
         return max(0.0, self._slot - time.time())
 
     @task
@@ -134,15 +229,20 @@ class _MmeUser(User):
         if STATE.sampler is None or STATE.stopping:
             return
         scheduled: float | None = None
+        request: tuple[str, bytes, str] | None = None
         if OPEN is not None:
             if self._slot is None and STATE.schedule is not None:
-                self._slot = STATE.schedule.next()
-                if self._slot is not None:
+                claim = STATE.schedule.claim()
+                if claim is not None:
+                    self._slot, self._row = claim
                     gevent.sleep(max(0.0, self._slot - time.time()))
             if self._slot is None:
                 return
             scheduled, self._slot = self._slot, None
-        self._one(scheduled)
+            row, self._row = self._row, -1
+            if row >= 0:
+                request = _trace_request(row)
+        self._one(scheduled, request)
 
     def _one(self, scheduled: float | None, request: tuple[str, bytes, str] | None = None) -> None:
         if request is None:
@@ -176,17 +276,19 @@ class _MmeUser(User):
         elapsed = end - start
         stage = _stage_now(scheduled if scheduled is not None else sent_at)
         late = False
+        lateness_us: int | None = None
         if scheduled is not None:
             lateness = max(0.0, sent_at - scheduled)
             elapsed += lateness  # timed from the scheduled send: coordinated-omission free
             late = OPEN is not None and lateness > OPEN.late_after
+            lateness_us = round(lateness * 1e6)
         ok = 200 <= status < 300
         done = sent_at + (end - start)
         latency_us = round(elapsed * 1e6)
         RECORDER.record(
             stage=stage, model=model, latency_us=latency_us, ok=ok, kind=_kind(cache),
             sent_at=sent_at, done_at=done, late=late,
-            status=status, error_code=code, message=message,
+            status=status, error_code=code, message=message, lateness_us=lateness_us,
         )
         self.environment.events.request.fire(
             request_type="POST",
@@ -200,6 +302,15 @@ class _MmeUser(User):
     def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
         """Send one request and read the whole response: (status, cache, error code, message, bytes)."""
         raise NotImplementedError
+
+
+def _trace_request(row: int) -> tuple[str, bytes, str]:
+    """A trace row's request: its model, and its payload row (or one drawn at random)."""
+    sampler = STATE.sampler
+    assert sampler is not None
+    i = _TRACE_PAYLOADS[row] if _TRACE_PAYLOADS is not None else sampler.random_row()
+    body, ctype = sampler.payload(i)
+    return _TRACE_MODELS[row], body, ctype
 
 
 def _closed_wait_factory() -> Any:
@@ -349,7 +460,40 @@ class MmeShape(LoadTestShape):
 def _start_load(runner: Any, load_start: float, warmup_start: float | None) -> None:
     STATE.begin(load_start, 0, 1, warmup_start)
     if isinstance(runner, MasterRunner):
-        runner.send_message(_MSG_START, {"load_start": load_start, "warmup_start": warmup_start})
+        # Each worker present now gets its own load index: its share of an open-loop schedule
+        # (Locust's worker_index counts every identity that ever spoke, spec fetchers included).
+        roster = _roster()
+        nodes = sorted(c.id for c in runner.clients.all if c.state != "missing")
+        for node in nodes:
+            roster.joined(node, time.time())
+            roster.assign_index(node)
+        STATE.processes = max(len(nodes), 1)
+        for node in nodes:
+            _send_start(runner, node)
+
+
+def _send_start(runner: MasterRunner, node: str) -> None:
+    """Tell a worker when the load starts and which share of the schedule is its own."""
+    index = _roster().assign_index(node)
+    _STARTED.add(node)
+    runner.send_message(_MSG_START, {
+        "load_start": STATE.load_start, "warmup_start": STATE.warmup_start, "index": index,
+        "processes": STATE.processes,
+    }, client_id=node)
+
+
+def _roster() -> WorkerRoster:
+    aggregator = STATE.aggregator
+    assert aggregator is not None and aggregator.roster is not None
+    return aggregator.roster
+
+
+def _observe_workers(runner: MasterRunner) -> None:
+    """Compare Locust's workers with the roster: note the lost (their counted requests stay)."""
+    roster = _roster()
+    for node in roster.observe({c.id: c.state for c in runner.clients.all}, time.time()):
+        reported = STATE.aggregator.reports_requests.get(node, 0) if STATE.aggregator else 0
+        sys.stderr.write(f"mmeperf: worker {node} lost; the {reported} requests it reported stay counted\n")
 
 
 def _warm_up_models(runner: Any, per_model: int, concurrency: int) -> None:
@@ -359,8 +503,8 @@ def _warm_up_models(runner: Any, per_model: int, concurrency: int) -> None:
     are recorded in the warm-up stage, which no measured figure includes.
     """
     requests: list[tuple[str, bytes, str]] = []
-    for m, model in enumerate(TABLE.models):
-        rows = TABLE.row_models
+    for m, model in enumerate(TRACE.models if TRACE is not None else TABLE.models):
+        rows = TABLE.row_models if TRACE is None else None
         i = 0 if rows is None else next((j for j, rm in enumerate(rows) if rm == m), 0)
         ctype = TABLE.content_types[0] if len(TABLE.content_types) == 1 else TABLE.content_types[i]
         requests.extend([(model, TABLE.bodies[i], ctype)] * per_model)
@@ -425,9 +569,46 @@ def _worker_report_loop(reporter: WorkerReporter) -> None:
 def _on_worker_start(environment: Environment, msg: Any, **_: Any) -> None:
     runner = environment.runner
     assert isinstance(runner, WorkerRunner)
+    if STATE.load_start is not None:
+        return  # a repeated start (this worker reconnected): keep the schedule it has
     warmup_start = msg.data.get("warmup_start")
-    STATE.begin(float(msg.data["load_start"]), max(runner.worker_index, 0), SPEC.processes,
+    STATE.begin(float(msg.data["load_start"]), int(msg.data.get("index", max(runner.worker_index, 0))),
+                int(msg.data.get("processes", SPEC.processes)),
                 None if warmup_start is None else float(warmup_start))
+
+
+def _on_spec_request(environment: Environment, msg: Any, **_: Any) -> None:
+    """A worker on another host asks for the run: answer with the spec bundle (built once)."""
+    runner = environment.runner
+    assert isinstance(runner, MasterRunner)
+    global _BUNDLE
+    try:
+        if _BUNDLE is None:
+            _BUNDLE = spec_bundle(SPEC)
+        data = _BUNDLE
+    except OSError as exc:
+        data = {"error": f"the master cannot read its run files: {exc}"}
+    runner.send_message(_MSG_SPEC, data, client_id=str(msg.node_id))
+
+
+_BUNDLE: dict[str, Any] | None = None
+
+
+def _on_hello(environment: Environment, msg: Any, **_: Any) -> None:
+    """A worker's first word, sent once its handlers are in place: who it is; a late one gets its start."""
+    node = str(msg.node_id)
+    _roster().hello(node, time.time(), dict(msg.data or {}))
+    runner = environment.runner
+    if isinstance(runner, MasterRunner) and STATE.load_start is not None and not STATE.stopping and node not in _STARTED:
+        _send_start(runner, node)  # joined after the start
+
+
+def _on_worker_connect(client_id: str, **_: Any) -> None:
+    if STATE.aggregator is not None and STATE.aggregator.roster is not None:
+        _roster().joined(client_id, time.time())
+
+
+_STARTED: set[str] = set()
 
 
 def _on_worker_finish(environment: Environment, msg: Any, **_: Any) -> None:
@@ -453,13 +634,20 @@ def _finish(environment: Environment, aggregator: Aggregator, status: str, reaso
     if isinstance(runner, MasterRunner):
         runner.send_message(_MSG_FINISH, {})
         deadline = time.time() + PROFILE.stop_timeout + 15.0
+        roster = _roster()
         # A worker is done once its final report and every report it numbered before it are in
-        # (a regular report built while the final one was sent may arrive after it).
-        while aggregator.workers_done() < SPEC.workers and time.time() < deadline:
+        # (a regular report built while the final one was sent may arrive after it). A worker
+        # lost meanwhile is not waited for: what it reported stays counted.
+        while time.time() < deadline:
+            _observe_workers(runner)
+            if all(aggregator.worker_done(node) for node in roster.active()):
+                break
             gevent.sleep(0.05)
-        if aggregator.workers_done() < SPEC.workers:
+        missing = [node for node in roster.active() if not aggregator.worker_done(node)]
+        if missing:
             aggregator.stop_reason = (
-                (reason or "") + f" (only {aggregator.workers_done()} of {SPEC.workers} workers sent all their reports)"
+                (reason or "") + f" (only {len(roster.active()) - len(missing)} of {len(roster.active())} "
+                "workers sent all their reports)"
             )
     else:
         # Stop the users, not the runner: runner.stop() would end the shape greenlet, and Locust's
@@ -514,6 +702,8 @@ def _writer_loop(environment: Environment, aggregator: Aggregator) -> None:
         if local:
             finish = _OFFLOAD.apply(aggregator.tick, (now,), kwargs)
         else:
+            assert isinstance(runner, MasterRunner)
+            _observe_workers(runner)
             finish = aggregator.tick(now, **kwargs)
         if finish is not None and not STATE.stopping:
             STATE.stopping = True
@@ -531,15 +721,24 @@ def _on_init(environment: Environment, **_: Any) -> None:
         runner.register_message(_MSG_FINISH, _on_worker_finish, concurrent=True)
         STATE.reporter = WorkerReporter(RECORDER, lambda data: runner.send_message(_MSG_REPORT, data))
         gevent.spawn(_worker_report_loop, STATE.reporter)
+        runner.send_message(_MSG_HELLO, {
+            "host": socket.gethostname(), "pid": os.getpid(), "address": os.environ.get(ENV_WORKER_BIND) or None,
+            "remote": REMOTE,
+        })
         return
     aggregator = Aggregator(
         OUT_DIR, profile=PROFILE, t0=SPEC.t0, labels=SPEC.labels,
         lag_s=SPEC.lag_s if isinstance(runner, MasterRunner) else 1.0,
     )
+    aggregator.extra_info = dict(SPEC.run_info)
     if isinstance(runner, MasterRunner):
         aggregator.pause = _pause  # the master's event loop carries worker reports: let them in
+        aggregator.roster = WorkerRoster()
     STATE.aggregator = aggregator
     if isinstance(runner, MasterRunner):
         runner.register_message(_MSG_REPORT, _on_master_report)
+        runner.register_message(_MSG_SPEC_REQUEST, _on_spec_request)
+        runner.register_message(_MSG_HELLO, _on_hello)
+        environment.events.worker_connect.add_listener(_on_worker_connect)  # type: ignore[no-untyped-call]
     aggregator.flush(time.time())
     gevent.spawn(_writer_loop, environment, aggregator)

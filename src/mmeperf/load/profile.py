@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "StagePlan",
     "StepsShape",
     "StopConditions",
+    "TraceShape",
     "WaitTime",
     "Warmup",
 ]
@@ -153,8 +155,96 @@ class OpenLoopShape(_Model):
         return [RateStage(rate=self.rate, duration=self.duration)]
 
 
+class TraceShape(_Model):
+    """Replay an invocation log open-loop: each row is sent at its timestamp, whatever the server does.
+
+    The log (CSV or Parquet) has a timestamp and a target model per row, and optionally the
+    payload each row sends (a row number of the traffic's payloads, or a payload file's name);
+    without one, each send draws a payload at random. Timing is the open-loop shape's: latency
+    from the scheduled send, late sends counted.
+    """
+
+    kind: Literal["trace"] = "trace"
+    path: str
+    """The invocation log: ``.csv``, or ``.parquet`` (needs pyarrow)."""
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    """How to read ``path``; auto picks by extension."""
+    timestamp_column: str = "timestamp"
+    """When each invocation happened: numbers (in ``timestamp_unit``) or datetimes / ISO strings."""
+    timestamp_unit: Literal["s", "ms", "us", "ns"] = "s"
+    """Unit of numeric timestamps."""
+    model_column: str = "model"
+    """The target model of each invocation."""
+    payload_column: str | None = None
+    """Optional: which payload each row sends (a row number, or a payload file's name)."""
+    speed: float = Field(default=1.0, gt=0)
+    """Time scaling: 2 replays twice as fast (half the gaps), 0.5 at half speed."""
+    start: float | str | None = None
+    """Window start: seconds or a duration from the first timestamp (``10m``), or a datetime."""
+    end: float | str | None = None
+    """Window end (exclusive), the same forms; None: the last row."""
+    rename: dict[str, str] = Field(default_factory=dict)
+    """Model renaming, trace name -> endpoint name (names not listed are kept)."""
+    model_template: str = "{}"
+    """Applied after ``rename``: ``churn-xgb-{}.tar.gz`` turns ``CA`` into ``churn-xgb-CA.tar.gz``."""
+    concurrency: int = Field(default=256, ge=1)
+    """Most requests in flight at once (per run); sends wait for a free slot and are then late."""
+    late_after: Duration = 0.01
+    """A send that leaves more than this after its scheduled time is counted as late."""
+    drain: Duration = 1.0
+    """How long the run goes on after the window's end, so that late sends still leave."""
+    span_s: float | None = Field(default=None, ge=0)
+    """Filled in when the trace is read: the replay's length in seconds (window / speed)."""
+    rows: int | None = Field(default=None, ge=0)
+    """Filled in when the trace is read: the sends in the window."""
+
+    _traces: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> TraceShape:
+        if "{}" not in self.model_template and "{value}" not in self.model_template:
+            raise ValueError(f"model_template must contain {{}}, received {self.model_template!r}")
+        return self
+
+    def load(self, *, keys: list[str] | None = None, n_payloads: int | None = None, payloads: bool = True) -> Any:
+        """Read the log and build its replay (a :class:`mmeperf.load.trace.Trace`), once per arguments.
+
+        ``payloads=False`` leaves the payload column out (timing and models only).
+        """
+        cache_key = (payloads, None if keys is None else tuple(keys), n_payloads)
+        if cache_key not in self._traces:
+            from mmeperf.load.trace import build_trace
+
+            fields = self.model_dump(exclude={"kind", "concurrency", "late_after", "drain", "span_s", "rows"})
+            if not payloads:
+                fields["payload_column"] = None
+            self._traces[cache_key] = build_trace(**fields, keys=keys, n_payloads=n_payloads)
+        return self._traces[cache_key]
+
+    def describe(self, trace: Any) -> dict[str, Any]:
+        """run.json's ``trace`` section: what is replayed."""
+        return {
+            "path": self.path,
+            "rows": len(trace),
+            "models": len(trace.models),
+            "span_s": trace.span_s,
+            "speed": self.speed,
+            "window": {"start": self.start, "end": self.end},
+            "mean_rate": len(trace) / trace.span_s if trace.span_s > 0 else None,
+        }
+
+    def resolved(self, trace: Any) -> TraceShape:
+        """This shape with ``span_s`` and ``rows`` filled in from its trace."""
+        return self.model_copy(update={"span_s": float(trace.span_s), "rows": len(trace)})
+
+    def replay_s(self) -> float:
+        """The length of the replay (the log is read here if it was not before)."""
+        span = self.span_s if self.span_s is not None else float(self.load(payloads=False).span_s)
+        return span + self.drain
+
+
 Shape = Annotated[
-    ConstantShape | StepsShape | PhasesShape | OpenLoopShape, Field(discriminator="kind")
+    ConstantShape | StepsShape | PhasesShape | OpenLoopShape | TraceShape, Field(discriminator="kind")
 ]
 
 
@@ -276,6 +366,14 @@ class LoadProfile(_Model):
     seed: int | None = None
     """Seed of the request sampler (each Locust process adds its index)."""
 
+    @model_validator(mode="after")
+    def _trace_warmup(self) -> LoadProfile:
+        if isinstance(self.shape, TraceShape) and self.warmup is not None and self.warmup.duration is not None:
+            raise ValueError(
+                "a trace replay has no first-stage load to warm up with: use warmup: {requests_per_model: N}"
+            )
+        return self
+
     # --- constructors ---------------------------------------------------------------------
 
     @classmethod
@@ -380,6 +478,15 @@ class LoadProfile(_Model):
     def open_loop_shape(self) -> OpenLoopShape | None:
         return self.shape if isinstance(self.shape, OpenLoopShape) else None
 
+    @property
+    def scheduled_shape(self) -> OpenLoopShape | TraceShape | None:
+        """The shape when sends follow a schedule (open loop or trace replay), else None."""
+        return self.shape if isinstance(self.shape, OpenLoopShape | TraceShape) else None
+
+    @property
+    def trace_shape(self) -> TraceShape | None:
+        return self.shape if isinstance(self.shape, TraceShape) else None
+
     def stages(self) -> list[StagePlan]:
         """The stages the runner follows, with start times from the load's start."""
         shape = self.shape
@@ -407,6 +514,13 @@ class LoadProfile(_Model):
                               phase=phase)
                 )
                 t += phase.duration
+        elif isinstance(shape, TraceShape):
+            length = shape.replay_s()
+            rows = shape.rows if shape.rows is not None else len(shape.load(payloads=False))
+            plans.append(
+                StagePlan(index=0, name="trace", start_s=0.0, duration_s=length, users=shape.concurrency,
+                          spawn_rate=float(shape.concurrency), rate=rows / length if length > 0 else float(rows))
+            )
         else:
             for i, stage in enumerate(shape.rate_stages()):
                 plans.append(

@@ -22,6 +22,7 @@ from mmeperf.load.profile import LoadProfile, StagePlan
 from mmeperf.load.runwriter import RunFolderWriter, run_totals, warmup_doc
 from mmeperf.load.stop import StopPolicy
 from mmeperf.load.tally import KINDS, WARMUP_STAGE, Counts, Group, RunTally
+from mmeperf.load.workers import WorkerRoster
 
 __all__ = ["KINDS", "Aggregator", "Counts", "Recorder", "WorkerReporter", "encode", "stage_index_at"]
 
@@ -49,6 +50,7 @@ class Recorder:
         self._model_counts: dict[str, Counts] = defaultdict(Counts)
         self._model_values: dict[str, list[int]] = defaultdict(list)
         self._failures: dict[tuple[int, str, int, str], list[Any]] = {}
+        self._lateness: list[int] = []
         self.pending = 0
 
     def record(
@@ -65,8 +67,13 @@ class Recorder:
         status: int = 200,
         error_code: str | None = None,
         message: str | None = None,
+        lateness_us: int | None = None,
     ) -> None:
-        """Count one request (success or failure) exactly once."""
+        """Count one request (success or failure) exactly once.
+
+        ``lateness_us``: how long after its scheduled time a scheduled send left (open loop,
+        trace replay); the measured ones make run.json's ``lateness`` distribution.
+        """
         latency_us = max(int(latency_us), 0)
         self._stage_counts[stage].add_request(latency_us, ok, kind, late, sent_at)
         self._stage_values[(stage, kind)].append(latency_us)
@@ -75,6 +82,8 @@ class Recorder:
             if not ok:
                 self._fail(stage, model, status, error_code, message)
             return
+        if lateness_us is not None:
+            self._lateness.append(max(int(lateness_us), 0))
         second = int(done_at)
         self._second_counts[second].add_request(latency_us, ok, kind, late, sent_at)
         self._second_values[second].append(latency_us)
@@ -99,7 +108,7 @@ class Recorder:
         """
         taken = _Buffers(
             self._stage_counts, self._stage_values, self._second_counts, self._second_values,
-            self._model_counts, self._model_values, self._failures, self.pending,
+            self._model_counts, self._model_values, self._failures, self.pending, self._lateness,
         )
         self._reset()
         return taken
@@ -121,6 +130,7 @@ class _Buffers:
     model_values: dict[str, list[int]]
     failures: dict[tuple[int, str, int, str], list[Any]]
     pending: int
+    lateness: list[int]
 
 
 def encode(taken: _Buffers, pause: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -145,6 +155,8 @@ def encode(taken: _Buffers, pause: Callable[[], None] | None = None) -> dict[str
         payload["models"][model] = {"counts": counts.to_list(), "hist": _sparse(taken.model_values[model])}
     payload["failures"] = [[*key, entry[0], entry[1]] for key, entry in taken.failures.items()]
     payload["requests"] = taken.pending
+    if taken.lateness:
+        payload["lateness"] = _sparse(taken.lateness)
     return payload
 
 
@@ -220,6 +232,13 @@ class Aggregator:
         self.payloads_merged = 0
         self.reports_received: dict[str, int] = {}
         self.reports_expected: dict[str, int] = {}
+        self.reports_requests: dict[str, int] = {}
+        #: How late scheduled sends left (µs), measured stages only.
+        self.lateness = Histogram()
+        #: The master's workers (joined, lost); None in a single process.
+        self.roster: WorkerRoster | None = None
+        #: More run.json sections (e.g. ``trace``), written as given.
+        self.extra_info: dict[str, Any] = {}
         self._next_second: int | None = None
         self.stop_policy = StopPolicy(profile.stop, self.plans, lag_s=lag_s)
         self.writer = RunFolderWriter(out_dir, plans=self.plans, t0=t0, labels=self.labels)
@@ -252,6 +271,9 @@ class Aggregator:
             group = tally.models.setdefault(model, Group())
             group.counts.merge(Counts.from_list(data["counts"]))
             group.hist.add_sparse(data["hist"])
+        lateness = payload.get("lateness")
+        if lateness:
+            self.lateness.add_sparse(lateness)
         for stage, model, status, code, count, message in payload.get("failures", []):
             key = (int(stage), str(model), int(status), str(code))
             entry = tally.failures.get(key)
@@ -264,12 +286,20 @@ class Aggregator:
         """A worker's report (see :class:`WorkerReporter`): merge its payload and count it."""
         self.merge(message["payload"])
         received = self.reports_received[node] = self.reports_received.get(node, 0) + 1
+        self.reports_requests[node] = self.reports_requests.get(node, 0) + int(message["payload"].get("requests", 0))
         if message.get("final"):
             self.reports_expected[node] = int(message.get("sent", received))
+            if self.roster is not None:
+                self.roster.finished(node)
 
     def workers_done(self) -> int:
         """Workers whose final report and every report before it have been merged."""
-        return sum(1 for node, n in self.reports_expected.items() if self.reports_received.get(node, 0) >= n)
+        return sum(1 for node in self.reports_expected if self.worker_done(node))
+
+    def worker_done(self, node: str) -> bool:
+        """Whether a worker's final report and every report it numbered before it are merged."""
+        expected = self.reports_expected.get(node)
+        return expected is not None and self.reports_received.get(node, 0) >= expected
 
     def note_users(self, now: float, users: int) -> None:
         self.users_at[int(now)] = users
@@ -403,9 +433,24 @@ class Aggregator:
             "late_history_requests": self.late_history_requests,
             "payloads_merged": self.payloads_merged,
             "worker_reports": {
-                node: {"received": n, "sent": self.reports_expected.get(node)}
+                node: {"received": n, "sent": self.reports_expected.get(node),
+                       "requests": self.reports_requests.get(node, 0)}
                 for node, n in sorted(self.reports_received.items())
             },
+            **({"workers": self.roster.to_json(self.t0)} if self.roster is not None else {}),
+            **({"lateness": self.lateness_doc()} if self.lateness.total else {}),
+            **self.extra_info,
+        }
+
+    def lateness_doc(self) -> dict[str, Any]:
+        """run.json's ``lateness``: how late scheduled sends left (open loop, trace replay)."""
+        pcts = self.lateness.percentiles_ms([50, 90, 99, 99.9, 100])
+        late_after = getattr(self.profile.scheduled_shape, "late_after", None)
+        return {
+            "sends": self.lateness.total,
+            "p50_ms": pcts[50], "p90_ms": pcts[90], "p99_ms": pcts[99], "p999_ms": pcts[99.9], "max_ms": pcts[100],
+            "late_after_ms": None if late_after is None else late_after * 1000.0,
+            "late": sum(c.late for stage, c in self.tally.stage_counts.items() if stage != WARMUP_STAGE),
         }
 
     def warmup(self, now: float) -> dict[str, Any]:

@@ -82,6 +82,10 @@ class RunSpec(BaseModel):
     """How long the master waits for a second's reports before writing its history row."""
     owner_pid: int | None = None
     """The process that started the run: every Locust process ends when it is gone."""
+    trace_path: str | None = None
+    """The trace replay's schedule file (mmeperf.load.trace.Trace), for a ``trace`` shape."""
+    run_info: dict[str, Any] = Field(default_factory=dict)
+    """More run.json sections the master writes as given (e.g. ``trace``)."""
 
     def write(self, path: Path) -> Path:
         path.write_text(self.model_dump_json(indent=1), encoding="utf-8")

@@ -82,6 +82,7 @@ class Traffic(BaseModel):
     _frame: Any = PrivateAttr(default=None)
     _array: Any = PrivateAttr(default=None)
     _raw: list[bytes] | None = PrivateAttr(default=None)
+    _route: bool = PrivateAttr(default=True)
 
     @model_validator(mode="after")
     def _check(self) -> Traffic:
@@ -137,10 +138,14 @@ class Traffic(BaseModel):
 
     # --- building -------------------------------------------------------------------------
 
-    def build(self) -> RequestTable:
-        """Encode every payload and resolve every model name (once, before the run)."""
+    def build(self, *, route: bool = True) -> RequestTable:
+        """Encode every payload and resolve every model name (once, before the run).
+
+        ``route=False``: payloads only (a trace replay names each request's model itself).
+        """
         import pandas as pd
 
+        self._route = route
         frame = self._frame
         if frame is None and self.data and self._kind() == "csv":
             try:
@@ -254,9 +259,13 @@ class Traffic(BaseModel):
         ctypes = [
             self.content_type or mimetypes.guess_type(f.name)[0] or "application/octet-stream" for f in files
         ]
-        return self._routed(bodies, ctypes)
+        table = self._routed(bodies, ctypes)
+        table.keys = [f.relative_to(path).as_posix() if path.is_dir() else f.name for f in files]
+        return table
 
     def _routed(self, bodies: list[bytes], ctypes: list[str]) -> RequestTable:
+        if not self._route:
+            return RequestTable(bodies, ctypes, [], accept=self.accept)
         if self.model_column:
             raise ConfigurationError(
                 f"model_column {self.model_column!r} needs tabular data (a CSV file or a DataFrame)"
@@ -317,6 +326,8 @@ class RequestTable:
     row_models: list[int] | None = None
     weights: list[float] | None = None
     accept: str | None = None
+    keys: list[str] | None = None
+    """Payload names (a raw folder's files, by path under it): a trace may name payloads by them."""
 
     def __len__(self) -> int:
         return len(self.bodies)
@@ -335,6 +346,7 @@ class RequestTable:
                 "row_models": self.row_models,
                 "weights": self.weights,
                 "accept": self.accept,
+                "keys": self.keys,
                 "offsets": offsets,
                 "total": pos,
             }
@@ -368,6 +380,7 @@ class RequestTable:
             row_models=header["row_models"],
             weights=header["weights"],
             accept=header["accept"],
+            keys=header.get("keys"),
         )
 
     def model_counts(self) -> dict[str, int]:
@@ -407,3 +420,11 @@ class RequestSampler:
             model = t.models[int(self._rng.random() * len(t.models))]
         ctype = self._single_ctype or t.content_types[i]
         return model, t.bodies[i], ctype
+
+    def random_row(self) -> int:
+        """A payload row drawn uniformly (a trace row that names no payload)."""
+        return int(self._rng.random() * self._n)
+
+    def payload(self, i: int) -> tuple[bytes, str]:
+        """Payload row ``i``: (body, content type)."""
+        return self.table.bodies[i], self._single_ctype or self.table.content_types[i]

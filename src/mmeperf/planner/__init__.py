@@ -1,4 +1,4 @@
-"""The planner: calibrate from runs, simulate MME instances, predict the LRU hit ratio."""
+"""The planner: calibrate from runs, simulate MME instances, predict the LRU hit ratio, search instance types."""
 
 from __future__ import annotations
 
@@ -13,22 +13,40 @@ from mmeperf.planner.calibration import (
     Source,
 )
 from mmeperf.planner.result import SimulationResult
+from mmeperf.planner.search import (
+    Candidate,
+    Constraints,
+    Plan,
+    Planner,
+    Workload,
+    measured_summary,
+    relative_error,
+    replica_name,
+)
 from mmeperf.planner.simulation import InstanceConfig, ModelSpec, Simulation, popularity_of
 
 __all__ = [
     "Calibration",
+    "Candidate",
+    "Constraints",
     "Distribution",
     "HostFacts",
     "InstanceConfig",
     "Measured",
     "ModelCalibration",
     "ModelSpec",
+    "Plan",
+    "Planner",
     "Simulation",
     "SimulationResult",
     "Source",
+    "Workload",
     "calibrate",
     "che_hit_ratio",
     "hit_ratio_curve",
     "lru_hit_ratio_simulated",
+    "measured_summary",
     "popularity_of",
+    "relative_error",
+    "replica_name",
 ]

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from mmeperf._types import PathLike
-from mmeperf.errors import ConfigurationError, CorruptArtifactError, UnsafeArchiveError
+from mmeperf.errors import (
+    ArchiveTooLargeError,
+    ConfigurationError,
+    CorruptArtifactError,
+    UnsafeArchiveError,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -111,7 +116,7 @@ class _LimitedReader:
         data = self._inner.read(max(want, 0)) if want > 0 else b""
         self.consumed += len(data)
         if self.consumed > self._limit:
-            raise UnsafeArchiveError(
+            raise ArchiveTooLargeError(
                 f"Archive expands beyond its limit of {self._limit} bytes of tar data; refused"
             )
         return data
@@ -215,7 +220,7 @@ def _walk(
                         continue
                     seen.add(rel)
                     if total + member.size > max_bytes:
-                        raise UnsafeArchiveError(
+                        raise ArchiveTooLargeError(
                             f"Archive expands beyond its limit of {max_bytes} bytes "
                             f"(member {rel!r} alone declares {member.size}); refused"
                         )
@@ -271,7 +276,7 @@ class _CountingReader:
         data = self._inner.read(size)
         self.count += len(data)
         if self.count > self._budget:
-            raise UnsafeArchiveError(
+            raise ArchiveTooLargeError(
                 f"Archive expands beyond its size limit while reading member {self._name!r}; refused"
             )
         return data

@@ -7,6 +7,7 @@ PNG and returns its path; matplotlib runs headless (Agg) and is imported only he
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ __all__ = [
     "bar_heights",
     "dashboard_panel",
     "formats_comparison",
+    "hit_ratio_vs_cache_size",
     "latency_throughput_vs_users",
     "warm_cold_distribution",
+    "what_if",
 ]
 
 #: Panel id -> (title, [(column, label, unit)], secondary-axis columns). Mirrors the reference
@@ -252,6 +255,88 @@ def formats_comparison(formats: pd.DataFrame, path: Path, *, model_name: str) ->
         f"higher is better, except latency, shown as a multiple of the lowest)",
         fontsize=9,
     )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def hit_ratio_vs_cache_size(
+    curve: Sequence[Mapping[str, Any]],
+    path: Path,
+    *,
+    simulated: Sequence[tuple[float, float, str]] = (),
+    measured: Sequence[tuple[float, float, str]] = (),
+    title: str = "Hit ratio against cache size",
+) -> Path:
+    """Hit ratio against models that fit: Che's approximation and LRU counts as lines, points beside.
+
+    ``curve``: rows with ``models_that_fit``, ``che`` and optionally ``simulated`` (an LRU cache
+    under independent requests, counted). ``simulated`` / ``measured``: (models that fit, hit
+    ratio, label) of whole-MME simulations and of real runs.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    sizes = [float(r["models_that_fit"]) for r in curve]
+    ax.plot(sizes, [r["che"] for r in curve], color="tab:blue", label="Che's approximation")
+    lru = [(x, r.get("simulated")) for x, r in zip(sizes, curve, strict=True) if r.get("simulated") is not None]
+    if lru:
+        ax.plot([x for x, _ in lru], [y for _, y in lru], linestyle="--", marker=".", color="tab:gray",
+                label="LRU, independent requests (counted)")
+    for points, marker, color, kind in ((simulated, "o", "tab:orange", "MME simulation"),
+                                        (measured, "X", "tab:red", "measured")):
+        if points:
+            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, s=60, color=color,
+                       zorder=3, label=kind)
+            for x, y, label in points:
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel("models that fit in the cache")
+    ax.set_ylabel("hit ratio (ModelCacheHit)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def what_if(rows: Sequence[Mapping[str, Any]], path: Path, *, title: str = "What if: instance type and count") -> Path:
+    """Predicted throughput, p99 and cost per hour against instance count, one line per type.
+
+    ``rows``: instance_type, instance_count, ok_rps, p99_ms, cost_per_hour_usd (predicted), and
+    optionally measured_ok_rps / measured_p99_ms, drawn as crosses labelled with their error
+    against predicted_here_ok_rps / predicted_here_p99_ms (the prediction for the measured run's
+    own conditions) when given, else against the line.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    frame = pd.DataFrame(list(rows))
+    panels = (("ok_rps", "successful req/s"), ("p99_ms", "p99 latency (ms)"), ("cost_per_hour_usd", "USD per hour"))
+    for ax, (column, label) in zip(axes, panels, strict=True):
+        for kind, part in frame.groupby("instance_type", sort=True) if len(frame) else ():
+            part = part.sort_values("instance_count")
+            line = ax.plot(part["instance_count"], _numeric(part, column), marker="o", label=f"{kind} (predicted)")
+            measured = f"measured_{column}"
+            if measured in part:
+                got = part[part[measured].notna()]
+                if len(got):
+                    ax.scatter(got["instance_count"], got[measured], marker="X", s=70, color=line[0].get_color(),
+                               zorder=3, label=f"{kind} (measured)")
+                    for _, r in got.iterrows():
+                        # The error against the prediction for the measured run's own conditions, if given.
+                        here = f"predicted_here_{column}"
+                        p = r[here] if here in r and r[here] is not None else r[column]
+                        m = r[measured]
+                        if p is not None and m and not math.isnan(float(p)):
+                            ax.annotate(f"{100 * (float(p) - float(m)) / float(m):+.0f}%", (r["instance_count"], m),
+                                        textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_xlabel("instances")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

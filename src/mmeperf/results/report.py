@@ -21,7 +21,10 @@ import pandas as pd
 from mmeperf.results import charts
 from mmeperf.results.compare import Comparison
 
-__all__ = ["BANNER_METRICS", "CHART_IDS", "latest_values", "write_report"]
+__all__ = [
+    "BANNER_METRICS", "CHART_IDS", "latest_values", "table_section", "what_if_section", "write_report",
+    "write_what_if_report",
+]
 
 #: Charts every comparison report carries; the browser test checks each one rendered.
 CHART_IDS: tuple[str, ...] = (*charts.DASHBOARD_PANELS, "latency_users", "warm_cold")
@@ -158,8 +161,13 @@ def write_report(
     title: str = "mmeperf report",
     notes: Sequence[str] = (),
     extra_verdict: Sequence[str] = (),
+    what_if: Sequence[Mapping[str, object]] = (),
+    sections: Sequence[str] = (),
 ) -> Path:
-    """Write ``report.html`` and ``charts/*.png`` into ``out_dir``; return the HTML path."""
+    """Write ``report.html`` and ``charts/*.png`` into ``out_dir``; return the HTML path.
+
+    ``what_if``: planner rows (see :func:`what_if_section`); when given, the report has a what-if section.
+    ``sections``: more HTML sections (e.g. :func:`table_section`), placed after the comparison."""
     chart_dir = out_dir / "charts"
     chart_dir.mkdir(parents=True, exist_ok=True)
     pngs: dict[str, Path] = {}
@@ -211,6 +219,7 @@ def write_report(
 <div class="{verdict_class}">{verdict}</div>
 <h2>Comparison</h2>
 {_table(_transpose(comparison.frame()))}
+{"".join(sections)}
 <h2>Dashboard: latest values</h2>
 <div class="banner">{"".join(banner)}</div>
 <h2>Dashboard</h2>
@@ -219,7 +228,60 @@ def write_report(
 {client}
 <h2>One multi-model endpoint against one endpoint per model</h2>
 {_table(hosting)}
+{what_if_section(what_if, chart_dir) if what_if else ""}
 <h2>How these numbers were measured</h2>
+<ul class="note">{notes_html}</ul>
+<script>{_SCRIPT}</script>
+</body></html>
+"""
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def table_section(title: str, frame: pd.DataFrame, *, notes: Sequence[str] = ()) -> str:
+    """HTML of a titled table with notes beneath (a report's extra section, see ``sections``)."""
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<h2>{html.escape(title)}</h2>{_table(frame)}" + (f'<ul class="note">{notes_html}</ul>' if notes else "")
+
+
+_WHAT_IF_COLUMNS = ("instance_type", "instance_count", "ok_rps", "p99_ms", "hit_ratio", "cost_per_hour_usd",
+                    "cost_per_million_usd", "measured_ok_rps", "measured_p99_ms", "verdict")
+
+
+def what_if_section(rows: Sequence[Mapping[str, object]], chart_dir: Path) -> str:
+    """HTML of the what-if section: predicted throughput, p99 and cost against instance count and
+    type (chart and table), measured points overlaid with their errors. ``rows``: instance_type,
+    instance_count, ok_rps, p99_ms, cost_per_hour_usd, and optionally hit_ratio,
+    cost_per_million_usd, measured_ok_rps, measured_p99_ms, verdict."""
+    chart_dir.mkdir(parents=True, exist_ok=True)
+    png = charts.what_if(rows, chart_dir / "what_if.png")
+    frame = pd.DataFrame(list(rows))
+    frame = frame[[c for c in _WHAT_IF_COLUMNS if c in frame]]
+    return (
+        "<h2>What if: instance type and count (predicted)</h2>"
+        '<p class="note">Predicted by the planner\'s simulation from a calibration; crosses are measured runs, '
+        "labelled with the prediction's error.</p>"
+        + _img("what_if", png, "Predicted throughput, p99 and cost against instance count")
+        + _table(frame)
+    )
+
+
+def write_what_if_report(
+    out_dir: Path, rows: Sequence[Mapping[str, object]], *, title: str = "mmeperf plan", notes: Sequence[str] = (),
+) -> Path:
+    """A report of the what-if section alone (``mmeperf plan --report``); returns the HTML path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    section = what_if_section(rows, out_dir / "charts")
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<div class="sub">Generated {generated} by mmeperf. Predicted, not measured, unless marked measured.</div>
+{section}
+<h2>Assumptions</h2>
 <ul class="note">{notes_html}</ul>
 <script>{_SCRIPT}</script>
 </body></html>

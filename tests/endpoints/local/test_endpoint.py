@@ -33,7 +33,11 @@ def test_deploy_invoke_delete(churn: Churn) -> None:
     assert pid is not None and _alive(pid)
     info = ep.info()
     assert info.kind == "local" and info.emulated and info.instance_type == "ml.c5.xlarge"
-    assert info.runtime_url == ep.url and info.emulation_note and "CPU is not emulated" in info.emulation_note
+    assert info.runtime_url == ep.url and info.emulation_note
+    # The note says what applied to this server: its worker mode and its CPU allowance's own label.
+    status = ep.status()
+    assert status["cpu_emulation"]["label"] in info.emulation_note == status["emulation_note"]
+    assert "worker processes" in info.emulation_note
     assert info.memory_budget_bytes == ep.status()["memory_budget_bytes"] > 0
     assert ep.invoke(churn.target("CA"), csv_body(churn.rows("CA", 1))).ok
     ep.delete()

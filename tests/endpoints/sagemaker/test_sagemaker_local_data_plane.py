@@ -7,6 +7,7 @@ through ``endpoint_url``, must return the models' own predictions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,8 +34,11 @@ def fake_credentials(no_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _floats(body: bytes) -> list[float]:
-    text = body.decode().replace(",", "\n")
-    return [float(v) for v in text.split() if v.strip()]
+    """The answer in the XGBoost container's default type (a JSON array) or as CSV."""
+    text = body.decode().strip()
+    if text.startswith("["):
+        return [float(v) for v in json.loads(text)]
+    return [float(v) for v in text.replace(",", "\n").split() if v.strip()]
 
 
 def test_sagemaker_invoke_gets_the_models_predictions(fake_credentials: None, local_mme: Any, boosters: dict[str, Any]) -> None:

@@ -34,7 +34,11 @@ _TARGET = b"x-amzn-sagemaker-target-model"
 _CONTENT_TYPE = b"content-type"
 _ACCEPT = b"accept"
 _CONTENT_LENGTH = b"content-length"
-#: How long a client may take to send the rest of a body (slow senders must not hold a slot).
+_TRANSFER_ENCODING = b"transfer-encoding"
+#: Set in the scope once the app has read a request's whole body.
+_BODY_READ = "mmeperf.body_read"
+_CLOSE = (b"connection", b"close")
+#: Default time a client gets to send the rest of a body (``ServerConfig.body_read_timeout_s``).
 BODY_READ_TIMEOUT_S = 30.0
 
 
@@ -73,6 +77,11 @@ class MMEApp:
             except ClientDisconnectedError:
                 return
             headers = reply.headers
+            if _BODY_READ not in scope and _declares_body(scope):
+                # The body was refused or never needed: close rather than read what is left of
+                # it (bounded memory, and a slow sender cannot hold the connection after this).
+                headers = [h for h in headers if h[0] != b"connection"]
+                headers.append(_CLOSE)
             headers.append((b"content-length", str(len(reply.body)).encode()))
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             await send({"type": "http.response.body", "body": reply.body})
@@ -105,6 +114,10 @@ class MMEApp:
         service = self.service
         if method == "POST" and path.startswith(self._runtime_prefix) and path.endswith(b"/invocations"):
             return await self._invoke(scope, receive, path, runtime=True)
+        too_large = self._declared_too_large(scope)
+        if too_large is not None:  # every route, body read or not (413 as Netty answers it)
+            service.count_rejected(413)
+            return Reply(413, [], b"")
         if path == b"/ping":  # any method, as MMS
             return ping(self._ready)
         if path == b"/invocations":
@@ -179,8 +192,13 @@ class MMEApp:
             elif key == _ACCEPT:
                 accept = value.decode("latin-1")
         if runtime and path != self._endpoint_path:
-            # Drain the body so the connection stays usable, then answer as SageMaker does.
-            await self._body(scope, receive, limit=None)
+            # Read the body under the same limit as every route (a body over it gets 413 and
+            # the connection closes), so the connection stays usable, then answer as SageMaker.
+            try:
+                await self._body(scope, receive)
+            except (PayloadTooLargeError, BodyReadTimeoutError) as exc:
+                service.count_rejected(exc.http_status)
+                return service.error_reply(exc, runtime=True)
             service.count_rejected(400)
             endpoint = unquote(path[len(b"/endpoints/"): -len(b"/invocations")].decode("latin-1"))
             return Reply(400, [(b"content-type", b"application/json"),
@@ -200,36 +218,65 @@ class MMEApp:
             accept = None
         return await service.invoke(target, body, content_type=content_type, accept=accept, runtime=runtime)
 
-    async def _body(self, scope: Scope, receive: Receive, *, limit: int | None = -1) -> bytes:
-        """The request body, refusing more than ``max_payload_bytes`` (413) and slow senders."""
-        max_bytes = self.service.config.max_payload_bytes if limit == -1 else limit
-        if max_bytes is not None:
-            for key, value in scope["headers"]:
-                if key == _CONTENT_LENGTH and value.isdigit() and int(value) > max_bytes:
-                    raise PayloadTooLargeError(
-                        f"Request body of {int(value)} bytes is over the limit of {max_bytes} bytes"
-                    )
+    def _declared_too_large(self, scope: Scope) -> int | None:
+        """The declared Content-Length when it is over ``max_payload_bytes``, else None."""
+        for key, value in scope["headers"]:
+            if key == _CONTENT_LENGTH and value.isdigit() and int(value) > self.service.config.max_payload_bytes:
+                return int(value)
+        return None
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request body, refusing more than ``max_payload_bytes`` (413) and slow senders.
+
+        The limit holds for every route that reads a body; routes that do not read it answer
+        with ``Connection: close`` (see __call__), so no body is ever buffered past the limit.
+        A first body byte that never comes is the server protocol's timeout (see server.py).
+        """
+        config = self.service.config
+        max_bytes = config.max_payload_bytes
+        for key, value in scope["headers"]:
+            if key == _CONTENT_LENGTH and value.isdigit() and int(value) > max_bytes:
+                raise PayloadTooLargeError(
+                    f"Request body of {int(value)} bytes is over the limit of {max_bytes} bytes"
+                )
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnectedError
         body: bytes = message.get("body", b"")
         if not message.get("more_body"):
+            if len(body) > max_bytes:
+                raise PayloadTooLargeError(f"Request body is over the limit of {max_bytes} bytes")
+            scope[_BODY_READ] = True
             return body
         chunks = [body]
         size = len(body)
+        timeout_s = config.body_read_timeout_s
         try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            async with asyncio.timeout(timeout_s):
                 while message.get("more_body"):
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         raise ClientDisconnectedError
                     chunk = message.get("body", b"")
                     size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
+                    if size > max_bytes:
                         raise PayloadTooLargeError(
                             f"Request body is over the limit of {max_bytes} bytes"
                         )
                     chunks.append(chunk)
         except TimeoutError:
-            raise BodyReadTimeoutError(f"The request body was not received within {BODY_READ_TIMEOUT_S:g} s") from None
+            counts = self.service.counters.connection_timeouts
+            counts["body"] = counts.get("body", 0) + 1
+            raise BodyReadTimeoutError(f"The request body was not received within {timeout_s:g} s") from None
+        scope[_BODY_READ] = True
         return b"".join(chunks)
+
+
+def _declares_body(scope: Scope) -> bool:
+    """Whether the request announced a body (a non-zero Content-Length, or chunked)."""
+    for key, value in scope["headers"]:
+        if key == _CONTENT_LENGTH:
+            return value.strip() not in (b"0", b"")
+        if key == _TRANSFER_ENCODING:
+            return True
+    return False

@@ -23,11 +23,14 @@ from typing import TYPE_CHECKING
 from mmeperf.backends.base import Backend, Runner
 from mmeperf.endpoints.local.counters import MmeCounters
 from mmeperf.errors import (
+    ArchiveTooLargeError,
     InsufficientMemoryError,
     ModelLoadError,
     ModelNotFoundError,
     ModelNotReadyError,
+    RepositoryError,
 )
+from mmeperf.repository.archive import DEFAULT_MAX_BYTES
 from mmeperf.units import format_size
 
 if TYPE_CHECKING:
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
     from mmeperf.repository import ModelEntry, ModelRepository
 
 __all__ = ["CachedModel", "FirstUse", "Lease", "ModelCache"]
+
+#: Smallest extraction limit a budget sets (see ModelCache._extract_limit).
+_MIN_EXTRACT_LIMIT = 2**20
 
 #: Work for the request that caused a load, run in the loader thread right after it (never raises).
 FirstUse = Callable[[Backend, Runner], None]
@@ -102,6 +108,7 @@ class ModelCache:
         optimizer: Executor | None = None,
         optimize_after_uses: int = 2,
         disk_limit_bytes: int | None = None,
+        runner_factory: Callable[[Backend, ModelEntry, Path], Runner] | None = None,
     ) -> None:
         self._repo = repository
         self._counters = counters
@@ -117,6 +124,7 @@ class ModelCache:
         self._optimizer = optimizer or loader
         self._optimize_after = max(optimize_after_uses, 1)
         self.disk_limit_bytes = disk_limit_bytes
+        self._runner_factory = runner_factory  # None: backend.load in the loader thread
         self._loaded: OrderedDict[str, CachedModel] = OrderedDict()  # least recently used first
         self._loading: dict[str, asyncio.Future[CachedModel]] = {}
         self._loading_sources: dict[str, str] = {}  # target -> repository target, while loading
@@ -270,27 +278,28 @@ class ModelCache:
         try:
             folder = self._disk_folder(source)
             # Room is reserved before anything is read when the size is known without I/O (the
-            # last load's, or the listing's); then fetch and load are one loader job.
+            # last load's), or when the listing's stored size fits without unloading anything;
+            # then fetch and load are one loader job.
             estimate = self._known_size.get(source)
             if estimate is None and source in self._stored_size:
-                estimate = self._first_estimate(self._stored_size[source])
+                guess = self._first_estimate(self._stored_size[source])
+                if self.budget_bytes is None or self._used + guess <= self.budget_bytes:
+                    estimate = guess
             if estimate is None and self.budget_bytes is None:
                 estimate = 0  # no budget: nothing to wait for, the charge is corrected after the load
             if estimate is not None:
                 await self._reserve(target, estimate)
-                job = await loop.run_in_executor(
-                    self._loader, self._fetch_and_load, source, folder, True, first_use
-                )
-                self._record_disk(source, job)
             else:
-                # A model the listing did not know: its stored size first, then room, then the load.
-                job = await loop.run_in_executor(
-                    self._loader, self._fetch_and_load, source, folder, False, None
-                )
-                self._record_disk(source, job)
-                estimate = self._first_estimate(job.entry.bytes)
-                await self._reserve(target, estimate)
-                job = await loop.run_in_executor(self._loader, self._finish_load, job, first_use)
+                # The real size is unknown and a guess would unload models: load first (files
+                # bounded by the budget, see _extract_limit), then reserve what the runner
+                # holds, so a model that cannot fit is refused (507) before anything is unloaded.
+                # The request is served after the reservation, not in the loader thread.
+                estimate = 0
+                first_use = None
+            job = await loop.run_in_executor(
+                self._loader, self._fetch_and_load, source, folder, True, first_use
+            )
+            self._record_disk(source, job)
             assert job.runner is not None and job.backend is not None
             runner, backend = job.runner, job.backend
             counters.latency["ModelDownloadingTime"].add(job.downloading_us)
@@ -369,18 +378,53 @@ class ModelCache:
                 f"Model {target!r} is not in the repository: a target is the artifact's key "
                 f"({entry.target!r}), not the model's name"
             )
-        fetched_bytes: int | None = None
-        if folder is None or not folder.is_dir():
-            folder, fetched_bytes = self._repo.fetch_counted(target, self._disk_dir)
-        job = _LoadJob(entry, folder, fetched_bytes, (time.perf_counter() - t0) * 1e6)
-        if not load:
-            return job
+        for attempt in (1, 2):
+            fetched_bytes: int | None = None
+            try:
+                if folder is None or not folder.is_dir():
+                    folder, fetched_bytes = self._fetch(entry)
+                job = _LoadJob(entry, folder, fetched_bytes, (time.perf_counter() - t0) * 1e6)
+                if not load:
+                    return job
+                return self._finish_load(job, first_use)
+            except Exception:
+                vanished = not self._disk_dir.is_dir() or (folder is not None and _emptied(folder))
+                if fetched_bytes is not None and folder is not None:
+                    # Not in the disk cache's books yet: nobody else removes it.
+                    shutil.rmtree(folder, ignore_errors=True)
+                if attempt == 1 and vanished:
+                    # The cache folder was removed under us (by hand, or a disk cleaner):
+                    # fetch again into a re-created folder instead of failing the request.
+                    folder = None
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch(self, entry: ModelEntry) -> tuple[Path, int]:
+        """In a loader thread: extract ``entry`` into the disk cache, no more bytes than the
+        memory budget could ever hold (InsufficientMemoryError beyond them, before a load)."""
+        limit = self._extract_limit
         try:
-            return self._finish_load(job, first_use)
-        except BaseException:
-            if fetched_bytes is not None:  # not in the disk cache's books yet: nobody else removes it
-                shutil.rmtree(folder, ignore_errors=True)
-            raise
+            return self._repo.fetch_counted(entry.target, self._disk_dir, max_bytes=limit)
+        except RepositoryError as exc:
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, ArchiveTooLargeError):
+                cause = cause.__cause__
+            if cause is None or limit >= DEFAULT_MAX_BYTES:
+                raise
+            raise InsufficientMemoryError(
+                f"Model {entry.target!r} expands to more than {format_size(limit)}, more than the "
+                f"whole memory budget of {format_size(self.budget_bytes or 0)} could ever hold; "
+                "refused before loading it"
+            ) from None
+
+    @property
+    def _extract_limit(self) -> int:
+        """Bytes an artifact may expand to: a model's files are at least what it holds in
+        memory (XGBoost's booster, ONNX initializers), so beyond the whole budget it never fits.
+        At least 1 MiB: a tiny budget still lets a small artifact say what else is wrong with it."""
+        budget = self.budget_bytes
+        return DEFAULT_MAX_BYTES if budget is None else min(max(budget, _MIN_EXTRACT_LIMIT), DEFAULT_MAX_BYTES)
 
     def _finish_load(self, job: _LoadJob, first_use: FirstUse | None) -> _LoadJob:
         """In a loader thread: the backend and its runner for the job's artifact, then the
@@ -396,7 +440,10 @@ class ModelCache:
         """In a loader thread: the backend and its runner for the artifact."""
         backend = self._resolve_backend(entry, folder)
         try:
-            runner = backend.load(folder, allow_pickle=self._allow_pickle)
+            if self._runner_factory is not None:  # process workers (see workers.py)
+                runner = self._runner_factory(backend, entry, folder)
+            else:
+                runner = backend.load(folder, allow_pickle=self._allow_pickle)
         except ModelLoadError:
             raise
         except Exception as exc:  # a backend bug or odd file must still fail as a load error
@@ -475,7 +522,10 @@ class ModelCache:
     async def _reserve(self, target: str, nbytes: int) -> None:
         """Hold ``nbytes`` for ``target``'s load, unloading LRU idle models to make room."""
         budget = self.budget_bytes
+        # Decided before anything is unloaded, on the model's whole need (what it holds already
+        # reserved plus this), which is what the message says.
         if budget is not None and nbytes + self._reserved.get(target, 0) > budget:
+            nbytes += self._reserved.get(target, 0)
             raise InsufficientMemoryError(
                 f"Model {target!r} needs {format_size(nbytes)} (with the per-model overhead of "
                 f"{format_size(self.overhead_bytes)}), more than the whole memory budget of "
@@ -555,6 +605,18 @@ class ModelCache:
         self._wake_room_waiters()
         self._trim_disk()
 
+    def forget(self, target: str, runner: Runner) -> bool:
+        """Take ``target`` out of memory now because its ``runner`` died (a worker process); its
+        requests already failed, the next one loads it again. False if that runner is not loaded."""
+        model = self._loaded.get(target)
+        if model is None or model.runner is not runner:
+            return False
+        del self._loaded[target]
+        self._used -= model.charged_bytes
+        self._publish()
+        self._wake_room_waiters()
+        return True
+
     async def unload(self, target: str, *, wait_s: float) -> bool:
         """Unload ``target`` once its in-flight requests finish; False if it is not loaded."""
         model = self._loaded.get(target)
@@ -601,6 +663,14 @@ class _LoadJob:
     loading_us: float = 0.0
     backend: Backend | None = None
     runner: Runner | None = None
+
+
+def _emptied(folder: Path) -> bool:
+    """Whether an extracted folder was removed, or is being removed (no files left in it)."""
+    try:
+        return not any(p.is_file() for p in folder.rglob("*"))
+    except OSError:
+        return True
 
 
 async def _wait_done(fut: asyncio.Future[CachedModel], timeout: float, loop: asyncio.AbstractEventLoop) -> bool:

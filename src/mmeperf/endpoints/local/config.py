@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,19 +17,69 @@ from mmeperf.instances import DEFAULT_CATALOG, InstanceProfile
 from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 from mmeperf.units import parse_size
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "EMULATION_NOTE", "ServerConfig", "ServerOptions"]
+__all__ = [
+    "DEFAULT_JOB_QUEUE_SIZE",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_WORKERS_PER_MODEL",
+    "EMULATION_NOTE",
+    "JOB_QUEUE_SIZE_ENV",
+    "WORKERS_ENV",
+    "ServerConfig",
+    "ServerOptions",
+    "emulation_note",
+]
 
 #: SageMaker's InvokeEndpoint limit on the request body: 6 MB (6291456 bytes in its API model).
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 
-#: What reports say about emulating an instance type on this machine.
+#: What reports say about emulating an instance type on this machine (the general rule; a running
+#: server states what applied to it with :func:`emulation_note` in ``/mmeperf/status``).
 EMULATION_NOTE = (
-    "Memory emulated: the model cache is limited to the instance's memory less a base overhead, "
-    "and each loaded model is charged a per-model overhead, so models are unloaded when the real "
-    "instance would unload them. CPU is not emulated: the server runs on this host's cores "
-    "(inference threads = min(instance vCPUs, host cores)); latency and throughput are this "
-    "host's, not the instance's."
+    "Memory emulated: the model cache is limited to the instance's memory less a base overhead; in "
+    "process mode each loaded model runs in its own worker process, as SageMaker's CPU containers "
+    "run Multi Model Server, and is charged its workers' measured memory (USS), in thread mode a "
+    "fixed per-model overhead. CPU emulated where the host allows it: the server's processes run "
+    "inside the instance's vCPUs x a scale (cgroup quota, else affinity to whole cores, else not "
+    "at all); the offered load is scaled by the same factor. What applied to a run is in its "
+    "server's /mmeperf/status (cpu_emulation)."
 )
+
+
+def emulation_note(worker_mode: str, cpu_label: str | None) -> str:
+    """What one running server emulates and how: its worker mode and its CPU allowance's label
+    (:meth:`~mmeperf.endpoints.local.cpu.CpuAllowance.label`)."""
+    if worker_mode == "process":
+        models = ("models run in worker processes, one set per loaded model as Multi Model Server "
+                  "runs them; each is charged its workers' measured memory (USS) and a load costs "
+                  "a real process start")
+    else:
+        models = ("models run in the server's threads (a load is an in-process call) and each is "
+                  "charged a fixed per-model overhead")
+    cpu = cpu_label or "CPU not emulated"
+    if cpu.startswith("CPU not emulated"):
+        cpu += ": latency and throughput are this host's, not the instance's"
+    return f"Memory emulated (the instance's memory less a base overhead); {models}. {cpu}."
+
+
+#: Workers per model, as SageMaker sets them: the inference toolkit's SAGEMAKER_MODEL_SERVER_WORKERS
+#: (sagemaker-inference-toolkit parameters.py L21 -> default_workers_per_model, model_server.py
+#: L161), then the XGBoost container's SAGEMAKER_NUM_MODEL_WORKERS (serving_mms.py L98).
+WORKERS_ENV = ("SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_NUM_MODEL_WORKERS")
+#: The XGBoost container's per-model job queue (serving_mms.py L99 -> MMS job_queue_size).
+JOB_QUEUE_SIZE_ENV = "SAGEMAKER_MODEL_JOB_QUEUE_SIZE"
+#: One worker per model in multi-model mode (sagemaker-inference-toolkit etc/mme-mms.properties L4;
+#: serving_mms.py L36).
+DEFAULT_WORKERS_PER_MODEL = 1
+#: Multi Model Server's default job queue per model (ConfigManager.java L258; serving_mms.py L37).
+DEFAULT_JOB_QUEUE_SIZE = 100
+
+
+def _env_int(*names: str) -> int | None:
+    for name in names:
+        raw = os.environ.get(name, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            return int(raw)
+    return None
 
 
 class ServerOptions(TypedDict, total=False):
@@ -102,6 +152,30 @@ class ServerConfig(BaseModel):
     """Threads that download and load models (loads never run on the event loop)."""
     graceful_shutdown_s: float = Field(default=10.0, ge=0)
     """Time in-flight requests get to finish on SIGTERM."""
+    worker_mode: Literal["process", "thread"] | None = None
+    """"process": each loaded model runs in its own worker process(es), as SageMaker's CPU
+    containers (Multi Model Server) run them, so loads and per-model memory are measured;
+    "thread": models predict in this process's threads (fastest). None: "process" with an
+    instance profile, else "thread"."""
+    workers_per_model: int | None = Field(default=None, ge=1)
+    """Worker processes per loaded model (None: $SAGEMAKER_MODEL_SERVER_WORKERS, else 1)."""
+    job_queue_size: int | None = Field(default=None, ge=1)
+    """Requests queued per model in process mode before 503 (None: $SAGEMAKER_MODEL_JOB_QUEUE_SIZE,
+    else Multi Model Server's 100)."""
+    cpu_emulation: Literal["auto", "quota", "affinity", "none"] | None = None
+    """CPU allowance of the server's processes: "quota" (a cgroup CPU quota; "auto" is the same),
+    "affinity" (whole cores), "none"; each falls back to the next where the host refuses it.
+    None: "auto" with an instance profile, else "none"."""
+    cpu_scale: float | None = Field(default=None, gt=0)
+    """Emulated CPUs per instance vCPU (None: what fits the instance on this host, at most 1)."""
+    header_read_timeout_s: float = Field(default=30.0, gt=0)
+    """Time a client gets to send a request's headers once it started it (then 400, closed)."""
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+    """Time a client gets to send a request's whole body after its headers, its first byte
+    included (then 400 ValidationError, 408 on the container API; the connection is closed)."""
+    keep_alive_timeout_s: float = Field(default=75.0, gt=0)
+    """Time an idle connection stays open, before its first request or between requests
+    (longer than SDK idle pools, so clients rarely meet closed sockets)."""
 
     @classmethod
     def from_options(
@@ -144,9 +218,11 @@ class ServerConfig(BaseModel):
         return profile.memory_budget_bytes if profile is not None else None
 
     def effective_overhead(self) -> int:
-        """Bytes charged per loaded model beyond its own."""
+        """Bytes charged per loaded model beyond its own (process workers: 0, their memory is measured)."""
         if self.per_model_overhead_bytes is not None:
             return self.per_model_overhead_bytes
+        if self.effective_worker_mode() == "process":
+            return 0
         profile = self.profile()
         return profile.per_model_overhead_bytes if profile is not None else 0
 
@@ -157,6 +233,29 @@ class ServerConfig(BaseModel):
         cores = os.cpu_count() or 1
         profile = self.profile()
         return max(1, min(profile.vcpus, cores) if profile is not None else cores)
+
+    def effective_worker_mode(self) -> Literal["process", "thread"]:
+        if self.worker_mode is not None:
+            return self.worker_mode
+        return "process" if self.instance_profile is not None else "thread"
+
+    def effective_workers_per_model(self) -> int:
+        return self.workers_per_model or _env_int(*WORKERS_ENV) or DEFAULT_WORKERS_PER_MODEL
+
+    def effective_job_queue_size(self) -> int:
+        return self.job_queue_size or _env_int(JOB_QUEUE_SIZE_ENV) or DEFAULT_JOB_QUEUE_SIZE
+
+    def cpu_request(self) -> tuple[Literal["auto", "quota", "affinity", "none"], float | None, float]:
+        """(mechanism, CPUs of the allowance or None, scale): the profile's vCPUs x scale."""
+        from mmeperf.endpoints.local.cpu import default_scale, host_cpus
+
+        profile = self.profile()
+        mechanism = self.cpu_emulation or ("auto" if profile is not None else "none")
+        if profile is not None:
+            scale = self.cpu_scale or default_scale(profile.vcpus)
+            return mechanism, profile.vcpus * scale, scale
+        scale = self.cpu_scale or 1.0
+        return mechanism, (None if mechanism == "none" else host_cpus() * scale), scale
 
     def check(self) -> ServerConfig:
         """Validate combinations pydantic cannot; returns self."""

@@ -8,7 +8,6 @@ and the inference toolkit; the few deliberate differences are in docs/local-mme.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import posixpath
 import re
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from mmeperf.backends.codecs import loads_bounded
 from mmeperf.endpoints.local.replies import Reply, mms_error, mms_json, model_not_found
 from mmeperf.errors import (
     InsufficientMemoryError,
@@ -117,7 +117,9 @@ class RegisterRequest:
         mime = (content_type or "").split(";", 1)[0].strip().lower()
         fields: dict[str, Any]
         if mime == "application/json":
-            doc = json.loads(body.decode("utf-8", "replace")) if body.strip() else {}
+            # Depth-bounded: a 1,000-deep body is a 400, not a RecursionError (PayloadError is a
+            # ValueError).
+            doc = loads_bounded(body.decode("utf-8", "replace"), what="a JSON object") if body.strip() else {}
             if not isinstance(doc, dict):
                 raise ValueError(f"Expected a JSON object, received {type(doc).__name__}")
             fields = doc

@@ -26,7 +26,10 @@ from prometheus_client.registry import Collector
 
 from mmeperf.metrics import LATENCY_FIELDS, LatencyStat, ServerMetrics
 
-__all__ = ["LatencyCounter", "MmeCounters"]
+__all__ = ["CONNECTION_TIMEOUT_KINDS", "LatencyCounter", "MmeCounters"]
+
+#: The kinds of connection timeouts counted in ``/metrics`` (``connection_timeouts_total``).
+CONNECTION_TIMEOUT_KINDS = ("header", "first_byte", "body", "idle")
 
 
 @dataclass(slots=True)
@@ -62,8 +65,11 @@ class MmeCounters:
         self.model_loads = 0
         self.model_unloads = 0
         self.model_load_failures = 0
+        self.worker_deaths = 0  # process workers that died with their model loaded
         self.batches = 0
         self.batched_rows = 0
+        #: Connections closed by a timeout, by kind: "header", "first_byte", "body", "idle".
+        self.connection_timeouts: dict[str, int] = dict.fromkeys(CONNECTION_TIMEOUT_KINDS, 0)
         self.loaded_model_count = 0
         self.peak_loaded_model_count = 0
         self.memory_used_bytes = 0
@@ -165,11 +171,19 @@ class _Collector(Collector):
             ("model_loads", "Models loaded since start", s.model_loads),
             ("model_unloads", "Models unloaded since start", s.model_unloads),
             ("model_load_failures", "Model loads that failed", s.model_load_failures),
+            ("worker_deaths", "Model worker processes that died (their model was unloaded)", s.worker_deaths),
             ("batches", "Predict calls made", s.batches),
             ("batched_rows", "Rows predicted", s.batched_rows),
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)
+        timeouts = CounterMetricFamily(
+            "connection_timeouts", "Connections closed by a timeout (headers, first body byte, "
+            "whole body, idle keep-alive)", labels=["kind"],
+        )
+        for kind, value in s.connection_timeouts.items():
+            timeouts.add_metric([kind], value)
+        yield timeouts
         # Prometheus names are the ServerMetrics field names, plus the unit.
         for cw_name, base in LATENCY_FIELDS.items():
             c = s.latency[cw_name]

@@ -9,6 +9,7 @@ then SIGKILL).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from mmeperf.protocol import DEFAULT_ENDPOINT_NAME
 if TYPE_CHECKING:
     from typing import Self
 
+    from mmeperf.endpoints.local.fleet import FleetConfig
     from mmeperf.repository import ModelRepository
 
 __all__ = ["LocalEndpoint"]
@@ -78,10 +80,17 @@ class LocalEndpoint(LocalMMEClient):
         request_timeout_s: float = 70.0,
         shutdown_grace_s: float = 15.0,
         server_options: Mapping[str, Any] | None = None,
+        instance_count: int = 1,
+        autoscaling: Any = None,
+        fleet_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Options as :class:`~mmeperf.endpoints.local.config.ServerOptions` (shared with
         ``MemoryEndpoint``) plus the network and process ones; ``server_options`` sets any
-        other :class:`~mmeperf.endpoints.local.config.ServerConfig` field."""
+        other :class:`~mmeperf.endpoints.local.config.ServerConfig` field.
+
+        ``instance_count`` > 1, an ``autoscaling`` policy (an ``AutoscalingPolicy`` or a
+        ``LocalAutoscaling``) or ``fleet_options`` (any other ``FleetConfig`` field) serve the
+        endpoint from several instances behind a routing front (:mod:`.front`)."""
         # Fail fast on bad options, before any process starts.
         self._config = ServerConfig.from_options(
             host=host, port=port, workers=workers, memory_budget=memory_budget,
@@ -89,6 +98,12 @@ class LocalEndpoint(LocalMMEClient):
             endpoint_name=endpoint_name, max_payload=max_payload, allow_pickle=allow_pickle,
             cache_dir=cache_dir, server_options=server_options,
         )
+        self._fleet: FleetConfig | None = None
+        if instance_count != 1 or autoscaling is not None or fleet_options:
+            from mmeperf.endpoints.local.fleet import FleetConfig
+
+            self._fleet = FleetConfig.from_options(self._config, instance_count=instance_count,
+                                                   autoscaling=autoscaling, fleet_options=fleet_options)
         self.endpoint_name = endpoint_name
         self._startup_timeout_s = startup_timeout_s
         self._request_timeout_s = request_timeout_s
@@ -125,6 +140,9 @@ class LocalEndpoint(LocalMMEClient):
             sys.executable, "-m", "mmeperf.endpoints.local",
             "--config", config.model_dump_json(), "--ready-file", str(ready),
         ]
+        if self._fleet is not None:  # several instances behind a routing front
+            self._fleet = self._fleet.model_copy(update={"server": config})
+            cmd[2:5] = ["mmeperf.endpoints.local.front", "--config", self._fleet.model_dump_json()]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
@@ -224,12 +242,28 @@ class LocalEndpoint(LocalMMEClient):
             name=self.endpoint_name,
             instance_type=profile.name if profile else None,
             emulated=profile is not None,
-            emulation_note=EMULATION_NOTE if profile else
+            emulation_note=self._emulation_note() if profile else
             "Local MME on this host's cores and memory (no instance type emulated).",
             runtime_url=self.url if self._port is not None else None,
             region=None,
             memory_budget_bytes=config.effective_budget(),
+            instance_count=1 if self._fleet is None else self._fleet.instance_count,
         )
+
+    def scaling_events(self, *, since: int = 0) -> list[dict[str, Any]]:
+        """The scaling timeline of a multi-instance endpoint (``GET /mmeperf/scaling``; the
+        instances' life and the autoscaler's decisions with their causes)."""
+        events: list[dict[str, Any]] = self._get_json(f"/mmeperf/scaling?since={since}")["events"]
+        return events
+
+    def _emulation_note(self) -> str:
+        """The running server's own note (what applied to it, from ``/mmeperf/status``), else the rule."""
+        if self._port is not None:
+            with contextlib.suppress(Exception):
+                note = self.status().get("emulation_note")
+                if isinstance(note, str) and note:
+                    return note
+        return EMULATION_NOTE
 
     def __enter__(self) -> Self:
         return self

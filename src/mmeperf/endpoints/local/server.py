@@ -8,11 +8,14 @@ is written to ``ready_file`` (JSON) for the parent process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from mmeperf.endpoints.local.app import MMEApp
 from mmeperf.endpoints.local.config import ServerConfig
 from mmeperf.endpoints.local.service import MMEService
 
-__all__ = ["bind", "coalescing_protocol", "run"]
+__all__ = ["Timeouts", "bind", "coalescing_protocol", "run"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -90,8 +93,24 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def coalescing_protocol() -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol, writing each answer in one send (see _CoalescingTransport).
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Connection timeouts, seconds (see ServerConfig), and where to count them."""
+
+    header_s: float = 30.0
+    body_s: float = 30.0
+    count: Callable[[str], None] = lambda kind: None
+
+
+def coalescing_protocol(timeouts: Timeouts | None = None) -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol, writing each answer in one send (see _CoalescingTransport),
+    with timeouts for headers, the first body byte and the whole body, and for a connection
+    idle before its first request (uvicorn only times out idle connections after a response).
+
+    Timeouts cost the hot path a clock read per request: one sweep a second per server checks
+    every connection, instead of a timer per request. A request whose headers are late gets
+    uvicorn's 400 and is closed; one whose body is late gets a 400 ValidationError (408 on the
+    container API) and is closed; the app's receive then reports a disconnect.
 
     Falls back to uvicorn's own choice ("auto") where httptools or that protocol class is
     missing: the optimisation leans on uvicorn internals and must never stop the server.
@@ -100,12 +119,117 @@ def coalescing_protocol() -> type[asyncio.Protocol] | str:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:
         return "auto"
+    limits = timeouts or Timeouts()
+    live: set[CoalescingHttpToolsProtocol] = set()
+    sweeper: list[asyncio.TimerHandle] = []
+    interval = max(min(limits.header_s, limits.body_s) / 4, 0.05)
+    interval = min(interval, 1.0)
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for protocol in list(live):
+            protocol._check_timeouts(now)
+        sweeper[:] = [loop.call_later(interval, sweep, loop)] if live else []
 
     class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+        _began: float | None = None  # when the current request's first byte came
+        _headers_at: float | None = None  # when its headers completed, while its body is awaited
+        _body_seen = False
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+            # Idle before a first request: closed like a connection idle after a response.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            live.add(self)
+            if not sweeper:
+                sweeper.append(self.loop.call_later(interval, sweep, self.loop))
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            live.discard(self)
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            self._began = self.loop.time()
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._began = None
+            self._headers_at = self.loop.time()
+            self._body_seen = False
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self._body_seen = True
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._headers_at = None
+            super().on_message_complete()
+
+        def timeout_keep_alive_handler(self) -> None:
+            if not self.transport.is_closing():
+                limits.count("idle")
+            super().timeout_keep_alive_handler()
+
+        def _check_timeouts(self, now: float) -> None:
+            if self.transport.is_closing():
+                return
+            if self._began is not None and now - self._began > limits.header_s:
+                self._began = None
+                limits.count("header")
+                self.send_400_response(f"Request headers not received within {limits.header_s:g} s")
+                return
+            headers_at = self._headers_at
+            if headers_at is None or now - headers_at <= limits.body_s:
+                return
+            cycle = self.cycle
+            self._headers_at = None
+            if cycle is None or cycle.response_complete:
+                return  # answered already (body not needed): uvicorn's keep-alive timer applies
+            limits.count("body" if self._body_seen else "first_byte")
+            if not cycle.response_started:
+                self.transport.write(_body_timeout_response(self.scope.get("path", ""), limits.body_s))
+            cycle.disconnected = True  # the app's receive now reports a disconnect
+            cycle.message_event.set()
+            self.transport.close()
 
     return CoalescingHttpToolsProtocol
+
+
+def _body_timeout_response(path: str, timeout_s: float) -> bytes:
+    """The answer to a request whose body did not arrive in time: as the app answers a slow
+    body (400 ValidationError on the runtime route, 408 on the container API), then closed."""
+    runtime = path.startswith("/endpoints/")
+    message = f"The request body was not received within {timeout_s:g} s"
+    if runtime:
+        body = json.dumps({"Message": message}).encode()
+        head = b"HTTP/1.1 400 Bad Request\r\nx-amzn-errortype: ValidationError\r\n"
+    else:
+        body = json.dumps({"code": 408, "type": "BodyReadTimeoutError", "message": message}).encode()
+        head = b"HTTP/1.1 408 Request Timeout\r\n"
+    return (head + b"content-type: application/json\r\nconnection: close\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def _graceful_server(base: type[Any]) -> type[Any]:
+    """uvicorn's Server, exiting normally after a graceful SIGTERM/SIGINT.
+
+    uvicorn re-raises the signal it caught once it has shut down, so the process died of it
+    (exit -15) although everything finished; a graceful stop is a success (exit 0) here.
+    """
+
+    class GracefulServer(base):  # type: ignore[misc, valid-type]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return GracefulServer
 
 
 def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str = "warning") -> None:
@@ -128,21 +252,35 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
         loop_name = "uvloop"
     except ImportError:  # Windows
         loop_name = "asyncio"
+    counters = app.service.counters
+
+    def count_timeout(kind: str) -> None:
+        counters.connection_timeouts[kind] = counters.connection_timeouts.get(kind, 0) + 1
+
+    protocol = coalescing_protocol(Timeouts(
+        header_s=config.header_read_timeout_s, body_s=config.body_read_timeout_s, count=count_timeout,
+    ))
     uv_config = uvicorn.Config(
         app,
         loop=loop_name,
-        http=coalescing_protocol(),
+        http=protocol,
         lifespan="on",
         access_log=False,
         log_level=log_level,
         server_header=False,
         proxy_headers=False,  # no proxy in front: the client address needs no rewriting
         date_header=True,
-        timeout_keep_alive=75,  # longer than SDK idle pools, so clients rarely meet closed sockets
+        timeout_keep_alive=config.keep_alive_timeout_s,  # type: ignore[arg-type]  # uvicorn takes a float
         timeout_graceful_shutdown=max(1, round(config.graceful_shutdown_s)),
         backlog=2048,
     )
-    server = uvicorn.Server(uv_config)
+    server = _graceful_server(uvicorn.Server)(uv_config)
+    # The CPU allowance (emulated vCPUs) holds this process and the workers it starts; it is
+    # removed when serving ends, also on SIGTERM (see cpu.py).
+    from mmeperf.endpoints.local.cpu import cpu_allowance
+
+    mechanism, cpus, scale = config.cpu_request()
+    allowance = cpu_allowance(mechanism, cpus, scale=scale)
 
     async def main() -> None:
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))
@@ -157,9 +295,10 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
         if not server.started:
             raise SystemExit(3)
 
-    if loop_name == "uvloop":
-        import uvloop
+    with allowance:
+        if loop_name == "uvloop":
+            import uvloop
 
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+            uvloop.run(main())
+        else:
+            asyncio.run(main())

@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import tempfile
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from mmeperf.backends.base import Backend, Encoded, Runner
 from mmeperf.endpoints.local.batching import Batcher, Dispatcher
 from mmeperf.endpoints.local.cache import Lease, ModelCache
-from mmeperf.endpoints.local.config import EMULATION_NOTE, ServerConfig
+from mmeperf.endpoints.local.config import ServerConfig, emulation_note
 from mmeperf.endpoints.local.counters import MmeCounters
 from mmeperf.endpoints.local.replies import Headers, Reply, mms_error
 from mmeperf.errors import (
@@ -53,6 +54,7 @@ from mmeperf.protocol import (
 )
 
 if TYPE_CHECKING:
+    from mmeperf.endpoints.local.workers import WorkerPool
     from mmeperf.repository import ModelEntry, ModelRepository
 
 __all__ = ["MMEService", "Reply"]
@@ -60,6 +62,9 @@ __all__ = ["MMEService", "Reply"]
 log = logging.getLogger("mmeperf.serve")
 
 _JSON = b"application/json"
+#: Bodies larger than this are decoded, and their answers encoded, in the inference threads
+#: instead of on the event loop (a few rows parse in microseconds; megabytes take seconds).
+INLINE_DECODE_MAX_BYTES = 64 * 1024
 #: Placeholder account in ARNs (the local endpoint has no AWS account).
 LOCAL_ACCOUNT = "000000000000"
 
@@ -85,6 +90,7 @@ class MMEService:
         self._load_pool: ThreadPoolExecutor | None = None
         self._compile_pool: ThreadPoolExecutor | None = None
         self._cache: ModelCache | None = None
+        self._workers: WorkerPool | None = None
         self._in_flight = 0
         self.started_at = time.time()
         self._endpoint_path = f"/endpoints/{config.endpoint_name}/invocations"
@@ -127,6 +133,7 @@ class MMEService:
                 inline=self.config.inline_fast_path,
             )
 
+        workers = self._start_workers(loop)
         self._cache = ModelCache(
             repository=self._repository,
             counters=self.counters,
@@ -136,9 +143,11 @@ class MMEService:
             loader=self._load_pool,
             allow_pickle=self.config.allow_pickle,
             load_wait_s=self.config.model_load_wait_s,
-            make_batcher=make_batcher,
+            make_batcher=workers.make_batcher if workers else make_batcher,
+            runner_factory=workers.load_runner if workers else None,
             resolve_backend=_resolve_backend,
-            optimize=_optimize if self.config.fast_path else None,
+            # Process workers compile the fast path themselves (see worker.py).
+            optimize=_optimize if self.config.fast_path and not workers else None,
             optimizer=self._compile_pool,
             optimize_after_uses=self.config.fast_path_after_uses,
             disk_limit_bytes=self.config.disk_cache_bytes,
@@ -148,10 +157,28 @@ class MMEService:
         sizes = await loop.run_in_executor(self._load_pool, _warm_backends, self._repository)
         self._cache.note_listing(sizes)
 
+    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> WorkerPool | None:
+        """The worker processes' pool in process mode (see workers.py), else None."""
+        if self.config.effective_worker_mode() != "process":
+            return None
+        from mmeperf.endpoints.local.workers import WorkerPool
+
+        def on_death(target: str, runner: Runner, error: Exception) -> None:
+            self.counters.worker_deaths += 1
+            self.cache.forget(target, runner)
+
+        self._workers = WorkerPool.from_config(
+            self.config, loop=loop, log_dir=self._work_dir / "workers", on_death=on_death,
+            on_batch=self._on_batch,
+        )
+        return self._workers
+
     async def stop(self) -> None:
         """Release models, pools and the disk cache (after in-flight requests finished)."""
         if self._cache is not None:
             self._cache.close()
+        if self._workers is not None:
+            self._workers.close()
         from mmeperf.endpoints.local.fastpath import shutdown_compiler
 
         shutdown_compiler()
@@ -227,7 +254,13 @@ class MMEService:
                 else:
                     t_model = time.perf_counter()
                     backend = model.backend
-                    batch = backend.decode(body, content_type or "", model.runner)
+                    large = len(body) > INLINE_DECODE_MAX_BYTES
+                    if large:  # never parse megabytes on the event loop: every request would wait
+                        batch = await asyncio.get_running_loop().run_in_executor(
+                            self._infer_pool, backend.decode, body, content_type or "", model.runner
+                        )
+                    else:
+                        batch = backend.decode(body, content_type or "", model.runner)
                     prediction = model.batcher.try_inline(batch)
                     if prediction is None:
                         fut = model.batcher.submit(batch)
@@ -238,7 +271,12 @@ class MMEService:
                             prediction = await fut
                         finally:
                             timer.cancel()
-                    encoded = backend.encode(prediction.output, accept)
+                    if large:
+                        encoded = await asyncio.get_running_loop().run_in_executor(
+                            self._infer_pool, backend.encode, prediction.output, accept
+                        )
+                    else:
+                        encoded = backend.encode(prediction.output, accept)
                     model_us = (time.perf_counter() - t_model) * 1e6
                 model.invocations += 1
             finally:
@@ -297,6 +335,7 @@ class MMEService:
         if not isinstance(exc, MmeperfError):
             log.exception("Unexpected error serving %r", target)
         status, code, message = _classify(exc, target, self.config.repository)
+        message = self._hide_paths(message)
         request_id = self._request_id()
         payload: dict[str, Any]
         if not runtime:
@@ -324,6 +363,15 @@ class MMEService:
             counted = http_status
         headers: Headers = [(_ERROR_TYPE_HEADER, code.encode()), (_REQUEST_ID_HEADER, request_id)]
         return _json_reply(http_status, payload, headers), counted
+
+    def _hide_paths(self, message: str) -> str:
+        """``message`` without this server's cache paths (clients need not learn the host's
+        folders): a model's extracted folder reads ``<model>``, the cache itself ``<cache>``."""
+        work = str(self._work_dir)
+        if work not in message:
+            return message
+        message = re.sub(re.escape(work) + r"/models/[^/\s'\"]+", "<model>", message)
+        return message.replace(work, "<cache>")
 
     def count_rejected(self, status: int) -> None:
         """Count an invocation the transport refused before it reached the service (413...)."""
@@ -360,7 +408,7 @@ class MMEService:
             "repository": self.config.repository,
             "instance_profile": self.config.instance_profile,
             "emulated": self._profile is not None,
-            "emulation_note": EMULATION_NOTE if self._profile is not None else None,
+            "emulation_note": self._emulation_note(),
             "memory_budget_bytes": cache.budget_bytes,
             "per_model_overhead_bytes": cache.overhead_bytes,
             "memory_used_bytes": cache.used_bytes,
@@ -382,7 +430,15 @@ class MMEService:
             "batched_rows": s.batched_rows,
             "inference_threads": self.config.effective_inference_threads(),
             "in_flight": self._in_flight,
+            "workers": self._workers.describe() if self._workers else {"worker_mode": "thread"},
+            "cpu_emulation": _cpu_emulation(),
         }
+
+    def _emulation_note(self) -> str | None:
+        if self._profile is None:
+            return None
+        cpu = _cpu_emulation()
+        return emulation_note(self.config.effective_worker_mode(), cpu["label"] if cpu else None)
 
     @property
     def endpoint_path(self) -> str:
@@ -452,6 +508,13 @@ _VARIANT_HEADER = HEADER_INVOKED_VARIANT.encode()
 _CACHE_VALUES = {True: CacheState.HIT.value.encode(), False: CacheState.MISS.value.encode()}
 #: The attribution headers every cache hit carries, before its instance and model latency.
 _HIT_HEADERS: Headers = [(_CACHE_HEADER, _CACHE_VALUES[True]), (_WAIT_HEADER, b"0"), (_LOAD_HEADER, b"0")]
+
+
+def _cpu_emulation() -> dict[str, Any] | None:
+    from mmeperf.endpoints.local import cpu
+
+    allowance = cpu.current()
+    return allowance.as_dict() if allowance is not None else None
 
 
 def _optimize(runner: Runner) -> Runner:

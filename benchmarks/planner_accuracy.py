@@ -1,0 +1,205 @@
+"""How well the planner predicts real local runs: calibrate on one run, predict held-out ones, run them.
+
+Calibration: one local run (LocalEndpoint, thread workers, the 51 churn XGBoost models, traffic
+by the data's State column, a cache budget that makes it unload). Held-out: configurations that
+differ in budget (models that fit), users or rate, think time, model count (copies of the churn
+models) and popularity skew. Each is simulated from the calibration (nothing tuned to it), then
+run for real for DURATION seconds, and predicted vs measured throughput, p50, p99 and hit ratio
+are printed with relative errors, the medians of their absolute values, and the worst cases.
+Emulated vCPUs are not varied: this branch has no worker/CPU-allowance emulation (every run uses
+this host's cores, and the simulation gets min(host cores, ...) = host cores inference slots).
+
+Run: ``python benchmarks/planner_accuracy.py`` (about 8 minutes on 2 cores); ``--quick`` checks the script.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmeperf.datasets.churn import build_churn_repository
+from mmeperf.endpoints.local import LocalEndpoint
+from mmeperf.load import Benchmark, LoadProfile, Traffic
+from mmeperf.planner import (
+    InstanceConfig,
+    ModelSpec,
+    Planner,
+    Simulation,
+    calibrate,
+    measured_summary,
+    relative_error,
+)
+
+DURATION = 20.0
+SEED = 0
+METRICS = ("ok_rps", "p50_ms", "p99_ms", "hit_ratio")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    fit: int | None
+    """Models that fit in the cache (None: no budget)."""
+    users: int | None = None
+    think: tuple[float, float] = (0.0, 0.02)
+    rate: float | None = None
+    models: int | None = None
+    """None: the 51 churn models routed by the State column; N: N copies, routed by popularity."""
+    popularity: Any = "calibrated"
+
+
+CALIBRATION = Config("calibration", fit=20, users=8)
+HELD_OUT = [
+    Config("budget 8 fit", fit=8, users=8),
+    Config("budget 35 fit", fit=35, users=8),
+    Config("no budget, 16 users", fit=None, users=16),
+    Config("2 users", fit=20, users=2),
+    Config("24 users", fit=20, users=24),
+    Config("think 0-0.2 s, 16 users", fit=20, users=16, think=(0.0, 0.2)),
+    Config("think 0.05-0.1 s, 4 users", fit=20, users=4, think=(0.05, 0.1)),
+    Config("open 100 req/s", fit=20, rate=100.0),
+    Config("open 300 req/s", fit=20, rate=300.0),
+    Config("120 models zipf 1.0, 150 req/s", fit=30, rate=150.0, models=120, popularity=1.0),
+    Config("200 models uniform, 8 users", fit=50, users=8, models=200, popularity="uniform"),
+    Config("51 models zipf 0.6", fit=15, users=8, models=51, popularity=0.6),
+    Config("51 models zipf 1.4", fit=15, users=8, models=51, popularity=1.4),
+    Config("100 models calibrated mix, 200 req/s", fit=25, rate=200.0, models=100),
+]
+
+
+def profile_for(config: Config, traffic: Traffic) -> LoadProfile:
+    if config.rate is not None:
+        return LoadProfile.open_loop(rate=config.rate, duration=DURATION, arrivals="poisson", traffic=traffic)
+    assert config.users is not None
+    return LoadProfile.constant(users=config.users, spawn_rate=float(config.users), duration=DURATION,
+                                traffic=traffic, wait={"min": config.think[0], "max": config.think[1]})
+
+
+def link_copies(repo: Path, names: list[str], bases: list[str], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, base in zip(names, bases, strict=True):
+        target = folder / name
+        if not target.exists():
+            os.link(repo / base, target)
+    return folder
+
+
+def run_real(repo: Path, config: Config, traffic: Traffic, budget: int | None, out: Path,
+             first: tuple[str, bytes, str]) -> dict[str, Any]:
+    profile = profile_for(config, traffic)
+    with LocalEndpoint(endpoint_name="accuracy", memory_budget=budget).deploy(repo) as endpoint:
+        # The backend imported before the load starts: process start-up is not simulated.
+        endpoint.invoke(first[0], first[1], content_type=first[2])
+        result = Benchmark(endpoint, profile, overwrite=True).run(out)
+        charged = {m["modelName"]: int(m["chargedBytes"]) for m in endpoint._get_json("/models")["models"]}
+    return {"summary": measured_summary(result), "charged": charged, "run": out}
+
+
+def main() -> None:
+    global DURATION
+    held_out = HELD_OUT
+    if "--quick" in sys.argv[1:]:  # a smoke test of the script itself: 2 configurations of 3 s
+        DURATION, held_out = 3.0, [HELD_OUT[0], HELD_OUT[9]]
+    print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}  python {sys.version.split()[0]}")
+    t_start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="planner-accuracy-"))
+    build = build_churn_repository(work / "repo", n_rows=3000, rounds=10)
+    repo = Path(build.repository.root)
+    by_state = Traffic(data=build.test_csv, model_column="State", model_template="churn-xgb-{}.tar.gz",
+                       label_column="Churn?", drop_columns=["CustomerID"])
+    table = by_state.build()
+    first = (table.models[0], table.bodies[0], table.content_types[0])
+
+    # --- sizes, then the calibration run -------------------------------------------------
+    # Every model's charged bytes, measured by the server with no budget (one request each).
+    with LocalEndpoint(endpoint_name="sizes").deploy(repo) as endpoint:
+        for i, model in enumerate(table.models):
+            endpoint.invoke(model, table.bodies[i % len(table.bodies)], content_type=first[2])
+        sizes = {m["modelName"]: int(m["chargedBytes"]) for m in endpoint._get_json("/models")["models"]}
+    biggest, smallest = max(sizes.values()), min(sizes.values())
+
+    def budget(fit: int | None) -> int | None:
+        # Exactly `fit` models of any size fit, and never one more.
+        return None if fit is None else fit * biggest + smallest // 2
+
+    calib = run_real(repo, CALIBRATION, by_state, budget(CALIBRATION.fit), work / "calibration", first)
+    calibration = calibrate(work / "calibration", model_bytes=sizes)
+    calibration.save(work / "calibration.yaml")
+    print(f"calibration: {work / 'calibration.yaml'}  measured {calib['summary']}")
+    assert calibration.service_time is not None and calibration.load_time is not None
+    print(f"  service time mean {calibration.service_time.mean * 1e3:.3f} ms, load {calibration.load_time.mean * 1e3:.3f} ms, "
+          f"overhead {calibration.overhead_latency.mean * 1e3 if calibration.overhead_latency else float('nan'):.3f} ms, "
+          f"model bytes {smallest}..{biggest}")
+
+    planner = Planner(calibration, seed=SEED)
+    vcpus = os.cpu_count() or 1  # the local MME's inference threads without an instance profile
+    rows: list[dict[str, Any]] = []
+    for config in held_out:
+        if config.models is None:
+            workload = planner.workload(traffic=by_state)
+            real_traffic = by_state
+            folder = repo
+        else:
+            workload = planner.workload(config.models, popularity=config.popularity)
+            real_traffic = Traffic(data=build.test_csv, models=workload.names, distribution="weights",
+                                   weights=workload.weights, label_column="Churn?",
+                                   drop_columns=["CustomerID", "State"])
+            folder = link_copies(repo, workload.names, workload.base, work / f"copies-{config.models}")
+        specs = [ModelSpec(name=n, service_time=calibration.service_time_of(b), memory_bytes=sizes[b],
+                           load_time=calibration.load_time, download_time=calibration.download_time,
+                           unload_time=calibration.unload_time)
+                 for n, b in zip(workload.names, workload.base, strict=True)]
+        sim_traffic = Traffic(models=workload.names, distribution="weights", weights=workload.weights, payloads=["x"])
+        t0 = time.perf_counter()
+        predicted = Simulation(
+            profile_for(config, sim_traffic), specs, weights=workload.weights, seed=SEED,
+            instance=InstanceConfig(vcpus=vcpus, memory_budget_bytes=budget(config.fit)),
+            overhead=calibration.overhead_latency,
+        ).run().summary()
+        sim_s = time.perf_counter() - t0
+        measured = run_real(folder, config, real_traffic, budget(config.fit), work / "runs" / config.name.replace(" ", "_"),
+                            (workload.names[0], first[1], first[2]))["summary"]
+        row: dict[str, Any] = {"config": config.name, "sim_s": sim_s}
+        for key in METRICS:
+            row[f"{key}.p"], row[f"{key}.m"] = predicted[key], measured[key]
+            row[f"{key}.err"] = relative_error(predicted[key], measured[key])
+        row["fail.p"], row["fail.m"] = predicted["failures"], measured["failures"]
+        rows.append(row)
+        print(f"  {config.name}: done (simulated in {sim_s:.2f} s)", flush=True)
+
+    print()
+    print(f"{'configuration':40s} " + " ".join(f"{k:>26s}" for k in METRICS) + "  fail p/m")
+    print(f"{'':40s} " + " ".join(f"{'pred / meas (err)':>26s}" for _ in METRICS))
+    for row in rows:
+        cells = []
+        for key in METRICS:
+            p, m, e = row[f"{key}.p"], row[f"{key}.m"], row[f"{key}.err"]
+            digits = 3 if key == "hit_ratio" else 1
+            text = f"{_f(p, digits)} / {_f(m, digits)} ({'-' if e is None else f'{100 * e:+.0f}%'})"
+            cells.append(f"{text:>26s}")
+        print(f"{row['config']:40s} " + " ".join(cells) + f"  {row['fail.p']}/{row['fail.m']}")
+    print()
+    for key in METRICS:
+        errors = [(abs(r[f"{key}.err"]), r["config"], r[f"{key}.err"]) for r in rows if r[f"{key}.err"] is not None]
+        if not errors:
+            continue
+        med = statistics.median(e for e, _, _ in errors)
+        worst = sorted(errors, reverse=True)[:3]
+        print(f"{key:10s} median |error| {100 * med:5.1f}%  over {len(errors)} configs; worst: "
+              + "; ".join(f"{name} {100 * e:+.0f}%" for _, name, e in worst))
+    print(f"\nwall time {time.perf_counter() - t_start:.0f} s; work folder {work}")
+    print(f"load average at end: {os.getloadavg()}")
+
+
+def _f(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
+
+
+if __name__ == "__main__":
+    main()
