@@ -216,7 +216,8 @@ def serve(sock: socket.socket, *, backend_name: str, folder: str, target: str, a
             try:
                 from mmeperf.endpoints.local.fastpath import compile_runner
 
-                runner = compile_runner(runner)
+                # This process serves one model: compile here, no compiler child per worker.
+                runner = compile_runner(runner, in_process=True)
             except Exception:  # the plain runner keeps serving
                 continue
 
