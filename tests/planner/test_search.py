@@ -47,7 +47,9 @@ def test_instance_mapping_is_the_local_mme_rule() -> None:
     planner = Planner(_calibration())
     for name in ("ml.c5.large", "ml.m5.xlarge", "ml.r5.2xlarge"):
         profile = DEFAULT_CATALOG.get(name)
-        server = ServerConfig(repository=".", instance_profile=name)
+        # The planner models thread-mode memory (runner bytes + the profile's per-model overhead);
+        # process mode charges each worker's measured memory instead (no fixed overhead).
+        server = ServerConfig(repository=".", instance_profile=name, worker_mode="thread")
         config = planner.instance_config(profile)
         assert config.memory_budget_bytes == server.effective_budget()
         assert config.vcpus == profile.vcpus

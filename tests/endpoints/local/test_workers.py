@@ -101,6 +101,9 @@ def test_cold_load_starts_a_worker_and_charges_its_memory(churn: Churn) -> None:
         expected = churn.expected("CA", churn.rows("CA", 3))
         assert parse_csv_predictions(body) == pytest.approx(expected, abs=1e-6)
         loading_s = _metrics(server)["model_loading_time"]["max_us"] / 1e6
+        # The floor is the fastest bare start seen before and after the load: on a shared host one
+        # set of starts can all land in a busy moment the load itself missed.
+        start_s = min(start_s, _worker_start_s())
         assert loading_s >= start_s, f"ModelLoadingTime {loading_s:.3f} s < a bare worker start {start_s:.3f} s"
         procs = _worker_processes()
         assert len(procs) == 1

@@ -36,7 +36,7 @@ from mmeperf.endpoints.local.config import ServerConfig
 from mmeperf.endpoints.local.router import Router, RoutingConfig
 from mmeperf.errors import ConfigurationError, EndpointNotReadyError
 from mmeperf.metrics import LATENCY_FIELDS, LatencyStat, ServerMetrics
-from mmeperf.protocol import HEADER_INSTANCE, CacheState, parse_answer
+from mmeperf.protocol import HEADER_ERROR_TYPE, HEADER_INSTANCE, CacheState, parse_answer
 
 __all__ = ["Fleet", "FleetConfig", "FleetMetrics", "Instance", "InstanceState", "aggregate"]
 
@@ -577,7 +577,7 @@ class _FrontCounters:
 
     def reply(self, status: int, code: str, message: str) -> HttpResponse:
         self.count(status)
-        return HttpResponse(status, {"content-type": "application/json", "x-amzn-errortype": code},
+        return HttpResponse(status, {"content-type": "application/json", HEADER_ERROR_TYPE: code},
                             json.dumps({"Message": message}).encode())
 
     def snapshot(self) -> ServerMetrics:

@@ -30,7 +30,7 @@ from mmeperf.endpoints._http import HttpResponse
 from mmeperf.endpoints.local.fleet import Fleet, FleetConfig, FleetMetrics
 from mmeperf.endpoints.local.replies import mms_json, not_found, ping
 from mmeperf.metrics import LATENCY_FIELDS, ServerMetrics
-from mmeperf.protocol import HEADER_TARGET_MODEL
+from mmeperf.protocol import HEADER_ERROR_TYPE, HEADER_TARGET_MODEL
 
 __all__ = ["FrontApp", "main", "prometheus_text", "run"]
 
@@ -141,7 +141,7 @@ class FrontApp:
             body = await _body(receive, headers, limit)
         except _TooLarge:
             fleet.count_front_reply(413)
-            return HttpResponse(413, {**_JSON, "x-amzn-errortype": "ValidationError"},
+            return HttpResponse(413, {**_JSON, HEADER_ERROR_TYPE: "ValidationError"},
                                 json.dumps({"Message": f"Request body is over the limit of {limit} bytes"}).encode())
         return await fleet.forward(headers.get(_TARGET, ""), path, body, headers)
 
