@@ -193,7 +193,27 @@ def main() -> None:
     print(f"  service time mean {calibration.service_time.mean * 1e3:.3f} ms, load {calibration.load_time.mean * 1e3:.3f} ms, "
           f"overhead {calibration.overhead_latency.mean * 1e3 if calibration.overhead_latency else float('nan'):.3f} ms, "
           f"model bytes {smallest}..{biggest}")
+    planner = Planner(calibration, seed=SEED)
     host = HostModel.from_calibration(calibration)
+    # The calibration run's CPU per load (residual) holds the loader's work (measured alone in
+    # model_cpu), the compiles of the models reused, and the server's own work per load (miss
+    # path, sizing, batcher, unload). The compiles per load of that run are the simulation's own
+    # count for it; what remains is the server's work per load.
+    calib_load = planner.workload(traffic=by_state)
+    calib_sim = Simulation(
+        profile_for(CALIBRATION, Traffic(models=calib_load.names, distribution="weights",
+                                         weights=calib_load.weights, payloads=["x"])),
+        [ModelSpec(name=n, service_time=calibration.service_time_of(b), memory_bytes=sizes[b])
+         for n, b in zip(calib_load.names, calib_load.base, strict=True)],
+        weights=calib_load.weights, seed=SEED, host=host,
+        instance=InstanceConfig(vcpus=os.cpu_count() or 1, memory_budget_bytes=budget(CALIBRATION.fit)))
+    calib_pred = calib_sim.run()
+    compiles_per_load = calib_sim.compiles / max(len(calib_pred.records.loads), 1)
+    server_per_load = max((residual.value if residual else 0.0) - model_cpu[0].value
+                          - compiles_per_load * model_cpu[1].value, 0.0)
+    host = replace(host, load_cpu_s=model_cpu[0].value + server_per_load)
+    print(f"  compiles per load (simulated calibration run) {compiles_per_load:.2f}; server work per load "
+          f"{server_per_load * 1e3:.3f} ms")
     print(f"  host model: server CPU per warm request {host.request_cpu_s * 1e3:.3f} ms, per load "
           f"{host.load_cpu_s * 1e3:.3f} ms, client CPU per request {host.client_cpu_s * 1e3:.3f} ms "
           f"({client_cpu.source.note}); host CPU share {host.cpu_share:.2f}, stall p50/p99 "
@@ -201,7 +221,6 @@ def main() -> None:
           f"CPU beyond requests, per load: {residual.value * 1e3 if residual else float('nan'):.3f} ms; "
           f"unloaded latency p50 {calibration.unloaded_latency.quantile(50) * 1e3 if calibration.unloaded_latency else float('nan'):.3f} ms")
 
-    planner = Planner(calibration, seed=SEED)
     vcpus = os.cpu_count() or 1  # the local MME's inference threads without an instance profile
     rows: list[dict[str, Any]] = []
     for config in held_out:
@@ -219,11 +238,12 @@ def main() -> None:
                            load_time=calibration.load_time, download_time=calibration.download_time,
                            unload_time=calibration.unload_time)
                  for n, b in zip(workload.names, workload.base, strict=True)]
-        # The host is shared with other jobs whose load changes by the minute: its CPU share and
-        # stalls are probed (3 s, the system under test idle) right before each configuration.
-        # A fact of the environment at run time, not of the configuration: nothing is fitted to it.
-        probe = measure_cpu_share(3.0)
-        host_now = replace(host, cpu_share=max(probe[0].value, 1e-3), stalls=probe[1])
+        # Loads cost what this configuration's repository costs to read and load (a plain folder
+        # of copies is read differently from the churn repository), plus the server's own work
+        # per load measured in the calibration run (see server_per_load above).
+        load_cpu = model_cpu[0].value if config.models is None else measure_model_cpu(
+            folder, workload.names[:8], body=first[1], content_type=first[2])[0].value
+        host_now = replace(host, load_cpu_s=load_cpu + server_per_load)
         sim_traffic = Traffic(models=workload.names, distribution="weights", weights=workload.weights, payloads=["x"])
         t0 = time.perf_counter()
         predicted = Simulation(
@@ -234,15 +254,14 @@ def main() -> None:
         sim_s = time.perf_counter() - t0
         measured = run_real(folder, config, real_traffic, budget(config.fit), work / "runs" / config.name.replace(" ", "_"),
                             (workload.names[0], first[1], first[2]))["summary"]
-        row: dict[str, Any] = {"config": config.name, "sim_s": sim_s, "share": probe[0].value,
-                               "stall99": probe[1].quantile(99)}
+        row: dict[str, Any] = {"config": config.name, "sim_s": sim_s}
         for key in METRICS:
             row[f"{key}.p"], row[f"{key}.m"] = predicted[key], measured[key]
             row[f"{key}.err"] = relative_error(predicted[key], measured[key])
         row["fail.p"], row["fail.m"] = predicted["failures"], measured["failures"]
         rows.append(row)
-        print(f"  {config.name}: done (simulated in {sim_s:.2f} s; host CPU share {probe[0].value:.2f}, "
-              f"stall p99 {probe[1].quantile(99) * 1e3:.1f} ms; load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"  {config.name}: done (simulated in {sim_s:.2f} s; load CPU {host_now.load_cpu_s * 1e3:.2f} ms; "
+              f"load average {os.getloadavg()[0]:.1f})", flush=True)
 
     print()
     print(f"{'configuration':40s} " + " ".join(f"{k:>26s}" for k in METRICS) + "  fail p/m")

@@ -101,7 +101,8 @@ class HostModel:
     """Requests a loaded model serves before its fast path is compiled (ServerConfig.fast_path_after_uses)."""
     unloaded_latency: Distribution | None = None
     """Client-seen latency of a warm request with nothing else in flight (one user): what it holds
-    beyond ``client_cpu_s + request_cpu_s`` (loopback, wake-ups on a shared host) is a pure delay."""
+    beyond ``client_cpu_s + request_cpu_s`` (loopback, wake-ups on a shared host) is a pure delay,
+    paid by requests that find the event loop asleep (a busy loop needs no wake-up)."""
     server_cores: float = 1.0
     """CPU the server's threads can use at once (1: one GIL; CPU-bound Python is serialised)."""
     cpu_share: float = 1.0
@@ -258,7 +259,7 @@ class _Draws:
 
 
 class _Req:
-    __slots__ = ("cold", "done", "inst", "model", "sent", "service_s", "stage", "user", "wait_s")
+    __slots__ = ("cold", "done", "inst", "model", "sent", "service_s", "stage", "user", "wait_s", "wake")
 
     def __init__(self, model: int, sent: float, stage: int, user: _User | None) -> None:
         self.model = model
@@ -270,6 +271,7 @@ class _Req:
         self.service_s = 0.0
         self.inst: _Instance | None = None
         self.wait_s = 0.0
+        self.wake = False  # it found the server's event loop asleep (host model)
 
 
 class _User:
@@ -437,6 +439,7 @@ class Simulation:
         self._open_inflight = 0
         self._all: list[_Req] = []
         self._users: list[_User] = []
+        self.compiles = 0
         host = self.host
         share = 1.0 if host is None or host.stalls is not None else host.cpu_share
         self._client = _Fifo(self, None, share) if host is not None else None
@@ -710,6 +713,7 @@ class Simulation:
         if inst.loop is not None:
             assert self.host is not None
             req.service_s = self.host.request_cpu_s
+            req.wake = not inst.loop.busy
             inst.loop.add(req.service_s, self._loop_done, req)
             return
         if inst.wpm is not None and inst.busy[m] >= inst.wpm:
@@ -761,10 +765,12 @@ class Simulation:
         inst.uses[m] += 1
         if inst.uses[m] == host.compile_after_uses and host.compile_cpu_s > 0 and inst.status[m] == 2:
             assert inst.compiler is not None
+            self.compiles += 1
             inst.compiler.add(host.compile_cpu_s, _ignore, None)
         if req.done:
             return
-        if self._delay is not None:
+        if self._delay is not None and req.wake:
+            # Only a request that found the loop asleep pays the unloaded path's wake-ups.
             delay = max(self._delay.next() - self._delay_less, 0.0)
             self._at(delay, self._client_receives, req)
         else:
