@@ -116,7 +116,11 @@ def test_host_cpu_figures_from_a_warm_run(tmp_path: Path) -> None:
     assert cal.load_cpu_s is None
     with pytest.raises(ConfigurationError, match="warm run"):
         HostModel.from_calibration(calibrate(tmp_path / "warm"))
-    assert HostModel.from_calibration(cal).request_cpu_s == pytest.approx(0.002, rel=1e-6)
+    with pytest.raises(ConfigurationError, match=r"\['load_cpu_s'\]"):
+        HostModel.from_calibration(cal)
+    load = Measured(value=0.003, unit="cpu_s", source=Source(measurement="test input"))
+    host = HostModel.from_calibration(cal.model_copy(update={"load_cpu_s": load}))
+    assert host.request_cpu_s == pytest.approx(0.002, rel=1e-6) and host.load_cpu_s == 0.003
 
 
 def test_host_probe_measures_a_share_and_stalls() -> None:
