@@ -6,20 +6,27 @@ differ in budget (models that fit), users or rate, think time, model count (copi
 models) and popularity skew. Each is simulated from the calibration (nothing tuned to it), then
 run for real for DURATION seconds, and predicted vs measured throughput, p50, p99 and hit ratio
 are printed with relative errors, the medians of their absolute values, and the worst cases.
+The simulation mirrors the local MME's CPU stages and the client's (planner.simulation.HostModel),
+calibrated from two warm runs (one user: the unloaded latency; CALIBRATION's users: server CPU per
+request, and with the first, the client's CPU per request), the calibration run (loads), and a
+measurement of load and compile CPU; the host's CPU share and stalls (other jobs on this shared
+host) are probed before the calibration and again before each held-out configuration.
 Emulated vCPUs are not varied: this branch has no worker/CPU-allowance emulation (every run uses
 this host's cores, and the simulation gets min(host cores, ...) = host cores inference slots).
 
-Run: ``python benchmarks/planner_accuracy.py`` (about 8 minutes on 2 cores); ``--quick`` checks the script.
+Run: ``python benchmarks/planner_accuracy.py`` (about 9 minutes on 2 cores); ``--quick`` checks the script;
+``--only=0,8`` runs those held-out configurations (indexes into HELD_OUT) at full length.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,9 @@ from mmeperf.datasets.churn import build_churn_repository
 from mmeperf.endpoints.local import LocalEndpoint
 from mmeperf.load import Benchmark, LoadProfile, Traffic
 from mmeperf.planner import (
+    HostModel,
     InstanceConfig,
+    Measured,
     ModelSpec,
     Planner,
     Simulation,
@@ -35,6 +44,8 @@ from mmeperf.planner import (
     measured_summary,
     relative_error,
 )
+from mmeperf.planner.calibrate import measure_cpu_share, measure_model_cpu
+from mmeperf.planner.calibration import Source
 
 DURATION = 20.0
 SEED = 0
@@ -97,8 +108,43 @@ def run_real(repo: Path, config: Config, traffic: Traffic, budget: int | None, o
         # The backend imported before the load starts: process start-up is not simulated.
         endpoint.invoke(first[0], first[1], content_type=first[2])
         result = Benchmark(endpoint, profile, overwrite=True).run(out)
-        charged = {m["modelName"]: int(m["chargedBytes"]) for m in endpoint._get_json("/models")["models"]}
+        charged = {m["name"]: int(m["charged_bytes"]) for m in endpoint.status()["models"]}
     return {"summary": measured_summary(result), "charged": charged, "run": out}
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]], out: Path,
+              durations: tuple[float, float]) -> tuple[Path, Path, Measured]:
+    """Two runs against a server holding every model (no budget, each model used 3 times first so
+    its fast path is compiled): run 0 with one user (no queue: the unloaded latency), run 1 with
+    CALIBRATION's users, whose server metrics give the CPU per warm request; the client's CPU per
+    request is the difference of the Locust processes' CPU (getrusage of reaped children) over the
+    difference of requests, which cancels Locust's start-up."""
+    cpu: list[float] = []
+    requests: list[int] = []
+    with LocalEndpoint(endpoint_name="accuracy").deploy(repo) as endpoint:
+        for _ in range(3):
+            for model, body, content_type in bodies:
+                endpoint.invoke(model, body, content_type=content_type)
+        for i, seconds in enumerate(durations):
+            users = 1 if i == 0 else CALIBRATION.users or 1
+            profile = LoadProfile.constant(users=users, spawn_rate=float(users),
+                                           duration=seconds, traffic=traffic,
+                                           wait={"min": CALIBRATION.think[0], "max": CALIBRATION.think[1]})
+            before = children_cpu_s()
+            result = Benchmark(endpoint, profile, overwrite=True).run(out / f"warm-{i}")
+            cpu.append(children_cpu_s() - before)
+            requests.append(int(measured_summary(result)["requests"]))
+    per_request = (cpu[1] - cpu[0]) / max(requests[1] - requests[0], 1)
+    client = Measured(value=max(per_request, 0.0), unit="cpu_s", samples=requests[1] - requests[0], source=Source(
+        run=str(out / "warm-1"), measurement="getrusage(RUSAGE_CHILDREN) of the Locust processes, run 1 less run 0, "
+        "over run 1's requests less run 0's",
+        note=f"{cpu[0]:.2f} s for {requests[0]} requests, {cpu[1]:.2f} s for {requests[1]}"))
+    return out / "warm-0", out / "warm-1", client
 
 
 def main() -> None:
@@ -106,6 +152,9 @@ def main() -> None:
     held_out = HELD_OUT
     if "--quick" in sys.argv[1:]:  # a smoke test of the script itself: 2 configurations of 3 s
         DURATION, held_out = 3.0, [HELD_OUT[0], HELD_OUT[9]]
+    only = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("--only=")]
+    if only:  # --only=INDEX,INDEX: those held-out configurations at full length (iterating)
+        held_out = [HELD_OUT[int(i)] for i in only[0].split(",")]
     print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}  python {sys.version.split()[0]}")
     t_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="planner-accuracy-"))
@@ -121,7 +170,7 @@ def main() -> None:
     with LocalEndpoint(endpoint_name="sizes").deploy(repo) as endpoint:
         for i, model in enumerate(table.models):
             endpoint.invoke(model, table.bodies[i % len(table.bodies)], content_type=first[2])
-        sizes = {m["modelName"]: int(m["chargedBytes"]) for m in endpoint._get_json("/models")["models"]}
+        sizes = {m["name"]: int(m["charged_bytes"]) for m in endpoint.status()["models"]}
     biggest, smallest = max(sizes.values()), min(sizes.values())
 
     def budget(fit: int | None) -> int | None:
@@ -129,15 +178,49 @@ def main() -> None:
         return None if fit is None else fit * biggest + smallest // 2
 
     calib = run_real(repo, CALIBRATION, by_state, budget(CALIBRATION.fit), work / "calibration", first)
-    calibration = calibrate(work / "calibration", model_bytes=sizes)
+    warm_durations = (2.0, 4.0) if DURATION < 10 else (4.0, 12.0)
+    warm_bodies = [(m, table.bodies[i % len(table.bodies)], first[2]) for i, m in enumerate(table.models)]
+    share = measure_cpu_share(5.0)
+    one_user, warm_run, client_cpu = warm_runs(repo, by_state, warm_bodies, work, warm_durations)
+    model_cpu = measure_model_cpu(repo, table.models[:8], body=table.bodies[0], content_type=first[2])
+    residual = calibrate(work / "calibration", warm_run=warm_run).load_cpu_s
+    calibration = calibrate(work / "calibration", model_bytes=sizes, warm_run=warm_run, client_cpu_s=client_cpu,
+                            unloaded_run=one_user, model_cpu=model_cpu)
+    calibration = calibration.model_copy(update={"cpu_share": share[0], "cpu_stalls": share[1], "stall_probe_s": 0.002})
     calibration.save(work / "calibration.yaml")
     print(f"calibration: {work / 'calibration.yaml'}  measured {calib['summary']}")
     assert calibration.service_time is not None and calibration.load_time is not None
     print(f"  service time mean {calibration.service_time.mean * 1e3:.3f} ms, load {calibration.load_time.mean * 1e3:.3f} ms, "
           f"overhead {calibration.overhead_latency.mean * 1e3 if calibration.overhead_latency else float('nan'):.3f} ms, "
           f"model bytes {smallest}..{biggest}")
-
     planner = Planner(calibration, seed=SEED)
+    host = HostModel.from_calibration(calibration)
+    # The calibration run's CPU per load (residual) holds the loader's work (measured alone in
+    # model_cpu), the compiles of the models reused, and the server's own work per load (miss
+    # path, sizing, batcher, unload). The compiles per load of that run are the simulation's own
+    # count for it; what remains is the server's work per load.
+    calib_load = planner.workload(traffic=by_state)
+    calib_sim = Simulation(
+        profile_for(CALIBRATION, Traffic(models=calib_load.names, distribution="weights",
+                                         weights=calib_load.weights, payloads=["x"])),
+        [ModelSpec(name=n, service_time=calibration.service_time_of(b), memory_bytes=sizes[b])
+         for n, b in zip(calib_load.names, calib_load.base, strict=True)],
+        weights=calib_load.weights, seed=SEED, host=host,
+        instance=InstanceConfig(vcpus=os.cpu_count() or 1, memory_budget_bytes=budget(CALIBRATION.fit)))
+    calib_pred = calib_sim.run()
+    compiles_per_load = calib_sim.compiles / max(len(calib_pred.records.loads), 1)
+    server_per_load = max((residual.value if residual else 0.0) - model_cpu[0].value
+                          - compiles_per_load * model_cpu[1].value, 0.0)
+    host = replace(host, load_cpu_s=model_cpu[0].value + server_per_load)
+    print(f"  compiles per load (simulated calibration run) {compiles_per_load:.2f}; server work per load "
+          f"{server_per_load * 1e3:.3f} ms")
+    print(f"  host model: server CPU per warm request {host.request_cpu_s * 1e3:.3f} ms, per load "
+          f"{host.load_cpu_s * 1e3:.3f} ms, client CPU per request {host.client_cpu_s * 1e3:.3f} ms "
+          f"({client_cpu.source.note}); host CPU share {host.cpu_share:.2f}, stall p50/p99 "
+          f"{share[1].quantile(50) * 1e3:.2f}/{share[1].quantile(99) * 1e3:.2f} ms per 2 ms; compile {host.compile_cpu_s * 1e3:.3f} ms; the calibration run's "
+          f"CPU beyond requests, per load: {residual.value * 1e3 if residual else float('nan'):.3f} ms; "
+          f"unloaded latency p50 {calibration.unloaded_latency.quantile(50) * 1e3 if calibration.unloaded_latency else float('nan'):.3f} ms")
+
     vcpus = os.cpu_count() or 1  # the local MME's inference threads without an instance profile
     rows: list[dict[str, Any]] = []
     for config in held_out:
@@ -155,12 +238,18 @@ def main() -> None:
                            load_time=calibration.load_time, download_time=calibration.download_time,
                            unload_time=calibration.unload_time)
                  for n, b in zip(workload.names, workload.base, strict=True)]
+        # Loads cost what this configuration's repository costs to read and load (a plain folder
+        # of copies is read differently from the churn repository), plus the server's own work
+        # per load measured in the calibration run (see server_per_load above).
+        load_cpu = model_cpu[0].value if config.models is None else measure_model_cpu(
+            folder, workload.names[:8], body=first[1], content_type=first[2])[0].value
+        host_now = replace(host, load_cpu_s=load_cpu + server_per_load)
         sim_traffic = Traffic(models=workload.names, distribution="weights", weights=workload.weights, payloads=["x"])
         t0 = time.perf_counter()
         predicted = Simulation(
             profile_for(config, sim_traffic), specs, weights=workload.weights, seed=SEED,
             instance=InstanceConfig(vcpus=vcpus, memory_budget_bytes=budget(config.fit)),
-            overhead=calibration.overhead_latency,
+            host=host_now,
         ).run().summary()
         sim_s = time.perf_counter() - t0
         measured = run_real(folder, config, real_traffic, budget(config.fit), work / "runs" / config.name.replace(" ", "_"),
@@ -171,7 +260,8 @@ def main() -> None:
             row[f"{key}.err"] = relative_error(predicted[key], measured[key])
         row["fail.p"], row["fail.m"] = predicted["failures"], measured["failures"]
         rows.append(row)
-        print(f"  {config.name}: done (simulated in {sim_s:.2f} s)", flush=True)
+        print(f"  {config.name}: done (simulated in {sim_s:.2f} s; load CPU {host_now.load_cpu_s * 1e3:.2f} ms; "
+              f"load average {os.getloadavg()[0]:.1f})", flush=True)
 
     print()
     print(f"{'configuration':40s} " + " ".join(f"{k:>26s}" for k in METRICS) + "  fail p/m")

@@ -94,3 +94,39 @@ def test_calibration_from_a_real_local_run(tmp_path: Path) -> None:
     # It drives a simulation of the same traffic.
     sim = Simulation.from_calibration(again, profile, instance=InstanceConfig(vcpus=2), seed=1).run()
     assert sim.total_requests > 100 and sim.total_failures == 0
+
+
+def test_host_cpu_figures_from_a_warm_run(tmp_path: Path) -> None:
+    from mmeperf.load import LoadProfile, Traffic
+    from mmeperf.planner import HostModel, ModelSpec
+
+    # A predicted warm run whose CPUUtilization is exactly 2 ms of event loop per request.
+    spec = ModelSpec(name="m", service_time=Distribution.constant(0.002, source=Source(measurement="x")), memory_bytes=0)
+    profile = LoadProfile.constant(users=2, spawn_rate=2, duration="20s", wait={"min": 0.01, "max": 0.02},
+                                   traffic=Traffic(models=["m"], payloads=["x"]))
+    host = HostModel(request_cpu_s=0.002, load_cpu_s=0.0)
+    warm = Simulation(profile, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=1).run().write(tmp_path / "warm")
+    assert warm.total_requests > 1000
+    cal = calibrate(tmp_path / "warm", warm_run=tmp_path / "warm")
+    assert cal.request_cpu_s is not None
+    assert cal.request_cpu_s.value == pytest.approx(0.002, rel=1e-6)
+    assert "no loads" in (cal.request_cpu_s.source.note or "")
+    # Its one load came in the first interval, whose length a predicted folder does not record
+    # (no metrics_interval_s): no interval with a load, so no CPU per load is claimed.
+    assert cal.load_cpu_s is None
+    with pytest.raises(ConfigurationError, match="warm run"):
+        HostModel.from_calibration(calibrate(tmp_path / "warm"))
+    with pytest.raises(ConfigurationError, match=r"\['load_cpu_s'\]"):
+        HostModel.from_calibration(cal)
+    load = Measured(value=0.003, unit="cpu_s", source=Source(measurement="test input"))
+    host = HostModel.from_calibration(cal.model_copy(update={"load_cpu_s": load}))
+    assert host.request_cpu_s == pytest.approx(0.002, rel=1e-6) and host.load_cpu_s == 0.003
+
+
+def test_host_probe_measures_a_share_and_stalls() -> None:
+    from mmeperf.planner.calibrate import measure_cpu_share
+
+    share, stalls = measure_cpu_share(0.3, work_s=0.001, gap_s=0.005)
+    assert 0 < share.value <= 1 and share.samples and share.samples > 10
+    assert stalls.quantile(0) >= 0 and stalls.quantile(100) >= stalls.quantile(50)
+    assert stalls.samples == share.samples

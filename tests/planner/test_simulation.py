@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmeperf.errors import ConfigurationError
 from mmeperf.load import LoadProfile, Traffic
 from mmeperf.planner import (
+    Calibration,
     Distribution,
+    HostModel,
     InstanceConfig,
     ModelSpec,
     Simulation,
@@ -112,3 +115,104 @@ def test_overload_answers_503_and_timeouts_fail() -> None:
     assert reasons.get("Timeout", 0) > 0
     assert result.total_requests == result.requests_sent
     assert max(result.records.latency) <= 2.0 + 1e-9
+
+
+# --- the host model: CPU stages of the local MME and its client --------------------------------
+
+
+class _Clock:
+    """What the CPU resources need of a simulation: a clock and a way to schedule."""
+
+    def __init__(self) -> None:
+        from simpy import Environment
+
+        self.env = Environment()
+
+    def _at(self, delay: float, fn: object, value: object = None) -> None:
+        from simpy.events import Timeout
+
+        Timeout(self.env, delay, value).callbacks.append(fn)  # type: ignore[union-attr,arg-type]
+
+
+@pytest.mark.parametrize(("capacity", "expected"), [(1.0, {"a": 2.0, "b": 4.0}), (2.0, {"a": 1.0, "b": 3.0}),
+                                                    (0.5, {"a": 4.0, "b": 8.0})])
+def test_processor_sharing_splits_the_cpu_evenly(capacity: float, expected: dict[str, float]) -> None:
+    from mmeperf.planner.simulation import _Shared
+
+    clock = _Clock()
+    cpu = _Shared(clock, capacity)  # type: ignore[arg-type]
+    finished: dict[str, float] = {}
+    cpu.add(1.0, lambda name: finished.__setitem__(name, clock.env.now), "a")
+    cpu.add(3.0, lambda name: finished.__setitem__(name, clock.env.now), "b")
+    clock.env.run()
+    # Two jobs share min(1, capacity / 2) each until the short one ends; the long one then runs alone.
+    assert finished == pytest.approx(expected)
+
+
+def _host_open(rate: float, duration: float) -> LoadProfile:
+    return _open(["m"], rate, duration)
+
+
+def test_event_loop_is_an_m_d_1_queue() -> None:
+    # Poisson arrivals, every request a constant S of event-loop CPU: Pollaczek-Khinchine's
+    # mean wait rho S / (2 (1 - rho)).
+    s, lam = 1.0, 0.7
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=s, load_cpu_s=0.0)
+    result = Simulation(_host_open(lam, 200_000.0), [spec], instance=InstanceConfig(vcpus=8), host=host, seed=11).run()
+    assert result.total_failures == 0 and result.total_requests > 130_000
+    wait = float(np.mean(result.records.latency)) - s
+    expected = lam * s * s / (2 * (1 - lam * s))
+    assert abs(wait - expected) / expected < 0.02, (wait, expected)
+
+
+def test_host_stalls_stretch_cpu_work_by_their_measured_mean() -> None:
+    # One user, no think: each request is client CPU + loop CPU; a job of w meets a stall of D
+    # with probability w / probe, so the mean latency is c + S + (c + S) / probe * D.
+    c, s, d, probe = 0.0004, 0.0006, 0.004, 0.002
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=s, load_cpu_s=0.0, client_cpu_s=c,
+                     stalls=Distribution.constant(d, source=SRC), stall_probe_s=probe)
+    profile = LoadProfile.constant(users=1, spawn_rate=1, duration="200s", wait={"min": 0, "max": 0},
+                                   traffic=Traffic(models=["m"], payloads=["x"]))
+
+    def run(seed: int) -> list[float]:
+        sim = Simulation(profile, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=seed)
+        return sim.run().records.latency
+
+    latency = run(4)
+    expected = c + s + (c + s) / probe * d
+    assert len(latency) > 50_000
+    assert abs(float(np.mean(latency[1:])) - expected) / expected < 0.02
+    assert latency == run(4) and latency != run(5)
+
+
+def test_loads_share_the_server_cpu_with_the_event_loop() -> None:
+    # Requests at 0 and 0.5 s, each loading its model (1 s of CPU) on one core shared with the
+    # event loop (0.5 s per answer). Load a runs alone to 0.5 s, then at half speed with load b
+    # and ends at 1.5 s; a's answer then shares the core with load b: both end at 2.5 s; b's
+    # answer runs alone and ends at 3 s.
+    names = ["a", "b"]
+    specs = [ModelSpec(name=m, service_time=Distribution.constant(0.5, source=SRC), memory_bytes=0) for m in names]
+    host = HostModel(request_cpu_s=0.5, load_cpu_s=1.0)
+    profile = LoadProfile.open_loop(rate=2.0, duration=1.0, arrivals="constant", concurrency=10,
+                                    traffic=Traffic(models=names, payloads=["x"], distribution="weights",
+                                                    weights=[1, 1]),
+                                    request_timeout=0, stop_timeout=100)
+    sim = Simulation(profile, specs, instance=InstanceConfig(vcpus=2), host=host, seed=0, weights=[0.5, 0.5])
+    result = sim.run()
+    loads = sorted(t for t, *_ in result.records.loads)
+    done = sorted(result.records.done)
+    if len({result.records.model[0], result.records.model[1]}) == 2:
+        assert loads == pytest.approx([1.5, 2.5])
+        assert done == pytest.approx([2.5, 3.0])
+    else:  # both requests drew one model: one load, then two answers
+        assert loads == pytest.approx([1.0])
+        assert done == pytest.approx([1.5, 2.0])
+
+
+def test_host_model_needs_measured_figures() -> None:
+    with pytest.raises(ConfigurationError, match="warm run"):
+        HostModel.from_calibration(Calibration())
+    with pytest.raises(ConfigurationError, match=">= 0"):
+        HostModel(request_cpu_s=-1.0, load_cpu_s=0.0)

@@ -23,7 +23,13 @@ from mmeperf.planner.search import (
     relative_error,
     replica_name,
 )
-from mmeperf.planner.simulation import InstanceConfig, ModelSpec, Simulation, popularity_of
+from mmeperf.planner.simulation import (
+    HostModel,
+    InstanceConfig,
+    ModelSpec,
+    Simulation,
+    popularity_of,
+)
 
 __all__ = [
     "Calibration",
@@ -31,6 +37,7 @@ __all__ = [
     "Constraints",
     "Distribution",
     "HostFacts",
+    "HostModel",
     "InstanceConfig",
     "Measured",
     "ModelCalibration",

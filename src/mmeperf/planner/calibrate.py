@@ -8,7 +8,7 @@ ModelUnloads) and is an unweighted mean of interval averages where it did not (s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from mmeperf.planner.calibration import (
     Source,
 )
 
-__all__ = ["calibrate", "histogram_distribution"]
+__all__ = ["calibrate", "histogram_distribution", "measure_cpu_share", "measure_model_cpu"]
 
 #: A model's own client histogram stands for its warm service time when at most this share was cold.
 MAX_COLD_SHARE_FOR_OWN = 0.05
@@ -96,8 +96,22 @@ def _mean_distribution(frame: pd.DataFrame, column: str, weight: str | None, *, 
     return Distribution.constant(mean_us / 1e6, samples=samples, source=src)
 
 
-def calibrate(run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None) -> Calibration:
-    """A Calibration from the run folder ``run_dir`` (see the module docstring)."""
+def calibrate(
+    run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None, warm_run: PathLike | None = None,
+    client_cpu_s: Measured | None = None, unloaded_run: PathLike | None = None,
+    model_cpu: tuple[Measured, Measured] | None = None,
+) -> Calibration:
+    """A Calibration from the run folder ``run_dir`` (see the module docstring).
+
+    ``warm_run``: a run of the same server and models in which every model was loaded before the
+    load started (no loads): its CPU per request is the server's CPU per warm request, and the
+    CPU ``run_dir`` spent beyond that per request is charged to its loads (``load_cpu_s``).
+    ``client_cpu_s``: the load client's CPU per request, as the caller measured it.
+    ``unloaded_run``: a warm run with one user: its client-side warm latency is the latency of a
+    request that meets no queue (``unloaded_latency``).
+    ``model_cpu``: (load, compile) CPU per model from :func:`measure_model_cpu`; the load figure
+    then replaces the residual estimate of ``load_cpu_s``.
+    """
     result = BenchmarkResult.load(run_dir)
     run = str(Path(run_dir))
     hists = result.histograms()
@@ -190,6 +204,18 @@ def calibrate(run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None
                 models[name] = ModelCalibration(memory_bytes=Measured(
                     value=float(nbytes), unit="bytes", source=Source(measurement="given by the caller")))
 
+    request_cpu, load_cpu = _host_cpu(sm, env, run=run, warm_run=warm_run)
+    compile_cpu: Measured | None = None
+    if model_cpu is not None:
+        load_cpu, compile_cpu = model_cpu
+    unloaded: Distribution | None = None
+    if unloaded_run is not None:
+        one = Histogram()
+        for key, hist in BenchmarkResult.load(unloaded_run).histograms().get("stages", {}).items():
+            if key.rpartition("/")[2] == "warm":
+                one.merge(hist)
+        unloaded = histogram_distribution(one, source=Source(
+            run=str(Path(unloaded_run)), measurement=f"{HISTOGRAMS_JSON} stages */warm (client side, one user)"))
     return Calibration(
         runs=[run],
         host=host,
@@ -205,7 +231,123 @@ def calibrate(run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None
         cpu_seconds_per_request=_cpu_per_request(sm, env, run=run),
         memory_per_model_bytes=_memory_per_model(sm, host, run=run),
         hit_ratio=_hit_ratio(sm, run=run),
+        request_cpu_s=request_cpu,
+        load_cpu_s=load_cpu,
+        client_cpu_s=client_cpu_s,
+        compile_cpu_s=compile_cpu,
+        unloaded_latency=unloaded,
     )
+
+
+def measure_model_cpu(repository: PathLike, targets: Sequence[str], *, body: bytes,
+                      content_type: str) -> tuple[Measured, Measured]:
+    """CPU seconds (one thread's) to load a model and serve its first request, and to compile its
+    fast path, as the local MME's loader and compile threads do it: the median over ``targets``.
+
+    Runs in a fresh process started with the server's environment (``OMP_WAIT_POLICY=PASSIVE``,
+    set by the server before XGBoost loads OpenMP): in a process whose OpenMP threads spin-wait,
+    the loading thread's own spinning at barriers would be counted as load CPU.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = os.environ.get("OMP_WAIT_POLICY")
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by the spawned child only at its start
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            load_s, compile_s = pool.submit(_model_cpu, str(repository), list(targets), body, content_type).result()
+    finally:
+        if saved is None:
+            del os.environ["OMP_WAIT_POLICY"]
+        else:
+            os.environ["OMP_WAIT_POLICY"] = saved
+    note = f"time.thread_time around each step, median of {len(targets)} models (after one warm-up load)"
+    src = str(repository)
+    return (
+        Measured(value=float(np.median(load_s)), unit="cpu_s", samples=len(load_s), source=Source(
+            run=None, measurement=f"measure_model_cpu({src}): entry lookup, backend.load, decode/predict/encode of one request",
+            note=note)),
+        Measured(value=float(np.median(compile_s)), unit="cpu_s", samples=len(compile_s), source=Source(
+            run=None, measurement=f"measure_model_cpu({src}): endpoints.local.fastpath.compile_runner", note=note)),
+    )
+
+
+def _model_cpu(repository: str, targets: list[str], body: bytes, content_type: str) -> tuple[list[float], list[float]]:
+    """In the child process of measure_model_cpu: (load seconds, compile seconds) per target."""
+    import tempfile
+    import time
+
+    from mmeperf.backends import get_backend
+    from mmeperf.endpoints.local.fastpath import compile_runner
+    from mmeperf.repository import ModelRepository, detect_backend
+
+    repo = ModelRepository(repository, create=False)
+    load_s: list[float] = []
+    compile_s: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="mmeperf-cpu-") as tmp:
+        for k, target in enumerate([targets[0], *targets]):  # the first pass warms imports up: not kept
+            entry = repo.get(target)
+            folder, _ = repo.fetch_counted(target, tmp)  # the disk cache holds it in a long run: not timed
+            backend = get_backend(detect_backend(folder, hint=entry.backend) or "")
+            t0 = time.thread_time()
+            repo.get(target)
+            runner = backend.load(folder)
+            backend.encode(runner.predict(backend.decode(body, content_type, runner)), None)
+            t1 = time.thread_time()
+            compile_runner(runner)
+            t2 = time.thread_time()
+            if k:
+                load_s.append(t1 - t0)
+                compile_s.append(t2 - t1)
+            runner.close()
+    return load_s, compile_s
+
+
+def _interval_cpu(sm: pd.DataFrame, env: Mapping[str, Any]) -> pd.DataFrame:
+    """Per metrics interval with invocations: server CPU seconds, invocations, loads."""
+    cpu = _numeric(sm, "CPUUtilization")
+    elapsed = _numeric(sm, "elapsed_s")
+    if cpu.notna().sum() == 0 or elapsed.isna().all():
+        return pd.DataFrame(columns=["cpu_s", "invocations", "loads"])
+    dt = elapsed.diff()
+    first = env.get("metrics_interval_s")
+    dt.iloc[0] = float(first) if first else math.nan
+    frame = pd.DataFrame({
+        "cpu_s": cpu / 100.0 * dt,
+        "invocations": _numeric(sm, "Invocations").fillna(0),
+        "loads": _numeric(sm, "ModelLoads").fillna(0),
+    })
+    return frame[frame["cpu_s"].notna() & (frame["invocations"] > 0)]
+
+
+def _host_cpu(
+    sm: pd.DataFrame, env: Mapping[str, Any], *, run: str, warm_run: PathLike | None,
+) -> tuple[Measured | None, Measured | None]:
+    """Server CPU per warm request (from ``warm_run``) and per load (the rest of ``run``'s CPU)."""
+    if warm_run is None:
+        return None, None
+    warm = BenchmarkResult.load(warm_run)
+    w = _interval_cpu(warm.server_metrics, warm.info.get("environment", {}) or {})
+    w = w[w["loads"] == 0]
+    if w.empty:
+        return None, None
+    n = int(w["invocations"].sum())
+    per_request = float(w["cpu_s"].sum()) / n
+    request = Measured(value=per_request, unit="cpu_s", samples=n, source=Source(
+        run=str(Path(warm_run)), measurement=f"{SERVER_METRICS_CSV} CPUUtilization x interval / Invocations",
+        note=f"{len(w)} intervals with invocations and no loads (every model loaded first)",
+    ))
+    r = _interval_cpu(sm, env)
+    loads = float(r["loads"].sum())
+    if loads <= 0:
+        return request, None
+    rest = float(r["cpu_s"].sum()) - per_request * float(r["invocations"].sum())
+    load = Measured(value=max(rest, 0.0) / loads, unit="cpu_s", samples=int(loads), source=Source(
+        run=run, measurement=f"{SERVER_METRICS_CSV} CPUUtilization x interval, less request_cpu_s x Invocations, / ModelLoads",
+        note=f"over {len(r)} intervals with invocations; holds reads, parses, first uses and fast-path compiles",
+    ))
+    return request, load
 
 
 def _cpu_per_request(sm: pd.DataFrame, env: Mapping[str, Any], *, run: str) -> Measured | None:
@@ -263,3 +405,36 @@ def _memory_per_model(sm: pd.DataFrame, host: HostFacts, *, run: str) -> Measure
         ),
     )
 
+
+def measure_cpu_share(
+    seconds: float = 3.0, *, work_s: float = 0.002, gap_s: float = 0.02,
+) -> tuple[Measured, Distribution]:
+    """The share of a core one runnable thread gets on this host now (1: an idle host), and the
+    distribution of the wall time it lost per ``work_s`` of CPU (its stalls).
+
+    Spins ``work_s`` of thread CPU at a time, ``gap_s`` apart (a ~10% duty cycle, so the probe
+    hardly loads the host), for ``seconds``. On a host shared with other jobs every CPU stage of a
+    local run is stretched by 1/share on average, in lumps: whole time slices lost to other jobs.
+    """
+    import time
+
+    cpu: list[float] = []
+    wall: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        w0, c0 = time.perf_counter(), time.thread_time()
+        while time.thread_time() - c0 < work_s:
+            pass
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - w0)
+        time.sleep(gap_s)
+    c, w = np.asarray(cpu), np.asarray(wall)
+    src = Source(measurement=f"measure_cpu_share: {c.size} spins of {work_s * 1e3:g} ms thread CPU, {gap_s * 1e3:g} ms apart",
+                 note="taken with the system under test idle: other jobs on the host only")
+    share = Measured(value=float(min(c.sum() / w.sum(), 1.0)), unit="ratio", samples=int(c.size),
+                     source=src.model_copy(update={"note": "CPU over wall time; " + (src.note or "")}))
+    lost = np.maximum(w - c, 0.0)
+    stalls = Distribution.from_quantiles(
+        {p: float(np.percentile(lost, p)) for p in QUANTILES}, mean_s=float(lost.mean()), samples=int(lost.size),
+        source=src.model_copy(update={"note": "wall less CPU per spin; " + (src.note or "")}))
+    return share, stalls

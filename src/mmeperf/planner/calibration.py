@@ -248,6 +248,21 @@ class Calibration(_Model):
     """Bytes one loaded model takes (when every model is alike)."""
     hit_ratio: Measured | None = None
     """The run's measured ModelCacheHit (weighted by invocations)."""
+    request_cpu_s: Measured | None = None
+    """Server CPU per request answered from a loaded model (a warm run: no loads)."""
+    load_cpu_s: Measured | None = None
+    """Server CPU per model load: the run's CPU less ``request_cpu_s`` per request, over its loads."""
+    client_cpu_s: Measured | None = None
+    """The load client's CPU per request (measured by the caller around its runs)."""
+    compile_cpu_s: Measured | None = None
+    """CPU to compile one model's fast path (measured on this host, see measure_model_cpu)."""
+    unloaded_latency: Distribution | None = None
+    """Client-seen warm latency with one user and every model loaded (no queueing)."""
+    cpu_share: Measured | None = None
+    """Share of a core one thread got on the host at calibration (see measure_cpu_share)."""
+    cpu_stalls: Distribution | None = None
+    """Wall time beyond its CPU a thread lost per ``stall_probe_s`` of CPU (see measure_cpu_share)."""
+    stall_probe_s: float | None = None
 
     # --- files ----------------------------------------------------------------------------
 

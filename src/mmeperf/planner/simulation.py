@@ -8,6 +8,15 @@ N instances are routed as SageMaker routes an MME: to an instance that holds (or
 target model, the least busy of them; a model no instance holds goes to the least busy instance,
 and so does a hot model whose holders are all busy (``replicate_at_inflight``).
 
+With a :class:`HostModel` the simulation also mirrors where the local MME (thread mode) and its
+load client spend CPU on one host: the client is one thread (Locust's gevent loop) that spends
+``client_cpu_s`` per request, half to send and half to read the answer; the server is one
+process whose Python threads share one GIL, i.e. at most ``server_cores`` of CPU, processor-shared
+between the event loop (a single FIFO server: HTTP, decode, the inline compiled predict, encode,
+``request_cpu_s`` per request) and the loader threads (``load_cpu_s`` per load: read, parse, the
+first request's predict, the fast path's compile). A load's duration is then its CPU work
+stretched by what else the server runs, and a request's latency holds the queues at both ends.
+
 The same seed gives the same result: every random draw comes from numpy streams spawned from
 the seed, and SimPy orders simultaneous events by scheduling order.
 """
@@ -31,7 +40,7 @@ from mmeperf.load.traffic import Traffic
 from mmeperf.planner.calibration import Calibration, Distribution, Source
 from mmeperf.planner.result import Records, SimulationResult
 
-__all__ = ["InstanceConfig", "ModelSpec", "Simulation", "SimulationResult", "popularity_of"]
+__all__ = ["HostModel", "InstanceConfig", "ModelSpec", "Simulation", "SimulationResult", "popularity_of"]
 
 # Status codes a simulated request can end with (0: client timeout, as Locust records it).
 OK, TIMEOUT, NOT_READY, UNAVAILABLE, CANCELLED = 200, 0, 429, 503, -1
@@ -73,6 +82,149 @@ class ModelSpec:
     unload_time: Distribution | None = None
 
 
+@dataclass(frozen=True)
+class HostModel:
+    """CPU stages of the local MME (thread mode) and its load client on one host (seconds of CPU).
+
+    See the module docstring; :meth:`from_calibration` reads the measured figures.
+    """
+
+    request_cpu_s: float
+    """Server CPU per answered request outside loads (event loop, inline predict, pool predicts)."""
+    load_cpu_s: float
+    """Server CPU per model load (loader thread: read, parse, first use, compile)."""
+    client_cpu_s: float = 0.0
+    """Client CPU per request (one client thread)."""
+    compile_cpu_s: float = 0.0
+    """Server CPU to compile a model's fast path (one compile thread), after ``compile_after_uses``."""
+    compile_after_uses: int = 2
+    """Requests a loaded model serves before its fast path is compiled (ServerConfig.fast_path_after_uses)."""
+    unloaded_latency: Distribution | None = None
+    """Client-seen latency of a warm request with nothing else in flight (one user): what it holds
+    beyond ``client_cpu_s + request_cpu_s`` (loopback, wake-ups on a shared host) is a pure delay,
+    paid by requests that find the event loop asleep (a busy loop needs no wake-up)."""
+    server_cores: float = 1.0
+    """CPU the server's threads can use at once (1: one GIL; CPU-bound Python is serialised)."""
+    cpu_share: float = 1.0
+    """Share of a core a runnable thread gets (other jobs on the host): CPU work runs 1/share longer
+    (evenly, a fluid approximation; used when ``stalls`` is None)."""
+    stalls: Distribution | None = None
+    """Wall time beyond its CPU that a thread lost while running ``stall_probe_s`` of CPU on this
+    host (descheduled for other jobs): a CPU job of w seconds meets one such stall with
+    probability min(w / stall_probe_s, 1), so short jobs mostly run clean and a few wait whole
+    time slices, and the thread holds its queue while it waits."""
+    stall_probe_s: float = 0.002
+
+    def __post_init__(self) -> None:
+        figures = (self.request_cpu_s, self.load_cpu_s, self.client_cpu_s, self.compile_cpu_s)
+        if min(figures) < 0 or self.server_cores <= 0 or self.compile_after_uses < 1 or not 0 < self.cpu_share <= 1:
+            raise ConfigurationError(f"HostModel figures must be >= 0 (server_cores > 0): {self}")
+
+    @classmethod
+    def from_calibration(cls, calibration: Calibration) -> HostModel:
+        """The calibration's measured request, load and client CPU (ConfigurationError if absent)."""
+        missing = [n for n in ("request_cpu_s", "load_cpu_s") if getattr(calibration, n) is None]
+        if missing:
+            raise ConfigurationError(
+                f"The calibration lacks {missing}: calibrate with a warm run (calibrate(..., warm_run=...))"
+            )
+        assert calibration.request_cpu_s is not None and calibration.load_cpu_s is not None
+        client, compile_ = calibration.client_cpu_s, calibration.compile_cpu_s
+        return cls(request_cpu_s=calibration.request_cpu_s.value, load_cpu_s=calibration.load_cpu_s.value,
+                   client_cpu_s=0.0 if client is None else client.value,
+                   compile_cpu_s=0.0 if compile_ is None else compile_.value,
+                   unloaded_latency=calibration.unloaded_latency,
+                   cpu_share=1.0 if calibration.cpu_share is None else max(calibration.cpu_share.value, 1e-3),
+                   stalls=calibration.cpu_stalls,
+                   stall_probe_s=calibration.stall_probe_s or 0.002)
+
+
+class _Shared:
+    """A processor-sharing CPU: ``n`` jobs each progress at min(1, capacity / n) CPU-seconds per second."""
+
+    __slots__ = ("capacity", "jobs", "last", "share", "sim", "version")
+
+    def __init__(self, sim: Simulation, capacity: float, share: float = 1.0) -> None:
+        self.sim, self.capacity, self.share = sim, capacity, share
+        self.jobs: list[list[Any]] = []  # [remaining cpu s, callback, argument]
+        self.last = 0.0
+        self.version = 0
+
+    def _rate(self) -> float:
+        return min(1.0, self.capacity / len(self.jobs)) * self.share
+
+    def _advance(self) -> None:
+        now = self.sim.env.now
+        if self.jobs and now > self.last:
+            done = (now - self.last) * self._rate()
+            for job in self.jobs:
+                job[0] -= done
+        self.last = now
+
+    def add(self, work: float, fn: Callable[[Any], None], arg: Any) -> None:
+        self._advance()
+        self.jobs.append([work, fn, arg])
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self.version += 1
+        if self.jobs:
+            head = min(job[0] for job in self.jobs)
+            self.sim._at(max(head, 0.0) / self._rate(), self._fire, self.version)
+
+    def _fire(self, ev: Event) -> None:
+        if ev.value != self.version:
+            return  # the job set changed since this was scheduled
+        self._advance()
+        finished = [job for job in self.jobs if job[0] <= 1e-12]
+        self.jobs = [job for job in self.jobs if job[0] > 1e-12]
+        self._schedule()
+        for job in finished:
+            job[1](job[2])
+
+
+class _Fifo:
+    """One thread serving jobs in order; its CPU comes from ``cpu`` (a _Shared) or is its own."""
+
+    __slots__ = ("busy", "cpu", "queue", "share", "sim")
+
+    def __init__(self, sim: Simulation, cpu: _Shared | None, share: float = 1.0) -> None:
+        self.sim, self.cpu, self.share = sim, cpu, share
+        self.queue: deque[tuple[float, Callable[[Any], None], Any]] = deque()
+        self.busy = False
+
+    def add(self, work: float, fn: Callable[[Any], None], arg: Any) -> None:
+        self.queue.append((work, fn, arg))
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        if not self.queue:
+            self.busy = False
+            return
+        self.busy = True
+        work = self.queue[0][0]
+        stall = self.sim._stall(work)
+        if self.cpu is None:
+            self.sim._at(work / self.share + stall, self._done_event, None)
+        elif stall > 0:
+            self.sim._at(stall, self._stalled, work)
+        else:
+            self.cpu.add(work, self._done, None)
+
+    def _stalled(self, ev: Event) -> None:
+        assert self.cpu is not None
+        self.cpu.add(cast(float, ev.value), self._done, None)
+
+    def _done_event(self, _ev: Event) -> None:
+        self._done(None)
+
+    def _done(self, _arg: Any) -> None:
+        _work, fn, arg = self.queue.popleft()
+        self._next()
+        fn(arg)
+
+
 def popularity_of(traffic: Traffic) -> tuple[list[str], list[float]]:
     """Models and their request shares as the load runner would draw them."""
     if traffic.model_column:
@@ -107,7 +259,7 @@ class _Draws:
 
 
 class _Req:
-    __slots__ = ("cold", "done", "inst", "model", "sent", "service_s", "stage", "user", "wait_s")
+    __slots__ = ("cold", "done", "inst", "model", "sent", "service_s", "stage", "user", "wait_s", "wake")
 
     def __init__(self, model: int, sent: float, stage: int, user: _User | None) -> None:
         self.model = model
@@ -119,6 +271,7 @@ class _Req:
         self.service_s = 0.0
         self.inst: _Instance | None = None
         self.wait_s = 0.0
+        self.wake = False  # it found the server's event loop asleep (host model)
 
 
 class _User:
@@ -149,6 +302,13 @@ class _Instance:
         self.loader_free = cfg.load_concurrency
         self.inflight = 0
         self.loaded = 0
+        host = sim.host
+        share = 1.0 if host is None or host.stalls is not None else host.cpu_share
+        self.cpu = _Shared(sim, host.server_cores, share) if host is not None else None
+        self.loop = _Fifo(sim, self.cpu) if host is not None else None
+        self.compiler = _Fifo(sim, self.cpu) if host is not None else None
+        self.uses = [0] * n_models  # requests served since the model's load (host model)
+        self.load_started: dict[int, float] = {}
 
 
 class Simulation:
@@ -158,6 +318,8 @@ class Simulation:
     of the requests (default: the profile's traffic). ``overhead``: per-request front-end time
     added to every answer. ``replicate_at_inflight``: route a model's request to the least busy
     instance when every instance holding it has at least this many requests in progress.
+    ``host``: simulate the host's CPU stages (see :class:`HostModel`) in place of per-model
+    service times and ``overhead``.
     """
 
     def __init__(
@@ -171,6 +333,7 @@ class Simulation:
         overhead: Distribution | None = None,
         replicate_at_inflight: int | None = None,
         seed: int = 0,
+        host: HostModel | None = None,
     ) -> None:
         if instances < 1:
             raise ConfigurationError(f"instances must be >= 1, received {instances}")
@@ -183,6 +346,7 @@ class Simulation:
         self.overhead = overhead
         self.replicate_at_inflight = replicate_at_inflight
         self.seed = seed
+        self.host = host
         if weights is None:
             names, shares = popularity_of(profile.traffic)
             by_name = dict(zip(names, shares, strict=True))
@@ -275,6 +439,23 @@ class Simulation:
         self._open_inflight = 0
         self._all: list[_Req] = []
         self._users: list[_User] = []
+        self.compiles = 0
+        host = self.host
+        share = 1.0 if host is None or host.stalls is not None else host.cpu_share
+        self._client = _Fifo(self, None, share) if host is not None else None
+        self._stalls: _Draws | None = None
+        if host is not None and host.stalls is not None:
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1 << 20,)))
+            self._stalls = _Draws(host.stalls, rng)
+            self._stall_u = _Draws(Distribution(kind="empirical", quantiles={0.0: 0.0, 100.0: 1.0}, source=_NO_SOURCE),
+                                   np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1 << 21,))))
+            self._stall_probe = host.stall_probe_s
+        self._delay = None
+        if host is not None and host.unloaded_latency is not None:
+            self._delay = _Draws(host.unloaded_latency, streams[3])  # the overhead stream: unused here
+            # The unloaded latency already holds both CPU stages as this host ran them (stalls
+            # included, on average 1/cpu_share of their CPU): the rest is the pure delay.
+            self._delay_less = (host.client_cpu_s + host.request_cpu_s) / host.cpu_share
         if self._open is not None:
             self._start_open(self._open)
         else:
@@ -286,6 +467,14 @@ class Simulation:
         return self._result()
 
     # --- scheduling helpers ---------------------------------------------------------------
+
+    def _stall(self, work: float) -> float:
+        """Seconds a thread running ``work`` of CPU is descheduled (host model with stalls)."""
+        if self._stalls is None or work <= 0:
+            return 0.0
+        if self._stall_u.next() >= work / self._stall_probe:
+            return 0.0
+        return self._stalls.next()
 
     def _at(self, delay: float, fn: Callable[[Event], None], value: Any = None) -> None:
         Timeout(self.env, delay, value).callbacks.append(fn)  # type: ignore[union-attr]
@@ -482,6 +671,15 @@ class Simulation:
         if self.timeout_s > 0:
             self._deadlines.append((req.sent + self.timeout_s, req))
             self._arm()
+        if self._client is not None:
+            assert self.host is not None
+            self._client.add(self.host.client_cpu_s / 2, self._reach_server, req)
+        else:
+            self._reach_server(req)
+
+    def _reach_server(self, req: _Req) -> None:
+        if req.done:  # timed out before the client sent it
+            return
         m = req.model
         inst = self._route(m)
         if inst.inflight >= self.instance.max_concurrent_requests:
@@ -512,6 +710,12 @@ class Simulation:
 
     def _dispatch(self, inst: _Instance, req: _Req) -> None:
         m = req.model
+        if inst.loop is not None:
+            assert self.host is not None
+            req.service_s = self.host.request_cpu_s
+            req.wake = not inst.loop.busy
+            inst.loop.add(req.service_s, self._loop_done, req)
+            return
         if inst.wpm is not None and inst.busy[m] >= inst.wpm:
             backlog = inst.backlog[m]
             if backlog is None:
@@ -549,6 +753,39 @@ class Simulation:
         if not req.done:
             self._client_ok(req, self._overhead.next())
 
+    def _loop_done(self, req: _Req) -> None:
+        """The event loop answered ``req``: the client reads the answer (host model)."""
+        inst = req.inst
+        assert inst is not None and self._client is not None and self.host is not None
+        inst.inflight -= 1
+        m = req.model
+        self._release(inst, m)
+        self.rec.server(self.env.now, inst.index, req.service_s, OK)
+        host = self.host
+        inst.uses[m] += 1
+        if inst.uses[m] == host.compile_after_uses and host.compile_cpu_s > 0 and inst.status[m] == 2:
+            assert inst.compiler is not None
+            self.compiles += 1
+            inst.compiler.add(host.compile_cpu_s, _ignore, None)
+        if req.done:
+            return
+        if self._delay is not None and req.wake:
+            # Only a request that found the loop asleep pays the unloaded path's wake-ups.
+            delay = max(self._delay.next() - self._delay_less, 0.0)
+            self._at(delay, self._client_receives, req)
+        else:
+            self._client.add(host.client_cpu_s / 2, self._client_read, req)
+
+    def _client_receives(self, ev: Event) -> None:
+        req = cast(_Req, ev.value)
+        if not req.done:
+            assert self._client is not None and self.host is not None
+            self._client.add(self.host.client_cpu_s / 2, self._client_read, req)
+
+    def _client_read(self, req: _Req) -> None:
+        if not req.done:
+            self._client_ok(req, 0.0)
+
     def _release(self, inst: _Instance, m: int) -> None:
         inst.holders[m] -= 1
         if inst.holders[m] == 0 and inst.load_queue:
@@ -563,6 +800,15 @@ class Simulation:
             inst.load_queue.popleft()
             inst.used += need
             inst.loader_free -= 1
+            if inst.cpu is not None:
+                assert self.host is not None
+                inst.load_started[m] = self.env.now
+                stall = self._stall(self.host.load_cpu_s)
+                if stall > 0:
+                    self._at(stall, self._load_after_stall, (inst, m))
+                else:
+                    inst.cpu.add(self.host.load_cpu_s, self._on_loaded, (inst, m))
+                continue
             download = 0.0 if m in inst.on_disk else self._download[m].next()
             load = self._load[m].next()
             self.rec.load(self.env.now + download + load, inst.index, download, load, m not in inst.on_disk)
@@ -576,14 +822,26 @@ class Simulation:
             if inst.holders[m] == 0:
                 del inst.lru[m]
                 inst.status[m] = 0
+                inst.uses[m] = 0
                 inst.used -= self._bytes[m]
                 inst.loaded -= 1
                 self.rec.unload(self.env.now, inst.index, self._unload[m].next(), inst.loaded)
         return inst.used + need <= inst.budget
 
+    def _load_after_stall(self, ev: Event) -> None:
+        inst, _m = cast(tuple[_Instance, int], ev.value)
+        assert inst.cpu is not None and self.host is not None
+        inst.cpu.add(self.host.load_cpu_s, self._on_loaded, ev.value)
+
     def _loaded(self, ev: Event) -> None:
-        inst, m = cast(tuple[_Instance, int], ev.value)
+        self._on_loaded(ev.value)
+
+    def _on_loaded(self, value: Any) -> None:
+        inst, m = cast(tuple[_Instance, int], value)
         now = self.env.now
+        started = inst.load_started.pop(m, None)
+        if started is not None:  # host model: the load's length is known only now
+            self.rec.load(now, inst.index, 0.0, now - started, m not in inst.on_disk)
         inst.loader_free += 1
         inst.status[m] = 2
         inst.on_disk.add(m)
@@ -614,6 +872,10 @@ class Simulation:
             records=self.rec,
             requests_sent=len(self._all),
         )
+
+
+def _ignore(_arg: Any) -> None:
+    """A job whose completion changes nothing but the CPU it held (a compile)."""
 
 
 def _ramp(start: float, current: int, target: int, rate: float, end: float) -> list[tuple[float, int]]:
