@@ -34,6 +34,10 @@ from mmeperf.datasets.churn import FEATURES, build_churn_repository
 from mmeperf.endpoints.local import LocalEndpoint
 from mmeperf.endpoints.local.cpu import host_cpus
 
+# The benchmark sends NPY bodies: the XGBoost container takes CSV/libsvm/RecordIO only, so the
+# servers started here (and their workers) opt in to the extra types.
+os.environ.setdefault("MMEPERF_XGBOOST_EXTRA_TYPES", "1")
+
 PATH = "/endpoints/local-mme/invocations"
 
 
