@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from mmeperf.endpoints.local.asgi import LifespanApp, Receive, Scope, Send
 from mmeperf.endpoints.local.container import ContainerAPI, RegisterRequest
 from mmeperf.endpoints.local.replies import Reply, method_not_allowed, mms_error, not_found, ping
 from mmeperf.endpoints.local.service import MMEService
@@ -25,10 +24,6 @@ __all__ = ["MMEApp"]
 
 log = logging.getLogger("mmeperf.serve")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _TARGET = b"x-amzn-sagemaker-target-model"
 _CONTENT_TYPE = b"content-type"
@@ -57,17 +52,15 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class MMEApp:
+class MMEApp(LifespanApp):
     """ASGI application serving one :class:`MMEService`."""
 
     def __init__(self, service: MMEService) -> None:
+        super().__init__()
         self.service = service
         self.container = ContainerAPI(service)
         self._runtime_prefix = b"/endpoints/"
         self._endpoint_path = service.endpoint_path.encode("latin-1", "replace")
-        self._ready = False
-        #: Why the lifespan startup failed (an in-process driver re-raises it as it was).
-        self.startup_error: Exception | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -88,24 +81,11 @@ class MMEApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.service.start()
-                except Exception as exc:  # the parent reads this from stderr
-                    self.startup_error = exc
-                    log.error("Startup failed: %s", exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                self._ready = True
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self._ready = False
-                await self.service.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def _start(self) -> None:
+        await self.service.start()
+
+    async def _stop(self) -> None:
+        await self.service.stop()
 
     async def _http(self, scope: Scope, receive: Receive) -> Reply:
         method: str = scope["method"]

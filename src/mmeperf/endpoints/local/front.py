@@ -21,12 +21,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 from mmeperf.endpoints._http import HttpResponse
+from mmeperf.endpoints.local.asgi import LifespanApp, Message, Receive, Scope, Send
 from mmeperf.endpoints.local.fleet import Fleet, FleetConfig, FleetMetrics
 from mmeperf.endpoints.local.replies import mms_json, not_found, ping
 from mmeperf.metrics import LATENCY_FIELDS, ServerMetrics
@@ -36,10 +36,6 @@ __all__ = ["FrontApp", "main", "prometheus_text", "run"]
 
 log = logging.getLogger("mmeperf.fleet")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _TARGET = HEADER_TARGET_MODEL.lower()
 _JSON = {"content-type": "application/json"}
@@ -53,13 +49,14 @@ class _Disconnected(Exception):
     pass
 
 
-class FrontApp:
+class FrontApp(LifespanApp):
     """ASGI application in front of a :class:`Fleet`."""
 
+    log = log
+
     def __init__(self, fleet: Fleet) -> None:
+        super().__init__()
         self.fleet = fleet
-        self.startup_error: Exception | None = None
-        self._ready = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -76,24 +73,11 @@ class FrontApp:
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.fleet.start()
-                except Exception as exc:  # the parent reads this from the log
-                    self.startup_error = exc
-                    log.error("Startup failed: %s", exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                self._ready = True
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self._ready = False
-                await self.fleet.stop()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def _start(self) -> None:
+        await self.fleet.start()
+
+    async def _stop(self) -> None:
+        await self.fleet.stop()
 
     async def _http(self, scope: Scope, receive: Receive) -> HttpResponse:
         method: str = scope["method"]

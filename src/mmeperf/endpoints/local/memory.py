@@ -24,7 +24,8 @@ from mmeperf.errors import EndpointError, EndpointNotReadyError
 if TYPE_CHECKING:
     from typing import Self
 
-    from mmeperf.endpoints.local.app import Message, MMEApp
+    from mmeperf.endpoints.local.app import MMEApp
+    from mmeperf.endpoints.local.asgi import Message
     from mmeperf.endpoints.local.service import MMEService
     from mmeperf.repository import ModelRepository
 

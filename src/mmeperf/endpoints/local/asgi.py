@@ -1,0 +1,55 @@
+"""What the local MME's two ASGI apps share: the ASGI type aliases and the lifespan protocol.
+
+:class:`~mmeperf.endpoints.local.app.MMEApp` (one instance) and
+:class:`~mmeperf.endpoints.local.front.FrontApp` (the multi-instance front) start and stop what
+they serve the same way; each says only what starting and stopping are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["LifespanApp", "Message", "Receive", "Scope", "Send"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class LifespanApp:
+    """An ASGI app whose lifespan starts and stops one service; ``/ping`` reads ``_ready``."""
+
+    log = logging.getLogger("mmeperf.serve")
+
+    def __init__(self) -> None:
+        self._ready = False
+        #: Why the lifespan startup failed (an in-process driver re-raises it as it was).
+        self.startup_error: Exception | None = None
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._start()
+                except Exception as exc:  # the parent reads this from the log
+                    self.startup_error = exc
+                    self.log.error("Startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                self._ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._ready = False
+                await self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
