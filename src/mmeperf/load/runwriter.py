@@ -218,19 +218,23 @@ def run_totals(tally: RunTally, windows: StageWindows) -> dict[str, Any]:
     for window in windows.values():
         if window:
             duration += window[1] - window[0]
+    return {**_figures(total, duration, pct), "late_sends": total.late}
+
+
+def _figures(counts: Counts, duration: float, pct: dict[float, float | None]) -> dict[str, Any]:
+    """Counts, rates and percentiles of one window (the run's totals or the warm-up)."""
     return {
-        "requests": total.requests,
-        "failures": total.failures,
-        "cold_requests": total.cold,
-        "late_sends": total.late,
+        "requests": counts.requests,
+        "failures": counts.failures,
+        "cold_requests": counts.cold,
         "duration_s": round(duration, 3),
-        "rps": total.requests / duration if duration > 0 else None,
-        "ok_rps": (total.requests - total.failures) / duration if duration > 0 else None,
+        "rps": counts.requests / duration if duration > 0 else None,
+        "ok_rps": (counts.requests - counts.failures) / duration if duration > 0 else None,
         "p50_ms": pct[50.0],
         "p90_ms": pct[90.0],
         "p95_ms": pct[95.0],
         "p99_ms": pct[99.0],
-        "max_ms": total.max_us / 1000.0 if total.requests else None,
+        "max_ms": counts.max_us / 1000.0 if counts.requests else None,
     }
 
 
@@ -245,17 +249,7 @@ def warmup_doc(tally: RunTally, window: tuple[float, float] | None) -> dict[str,
             entry = failures.setdefault((status, code), [0, message])
             entry[0] += count
     return {
-        "requests": counts.requests,
-        "failures": counts.failures,
-        "cold_requests": counts.cold,
-        "duration_s": round(duration, 3),
-        "rps": counts.requests / duration if duration > 0 else None,
-        "ok_rps": (counts.requests - counts.failures) / duration if duration > 0 else None,
-        "p50_ms": pct[50.0],
-        "p90_ms": pct[90.0],
-        "p95_ms": pct[95.0],
-        "p99_ms": pct[99.0],
-        "max_ms": counts.max_us / 1000.0 if counts.requests else None,
+        **_figures(counts, duration, pct),
         "failure_reasons": [
             {"status": s, "error_code": c, "count": v[0], "message": v[1]}
             for (s, c), v in sorted(failures.items(), key=lambda kv: -kv[1][0])
