@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mmeperf.errors import ConfigurationError, LoadTestError
-from mmeperf.load import AwsAuth, Benchmark, LoadProfile, Traffic
+from mmeperf.load import AwsAuth, Benchmark, LoadProfile, Traffic, rxstamp
 from mmeperf.load.benchmark import MetricsSampler
 from mmeperf.load.result import BenchmarkResult
 from tests.load.echo_endpoint import EchoEndpoint
@@ -70,6 +71,12 @@ def test_percentiles_match_the_servers_log_and_locust_stays_out(test_server, tmp
         truth = float(np.percentile(handled_ms, pct, method="inverted_cdf"))
         measured = float(row[column])
         assert abs(measured - truth) <= max(0.01 * truth, 0.2), (column, measured, truth)
+    # Timed to the kernel's receive stamps where the platform has them: run.json says how long
+    # the load process took to read responses already here (taken out of every latency).
+    lag = json.loads((tmp_path / "run" / "run.json").read_text()).get("client_lag")
+    if rxstamp.SO_TIMESTAMPNS is not None:
+        assert lag is not None and lag["requests"] == result.total_requests
+        assert 0 <= lag["p50_ms"] <= lag["max_ms"]
     # The library process never imported Locust or gevent (they patch the whole process).
     assert "locust" not in sys.modules
     assert "gevent" not in sys.modules

@@ -212,6 +212,8 @@ class _MmeUser(User):
         self._row = -1  # the trace row of the claimed slot (-1: not a trace replay)
         self._sent_at = 0.0
         self._start = 0.0
+        #: The kernel's receive stamp of the response's last byte (time.time clock), when send() has one.
+        self._rx_stamp: float | None = None
 
     # closed loop: Locust's wait between tasks; open loop: wait for the next claimed send slot.
     def wait_time(self) -> float:  # type: ignore[override]
@@ -252,6 +254,7 @@ class _MmeUser(User):
         # send() marks the moment it hands the request to the network (_mark_sent); these are
         # the fallback when it fails before that.
         self._sent_at, self._start = time.time(), time.perf_counter()
+        self._rx_stamp = None
         status, cache, code, message, length = 0, None, None, None, 0
         try:
             status, cache, code, message, length = self.send(model, body, ctype)
@@ -271,9 +274,17 @@ class _MmeUser(User):
         self, model: str, scheduled: float | None,
         status: int, cache: CacheState | None, code: str | None, message: str | None, length: int,
     ) -> None:
-        end = time.perf_counter()
+        end, now = time.perf_counter(), time.time()
         sent_at, start = self._sent_at, self._start
         elapsed = end - start
+        lag_us: int | None = None
+        if self._rx_stamp is not None:
+            # The response was whole in the kernel at _rx_stamp; the time since is this load
+            # process's own delay (other users' work on the event loop), not the server's.
+            lag = min(max(now - self._rx_stamp, 0.0), elapsed)
+            elapsed -= lag
+            end -= lag
+            lag_us = round(lag * 1e6)
         stage = _stage_now(scheduled if scheduled is not None else sent_at)
         late = False
         lateness_us: int | None = None
@@ -288,7 +299,7 @@ class _MmeUser(User):
         RECORDER.record(
             stage=stage, model=model, latency_us=latency_us, ok=ok, kind=_kind(cache),
             sent_at=sent_at, done_at=done, late=late,
-            status=status, error_code=code, message=message, lateness_us=lateness_us,
+            status=status, error_code=code, message=message, lateness_us=lateness_us, client_lag_us=lag_us,
         )
         self.environment.events.request.fire(
             request_type="POST",
@@ -348,7 +359,36 @@ class _Signer:
 
 
 if SPEC.user == "http":
+    import gevent.socket
     from geventhttpclient.url import URL
+
+    from mmeperf.load import rxstamp
+
+    class _StampedSocket(gevent.socket.socket):  # type: ignore[misc]
+        """A cooperative socket whose reads keep the kernel's receive stamp of the last packet read.
+
+        ``on_send`` is called right before each ``sendall`` hands bytes to the kernel: the timer
+        starts there, after the request is built, as it stops at the kernel's receive stamp.
+        """
+
+        rx_stamp: float | None = None
+        on_send: Any = None
+
+        def sendall(self, data: bytes, flags: int = 0) -> None:
+            if self.on_send is not None:
+                self.on_send()
+            super().sendall(data, flags)
+
+        def recv(self, bufsize: int, flags: int = 0) -> bytes:  # type: ignore[override]
+            data, stamp = rxstamp.recv_stamped(self, bufsize, flags)
+            if stamp is not None:
+                self.rx_stamp = stamp
+            return data
+
+    # Detected once, and held: a socket with the option, open for the process's life, keeps the
+    # host's packet stamping on from before the first request (see rxstamp.hold).
+    _STAMP_HOLDER = rxstamp.hold() if os.environ.get("MMEPERF_RX_STAMPS", "1") != "0" else None
+    _STAMPS = _STAMP_HOLDER is not None
 
     _PATH = invocation_path(SPEC.endpoint_name)
     _URL = (SPEC.runtime_url or "").rstrip("/") + _PATH
@@ -364,14 +404,35 @@ if SPEC.user == "http":
 
         def on_start(self) -> None:
             self._http = self.client.client.clientpool.get_client(URL(_URL))
+            self._socket: _StampedSocket | None = None
+            self._send_armed = False
+            if _STAMPS:
+                # The pool's socket factory, which geventhttpclient documents as overridable.
+                pool = self._http._connection_pool
+                pool._create_tcp_socket = self._stamped_socket  # type: ignore[method-assign, assignment]
+
+        def _stamped_socket(self, family: int, kind: int, proto: int) -> _StampedSocket:
+            """The connection pool's socket factory: this user's one socket, stamping what it receives."""
+            self._socket = _StampedSocket(family, kind, proto)
+            rxstamp.enable(self._socket)
+            self._socket.on_send = self._on_send
+            return self._socket
+
+        def _on_send(self) -> None:
+            if self._send_armed:  # the request's first bytes: its timer starts now
+                self._send_armed = False
+                self._mark_sent()
 
         def send(self, model: str, body: bytes, content_type: str) -> tuple[int, CacheState, str | None, str | None, int]:
             headers = request_headers(model, content_type=content_type, accept=TABLE.accept)
             if _SIGNER is not None:
                 headers = _SIGNER.headers(_URL, body, headers)
-            self._mark_sent()
+            self._mark_sent()  # restarted by _on_send when the bytes go out on a stamped socket
+            self._send_armed = _STAMPS
             response = self._http.request("POST", _PATH, body=body, headers=headers)
             payload = response.read()  # the whole body, before the timer stops
+            if self._socket is not None:
+                self._rx_stamp, self._socket.rx_stamp = self._socket.rx_stamp, None
             result = parse_answer(response.status_code, lower_headers(response.items()), payload, 0.0)
             return result.status, result.cache, result.error_code, result.error_message, len(payload)
 

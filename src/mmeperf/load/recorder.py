@@ -51,6 +51,7 @@ class Recorder:
         self._model_values: dict[str, list[int]] = defaultdict(list)
         self._failures: dict[tuple[int, str, int, str], list[Any]] = {}
         self._lateness: list[int] = []
+        self._client_lag: list[int] = []
         self.pending = 0
 
     def record(
@@ -68,11 +69,15 @@ class Recorder:
         error_code: str | None = None,
         message: str | None = None,
         lateness_us: int | None = None,
+        client_lag_us: int | None = None,
     ) -> None:
         """Count one request (success or failure) exactly once.
 
         ``lateness_us``: how long after its scheduled time a scheduled send left (open loop,
         trace replay); the measured ones make run.json's ``lateness`` distribution.
+        ``client_lag_us``: how long after the response reached this host (the kernel's receive
+        stamp, :mod:`mmeperf.load.rxstamp`) the load process read it; already taken out of
+        ``latency_us``; the measured ones make run.json's ``client_lag`` distribution.
         """
         latency_us = max(int(latency_us), 0)
         self._stage_counts[stage].add_request(latency_us, ok, kind, late, sent_at)
@@ -84,6 +89,8 @@ class Recorder:
             return
         if lateness_us is not None:
             self._lateness.append(max(int(lateness_us), 0))
+        if client_lag_us is not None:
+            self._client_lag.append(max(int(client_lag_us), 0))
         second = int(done_at)
         self._second_counts[second].add_request(latency_us, ok, kind, late, sent_at)
         self._second_values[second].append(latency_us)
@@ -109,6 +116,7 @@ class Recorder:
         taken = _Buffers(
             self._stage_counts, self._stage_values, self._second_counts, self._second_values,
             self._model_counts, self._model_values, self._failures, self.pending, self._lateness,
+            self._client_lag,
         )
         self._reset()
         return taken
@@ -131,6 +139,7 @@ class _Buffers:
     failures: dict[tuple[int, str, int, str], list[Any]]
     pending: int
     lateness: list[int]
+    client_lag: list[int]
 
 
 def encode(taken: _Buffers, pause: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -157,6 +166,8 @@ def encode(taken: _Buffers, pause: Callable[[], None] | None = None) -> dict[str
     payload["requests"] = taken.pending
     if taken.lateness:
         payload["lateness"] = _sparse(taken.lateness)
+    if taken.client_lag:
+        payload["client_lag"] = _sparse(taken.client_lag)
     return payload
 
 
@@ -235,6 +246,8 @@ class Aggregator:
         self.reports_requests: dict[str, int] = {}
         #: How late scheduled sends left (µs), measured stages only.
         self.lateness = Histogram()
+        #: How long after a response reached this host the load process read it (µs), measured stages only.
+        self.client_lag = Histogram()
         #: The master's workers (joined, lost); None in a single process.
         self.roster: WorkerRoster | None = None
         #: More run.json sections (e.g. ``trace``), written as given.
@@ -274,6 +287,9 @@ class Aggregator:
         lateness = payload.get("lateness")
         if lateness:
             self.lateness.add_sparse(lateness)
+        client_lag = payload.get("client_lag")
+        if client_lag:
+            self.client_lag.add_sparse(client_lag)
         for stage, model, status, code, count, message in payload.get("failures", []):
             key = (int(stage), str(model), int(status), str(code))
             entry = tally.failures.get(key)
@@ -439,6 +455,7 @@ class Aggregator:
             },
             **({"workers": self.roster.to_json(self.t0)} if self.roster is not None else {}),
             **({"lateness": self.lateness_doc()} if self.lateness.total else {}),
+            **({"client_lag": self.client_lag_doc()} if self.client_lag.total else {}),
             **self.extra_info,
         }
 
@@ -451,6 +468,18 @@ class Aggregator:
             "p50_ms": pcts[50], "p90_ms": pcts[90], "p99_ms": pcts[99], "p999_ms": pcts[99.9], "max_ms": pcts[100],
             "late_after_ms": None if late_after is None else late_after * 1000.0,
             "late": sum(c.late for stage, c in self.tally.stage_counts.items() if stage != WARMUP_STAGE),
+        }
+
+    def client_lag_doc(self) -> dict[str, Any]:
+        """run.json's ``client_lag``: how long the load processes took to read responses already here.
+
+        Latencies are timed to the kernel's receive stamp, so this is not in them; a large p99
+        says the load generator is saturated (give it workers) even though its figures stay true.
+        """
+        pcts = self.client_lag.percentiles_ms([50, 90, 99, 99.9, 100])
+        return {
+            "requests": self.client_lag.total,
+            "p50_ms": pcts[50], "p90_ms": pcts[90], "p99_ms": pcts[99], "p999_ms": pcts[99.9], "max_ms": pcts[100],
         }
 
     def warmup(self, now: float) -> dict[str, Any]:
