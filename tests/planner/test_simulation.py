@@ -167,12 +167,12 @@ def test_event_loop_is_an_m_d_1_queue() -> None:
 
 
 def test_host_stalls_stretch_cpu_work_by_their_measured_mean() -> None:
-    # One user, no think: each request is client CPU + loop CPU; a job of w meets a stall of D
-    # with probability w / probe, so the mean latency is c + S + (c + S) / probe * D.
+    # One user, no think, timed in user space: each request is client CPU + loop CPU; a job of w
+    # meets a stall of D with probability w / probe, so the mean latency is c + S + (c + S) / probe * D.
     c, s, d, probe = 0.0004, 0.0006, 0.004, 0.002
     spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
     host = HostModel(request_cpu_s=s, load_cpu_s=0.0, client_cpu_s=c,
-                     stalls=Distribution.constant(d, source=SRC), stall_probe_s=probe)
+                     stalls=Distribution.constant(d, source=SRC), stall_probe_s=probe, stamped=False)
     profile = LoadProfile.constant(users=1, spawn_rate=1, duration="200s", wait={"min": 0, "max": 0},
                                    traffic=Traffic(models=["m"], payloads=["x"]))
 
@@ -185,6 +185,22 @@ def test_host_stalls_stretch_cpu_work_by_their_measured_mean() -> None:
     assert len(latency) > 50_000
     assert abs(float(np.mean(latency[1:])) - expected) / expected < 0.02
     assert latency == run(4) and latency != run(5)
+
+
+@pytest.mark.parametrize(("stamped", "in_latency"), [(True, 0.0), (False, 1.0)])
+def test_the_clients_cpu_is_in_the_latency_only_when_timed_in_user_space(stamped: bool, in_latency: float) -> None:
+    # One user, no think: a request costs the client c (half to send, half to read) and the
+    # server's loop s. Timed to the kernel's stamps (mmeperf's default) the latency is s alone
+    # and the client's work only spaces the requests; timed in user space it is c + s.
+    c, s = 0.0004, 0.0006
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=s, load_cpu_s=0.0, client_cpu_s=c, stamped=stamped)
+    profile = LoadProfile.constant(users=1, spawn_rate=1, duration="20s", wait={"min": 0, "max": 0},
+                                   traffic=Traffic(models=["m"], payloads=["x"]))
+    result = Simulation(profile, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0).run()
+    latency = np.asarray(result.records.latency[1:])
+    assert latency == pytest.approx(s + in_latency * c)
+    assert result.total_requests == pytest.approx(20.0 / (c + s), rel=0.001)
 
 
 def test_loads_share_the_server_cpu_with_the_event_loop() -> None:

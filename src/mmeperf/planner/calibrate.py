@@ -236,6 +236,8 @@ def calibrate(
         client_cpu_s=client_cpu_s,
         compile_cpu_s=compile_cpu,
         unloaded_latency=unloaded,
+        # run.json's client_lag exists when the client timed to the kernel's receive stamps.
+        latency_timing="kernel" if result.info.get("run", {}).get("client_lag") else "user",
     )
 
 

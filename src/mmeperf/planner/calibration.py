@@ -263,6 +263,10 @@ class Calibration(_Model):
     cpu_stalls: Distribution | None = None
     """Wall time beyond its CPU a thread lost per ``stall_probe_s`` of CPU (see measure_cpu_share)."""
     stall_probe_s: float | None = None
+    latency_timing: Literal["kernel", "user"] | None = None
+    """How the calibration run's client timed requests: to the kernel's receive stamp of the answer
+    ("kernel", mmeperf's default where the OS has it: run.json has ``client_lag``) or to the read
+    in user space ("user"); None: not known (read as "kernel")."""
 
     # --- files ----------------------------------------------------------------------------
 

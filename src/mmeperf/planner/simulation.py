@@ -16,6 +16,10 @@ between the event loop (a single FIFO server: HTTP, decode, the inline compiled 
 ``request_cpu_s`` per request) and the loader threads (``load_cpu_s`` per load: read, parse, the
 first request's predict, the fast path's compile). A load's duration is then its CPU work
 stretched by what else the server runs, and a request's latency holds the queues at both ends.
+Latency is timed as the client times it (``HostModel.stamped``): by default from the request's
+bytes handed to the kernel to the answer's kernel receive stamp (:mod:`mmeperf.load.rxstamp`),
+so the client's queue delays the next send, not the latency; with user-space timing the read's
+queue is in the latency too.
 
 The same seed gives the same result: every random draw comes from numpy streams spawned from
 the seed, and SimPy orders simultaneous events by scheduling order.
@@ -114,6 +118,10 @@ class HostModel:
     probability min(w / stall_probe_s, 1), so short jobs mostly run clean and a few wait whole
     time slices, and the thread holds its queue while it waits."""
     stall_probe_s: float = 0.002
+    stamped: bool = True
+    """Latencies as mmeperf times them by default: from the send's bytes handed to the kernel to
+    the answer's kernel receive stamp (the client's queues before the send and after the answer
+    are outside them). False: timed in user space, from before the send's work to the answer read."""
 
     def __post_init__(self) -> None:
         figures = (self.request_cpu_s, self.load_cpu_s, self.client_cpu_s, self.compile_cpu_s)
@@ -136,7 +144,8 @@ class HostModel:
                    unloaded_latency=calibration.unloaded_latency,
                    cpu_share=1.0 if calibration.cpu_share is None else max(calibration.cpu_share.value, 1e-3),
                    stalls=calibration.cpu_stalls,
-                   stall_probe_s=calibration.stall_probe_s or 0.002)
+                   stall_probe_s=calibration.stall_probe_s or 0.002,
+                   stamped=calibration.latency_timing != "user")
 
 
 class _Shared:
@@ -455,7 +464,8 @@ class Simulation:
             self._delay = _Draws(host.unloaded_latency, streams[3])  # the overhead stream: unused here
             # The unloaded latency already holds both CPU stages as this host ran them (stalls
             # included, on average 1/cpu_share of their CPU): the rest is the pure delay.
-            self._delay_less = (host.client_cpu_s + host.request_cpu_s) / host.cpu_share
+            client_in_latency = host.client_cpu_s / 2 if host.stamped else host.client_cpu_s
+            self._delay_less = (client_in_latency + host.request_cpu_s) / host.cpu_share
         if self._open is not None:
             self._start_open(self._open)
         else:
@@ -680,6 +690,8 @@ class Simulation:
     def _reach_server(self, req: _Req) -> None:
         if req.done:  # timed out before the client sent it
             return
+        if req.user is not None and self.host is not None and self.host.stamped:
+            req.sent = self.env.now  # closed loop: the timer starts as the bytes go out
         m = req.model
         inst = self._route(m)
         if inst.inflight >= self.instance.max_concurrent_requests:
@@ -774,13 +786,25 @@ class Simulation:
             delay = max(self._delay.next() - self._delay_less, 0.0)
             self._at(delay, self._client_receives, req)
         else:
-            self._client.add(host.client_cpu_s / 2, self._client_read, req)
+            self._client_receives_now(req)
 
     def _client_receives(self, ev: Event) -> None:
         req = cast(_Req, ev.value)
         if not req.done:
-            assert self._client is not None and self.host is not None
+            self._client_receives_now(req)
+
+    def _client_receives_now(self, req: _Req) -> None:
+        """The answer is in the client's kernel: stamped, it is timed now; the read comes after."""
+        assert self._client is not None and self.host is not None
+        if self.host.stamped:
+            req.done = True
+            self.rec.add(self.env.now, req.model, req.cold, OK, req.stage, req.sent, self.env.now - req.sent)
+            self._client.add(self.host.client_cpu_s / 2, self._read_then_next, req)
+        else:
             self._client.add(self.host.client_cpu_s / 2, self._client_read, req)
+
+    def _read_then_next(self, req: _Req) -> None:
+        self._after_answer(req, 0.0)
 
     def _client_read(self, req: _Req) -> None:
         if not req.done:
