@@ -139,6 +139,7 @@ class LocalEndpoint(LocalMMEClient):
         cmd = [
             sys.executable, "-m", "mmeperf.endpoints.local",
             "--config", config.model_dump_json(), "--ready-file", str(ready),
+            "--owner-pid", str(os.getpid()),  # it stops when this process is gone, however it ends
         ]
         if self._fleet is not None:  # several instances behind a routing front
             self._fleet = self._fleet.model_copy(update={"server": config})

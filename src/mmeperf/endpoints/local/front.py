@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from mmeperf.endpoints._http import HttpResponse
 from mmeperf.endpoints.local.asgi import LifespanApp, Message, Receive, Scope, Send
 from mmeperf.endpoints.local.fleet import Fleet, FleetConfig, FleetMetrics
+from mmeperf.endpoints.local.owner import watch_owner
 from mmeperf.endpoints.local.replies import mms_json, not_found, ping
 from mmeperf.metrics import LATENCY_FIELDS, ServerMetrics
 from mmeperf.protocol import HEADER_ERROR_TYPE, HEADER_TARGET_MODEL
@@ -284,7 +285,9 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="FleetConfig as JSON")
     parser.add_argument("--ready-file", default=None)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--owner-pid", type=int, default=None, help="stop when this parent is gone")
     args = parser.parse_args()
+    watch_owner(args.owner_pid)
     run(FleetConfig.model_validate_json(args.config), ready_file=args.ready_file, log_level=args.log_level)
 
 
