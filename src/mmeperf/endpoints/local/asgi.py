@@ -11,6 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from mmeperf.endpoints.local.loopstall import LoopStallMonitor
+
 __all__ = ["LifespanApp", "Message", "Receive", "Scope", "Send"]
 
 Scope = MutableMapping[str, Any]
@@ -20,7 +22,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class LifespanApp:
-    """An ASGI app whose lifespan starts and stops one service; ``/ping`` reads ``_ready``."""
+    """An ASGI app whose lifespan starts and stops one service; ``/ping`` reads ``_ready``.
+
+    While it serves, ``loop_monitor`` measures how long the event loop stalls (``/metrics``
+    ``event_loop_*``, ``/mmeperf/status`` ``loop``)."""
 
     log = logging.getLogger("mmeperf.serve")
 
@@ -28,6 +33,7 @@ class LifespanApp:
         self._ready = False
         #: Why the lifespan startup failed (an in-process driver re-raises it as it was).
         self.startup_error: Exception | None = None
+        self.loop_monitor = LoopStallMonitor()
 
     async def _start(self) -> None:
         raise NotImplementedError
@@ -47,9 +53,11 @@ class LifespanApp:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self._ready = True
+                self.loop_monitor.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._ready = False
+                await self.loop_monitor.stop()
                 await self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
