@@ -249,6 +249,7 @@ def run(config: FleetConfig, *, ready_file: str | None = None, log_level: str = 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = bind(config.server.host, config.server.port)
     app = FrontApp(Fleet(config))
+    app.freeze_startup_heap = True  # this process is the server's own
     try:
         import uvloop
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -197,6 +198,9 @@ class LoopStallMonitor(Collector):
             "max_runqueue_ms": self.runqueue.max_s * 1000,
             "max_late_ms": self.max_late_s * 1000,
             "worst": self.worst.as_ms() if self.worst is not None else None,
+            # A collection holds the GIL while it walks the heap: what it has left to walk.
+            "gc_frozen_objects": gc.get_freeze_count(),
+            "gc_collections": [generation["collections"] for generation in gc.get_stats()],
         }
 
     def collect(self) -> Iterator[Metric]:
