@@ -7,6 +7,9 @@ the thread spent runnable but not running: the host not running us (other proces
 threads, the kernel). The rest is the loop blocked by this process: a callback running on the
 loop, or another thread holding the GIL. Where schedstat cannot be read (not Linux, no
 ``CONFIG_SCHED_INFO``), the whole lateness counts as blocked and ``schedstat`` says False.
+The split errs towards blaming us: while another of our threads holds the GIL and the host has
+descheduled it, the loop thread sleeps on the GIL, not in the run queue, and that counts as
+blocked. ``loop_cpu_s`` of the worst wake tells work on the loop from waiting on the GIL.
 One ``pread`` of a small file per wake (about a microsecond); plain numbers on the loop, the
 Prometheus families are built only when ``/metrics`` is read.
 """
