@@ -462,3 +462,22 @@ def test_request_bodies_round_trip_exactly(content_type: str) -> None:
 def test_encode_batch_of_an_unknown_type() -> None:
     with pytest.raises(UnsupportedContentTypeError):
         encode_request(np.zeros((1, 2)), "image/png")
+
+
+@pytest.mark.parametrize("size", [0, 1, codecs.ENCODE_CHUNK, codecs.ENCODE_CHUNK + 1, 3 * codecs.ENCODE_CHUNK + 5])
+def test_chunked_answers_are_the_text_of_one_call(size: int) -> None:
+    """Large answers are written in chunks (the GIL can switch between them), byte for byte as
+    one ``json.dumps`` / ``str.join`` writes them, 1-D and 2-D."""
+    flat = np.random.default_rng(size).random(size).astype(np.float32).tolist()
+    rows = np.random.default_rng(size).random((size, 2)).astype(np.float32).tolist()
+    assert codecs.json_array(flat) == json.dumps(flat)
+    assert codecs.json_array(rows) == json.dumps(rows)
+    assert codecs.joined(flat) == ",".join(map(str, flat))
+    assert codecs.joined(rows) == ",".join(map(str, rows))
+    assert codecs.container_csv(np.asarray(flat)) == ",".join(map(str, flat)).encode()
+    assert codecs.encode(np.asarray(flat), "application/json", accepted=OUT).body == json.dumps(flat).encode()
+
+
+def test_chunked_answers_of_a_scalar_are_the_text_of_one_call() -> None:
+    assert codecs.json_array(0.5) == json.dumps(0.5)
+    assert codecs.encode(np.float32(0.25), "application/json", accepted=OUT).body == b"0.25"

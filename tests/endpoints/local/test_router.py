@@ -187,6 +187,8 @@ def test_affinity_beats_random_routing_and_counts_add_up(three: LocalEndpoint, c
     assert "loaded_model_count_sum " in text and "loaded_model_count_average " in text
     for instance in served:
         assert f'invocations_total{{instance="{instance}"}}' in text
+    assert "event_loop_blocked_max_seconds " in text  # the front's own loop monitor
+    assert three._get_json("/mmeperf/status")["loop"]["wakes"] > 0
 
 
 def test_fleet_config_passes_each_instance_the_server_config(churn: Churn) -> None:

@@ -107,7 +107,7 @@ class MMEApp(LifespanApp):
         if method == "GET":
             if path == b"/metrics":
                 return Reply(200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
-                             service.counters.prometheus_text())
+                             service.counters.prometheus_text(self.loop_monitor))
             if path == b"/mmeperf/metrics":
                 return Reply(200, [(b"content-type", b"application/json")],
                              service.counters.snapshot().model_dump_json().encode())
@@ -117,7 +117,7 @@ class MMEApp(LifespanApp):
                              json.dumps({"models": [e.target for e in entries]}).encode())
             if path == b"/mmeperf/status":
                 return Reply(200, [(b"content-type", b"application/json")],
-                             json.dumps(service.status()).encode())
+                             json.dumps({**service.status(), "loop": self.loop_monitor.status()}).encode())
         return await self._container(scope, receive, method, path)
 
     async def _container(self, scope: Scope, receive: Receive, method: str, path: bytes) -> Reply:

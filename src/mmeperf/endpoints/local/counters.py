@@ -149,10 +149,12 @@ class MmeCounters:
             memory_used_bytes=self.memory_used_bytes,
         )
 
-    def prometheus_text(self) -> bytes:
-        """``GET /metrics``: Prometheus text format, names after CloudWatch's."""
+    def prometheus_text(self, *extra: Collector) -> bytes:
+        """``GET /metrics``: Prometheus text format, names after CloudWatch's (and ``extra``'s)."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self))
+        for collector in extra:
+            registry.register(collector)
         return generate_latest(registry)
 
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from prometheus_client.registry import Collector
+
 from mmeperf.endpoints._http import HttpResponse
 from mmeperf.endpoints.local.asgi import LifespanApp, Message, Receive, Scope, Send
 from mmeperf.endpoints.local.fleet import Fleet, FleetConfig, FleetMetrics
@@ -93,12 +95,12 @@ class FrontApp(LifespanApp):
             return _from_reply(reply.status, reply.headers, reply.body)
         if method == "GET":
             if path == b"/metrics":
-                text = prometheus_text(await fleet.metrics())
+                text = prometheus_text(await fleet.metrics(), self.loop_monitor)
                 return HttpResponse(200, {"content-type": "text/plain; version=0.0.4; charset=utf-8"}, text)
             if path == b"/mmeperf/metrics":
                 return HttpResponse(200, dict(_JSON), (await fleet.metrics()).model_dump_json().encode())
             if path == b"/mmeperf/status":
-                return HttpResponse(200, dict(_JSON), json.dumps(fleet.status()).encode())
+                return HttpResponse(200, dict(_JSON), json.dumps({**fleet.status(), "loop": self.loop_monitor.status()}).encode())
             if path == b"/mmeperf/scaling":
                 query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
                 try:
@@ -164,9 +166,10 @@ async def _body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def prometheus_text(metrics: FleetMetrics) -> bytes:
+def prometheus_text(metrics: FleetMetrics, *extra: Collector) -> bytes:
     """``GET /metrics``: each instance's counters (labelled ``instance``, removed ones too),
-    gauges of the instances in service, and the variant's aggregates."""
+    gauges of the instances in service, the variant's aggregates (and ``extra``'s, e.g. the
+    front's own event-loop monitor)."""
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import (
         CounterMetricFamily,
@@ -174,7 +177,6 @@ def prometheus_text(metrics: FleetMetrics) -> bytes:
         Metric,
         SummaryMetricFamily,
     )
-    from prometheus_client.registry import Collector
 
     every = {**metrics.retired, **metrics.instances}
 
@@ -231,6 +233,8 @@ def prometheus_text(metrics: FleetMetrics) -> bytes:
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector())
+    for collector in extra:
+        registry.register(collector)
     return bytes(generate_latest(registry))
 
 
@@ -246,6 +250,7 @@ def run(config: FleetConfig, *, ready_file: str | None = None, log_level: str = 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = bind(config.server.host, config.server.port)
     app = FrontApp(Fleet(config))
+    app.freeze_startup_heap = True  # this process is the server's own
     try:
         import uvloop
 

@@ -246,6 +246,7 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sock = bind(config.host, config.port)
     app = MMEApp(MMEService(config))
+    app.freeze_startup_heap = True  # this process is the server's own
     try:
         import uvloop
 
