@@ -147,6 +147,20 @@ def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]]
     return out / "warm-0", out / "warm-1", client
 
 
+def cold_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]], out: Path, budget: int,
+             seconds: float) -> Path:
+    """One user against a server with room for one model, every model already on its disk (one
+    request each first): nearly every request is a load with nothing else running, so its
+    client-side latency is the unloaded cold latency (Calibration.unloaded_cold_latency)."""
+    with LocalEndpoint(endpoint_name="accuracy", memory_budget=budget).deploy(repo) as endpoint:
+        for model, body, content_type in bodies:
+            endpoint.invoke(model, body, content_type=content_type)
+        profile = LoadProfile.constant(users=1, spawn_rate=1.0, duration=seconds, traffic=traffic,
+                                       wait={"min": 0.0, "max": 0.0})
+        Benchmark(endpoint, profile, overwrite=True).run(out / "cold-1")
+    return out / "cold-1"
+
+
 def main() -> None:
     global DURATION
     held_out = HELD_OUT
@@ -182,10 +196,11 @@ def main() -> None:
     warm_bodies = [(m, table.bodies[i % len(table.bodies)], first[2]) for i, m in enumerate(table.models)]
     share = measure_cpu_share(5.0)
     one_user, warm_run, client_cpu = warm_runs(repo, by_state, warm_bodies, work, warm_durations)
+    cold = cold_run(repo, by_state, warm_bodies, work, biggest + smallest // 2, warm_durations[0])
     model_cpu = measure_model_cpu(repo, table.models[:8], body=table.bodies[0], content_type=first[2])
     residual = calibrate(work / "calibration", warm_run=warm_run).load_cpu_s
     calibration = calibrate(work / "calibration", model_bytes=sizes, warm_run=warm_run, client_cpu_s=client_cpu,
-                            unloaded_run=one_user, model_cpu=model_cpu)
+                            unloaded_run=one_user, model_cpu=model_cpu, cold_run=cold)
     calibration = calibration.model_copy(update={"cpu_share": share[0], "cpu_stalls": share[1], "stall_probe_s": 0.002})
     calibration.save(work / "calibration.yaml")
     print(f"calibration: {work / 'calibration.yaml'}  measured {calib['summary']}")
@@ -219,7 +234,8 @@ def main() -> None:
           f"({client_cpu.source.note}); host CPU share {host.cpu_share:.2f}, stall p50/p99 "
           f"{share[1].quantile(50) * 1e3:.2f}/{share[1].quantile(99) * 1e3:.2f} ms per 2 ms; compile {host.compile_cpu_s * 1e3:.3f} ms; the calibration run's "
           f"CPU beyond requests, per load: {residual.value * 1e3 if residual else float('nan'):.3f} ms; "
-          f"unloaded latency p50 {calibration.unloaded_latency.quantile(50) * 1e3 if calibration.unloaded_latency else float('nan'):.3f} ms")
+          f"unloaded latency p50 {calibration.unloaded_latency.quantile(50) * 1e3 if calibration.unloaded_latency else float('nan'):.3f} ms, "
+          f"cold p50 {calibration.unloaded_cold_latency.quantile(50) * 1e3 if calibration.unloaded_cold_latency else float('nan'):.3f} ms")
 
     vcpus = os.cpu_count() or 1  # the local MME's inference threads without an instance profile
     rows: list[dict[str, Any]] = []

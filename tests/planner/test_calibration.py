@@ -88,6 +88,16 @@ def test_calibration_from_a_real_local_run(tmp_path: Path) -> None:
     assert cal.host.endpoint_kind == "local" and cal.host.memory_budget_bytes == 20 * 2**20
     assert sum(m.requests for m in cal.models.values()) > 100
     assert cal.hit_ratio is not None and 0 < cal.hit_ratio.value <= 1
+    # The client timed to the kernel's receive stamps where the OS has them (run.json client_lag).
+    from mmeperf.load import rxstamp
+
+    assert cal.latency_timing == ("kernel" if rxstamp.SO_TIMESTAMPNS is not None else "user")
+    # One-user runs give the unloaded warm and cold latencies (here the same run stands in for both).
+    both = calibrate(tmp_path / "run", unloaded_run=tmp_path / "run", cold_run=tmp_path / "run")
+    cold_requests = sum(m.cold_requests for m in cal.models.values())
+    assert both.unloaded_cold_latency is not None and both.unloaded_cold_latency.samples == cold_requests
+    assert both.unloaded_latency is not None and both.unloaded_latency.samples == cal.client_warm_latency.samples  # type: ignore[union-attr]
+    assert "cold" in both.unloaded_cold_latency.source.measurement
     cal.save(tmp_path / "cal.yaml")
     again = Calibration.load(tmp_path / "cal.yaml")
     assert again == cal

@@ -227,6 +227,21 @@ def test_loads_share_the_server_cpu_with_the_event_loop() -> None:
         assert done == pytest.approx([1.5, 2.0])
 
 
+def test_a_load_costs_the_measured_unloaded_cold_latency() -> None:
+    # One request to a model not loaded, nothing else running: its latency is the unloaded cold
+    # latency measured (a load's pure delay, the load's CPU and the answer's loop CPU), whatever
+    # part of it is CPU.
+    s, cpu, cold = 0.0005, 0.002, 0.009
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=s, load_cpu_s=cpu, unloaded_latency=Distribution.constant(s, source=SRC),
+                     unloaded_cold_latency=Distribution.constant(cold, source=SRC))
+    profile = LoadProfile.open_loop(rate=1.0, duration=1.0, arrivals="constant", concurrency=1,
+                                    traffic=Traffic(models=["m"], payloads=["x"]), request_timeout=0, stop_timeout=10)
+    result = Simulation(profile, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0).run()
+    assert result.records.latency == pytest.approx([cold])
+    assert [load[3] for load in result.records.loads] == pytest.approx([cold - s])  # the load's length
+
+
 def test_host_model_needs_measured_figures() -> None:
     with pytest.raises(ConfigurationError, match="warm run"):
         HostModel.from_calibration(Calibration())

@@ -99,7 +99,7 @@ def _mean_distribution(frame: pd.DataFrame, column: str, weight: str | None, *, 
 def calibrate(
     run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None, warm_run: PathLike | None = None,
     client_cpu_s: Measured | None = None, unloaded_run: PathLike | None = None,
-    model_cpu: tuple[Measured, Measured] | None = None,
+    model_cpu: tuple[Measured, Measured] | None = None, cold_run: PathLike | None = None,
 ) -> Calibration:
     """A Calibration from the run folder ``run_dir`` (see the module docstring).
 
@@ -111,6 +111,8 @@ def calibrate(
     request that meets no queue (``unloaded_latency``).
     ``model_cpu``: (load, compile) CPU per model from :func:`measure_model_cpu`; the load figure
     then replaces the residual estimate of ``load_cpu_s``.
+    ``cold_run``: a run with one user against a server with room for one model, every model
+    already on its disk: its client-side cold latency is ``unloaded_cold_latency``.
     """
     result = BenchmarkResult.load(run_dir)
     run = str(Path(run_dir))
@@ -208,14 +210,8 @@ def calibrate(
     compile_cpu: Measured | None = None
     if model_cpu is not None:
         load_cpu, compile_cpu = model_cpu
-    unloaded: Distribution | None = None
-    if unloaded_run is not None:
-        one = Histogram()
-        for key, hist in BenchmarkResult.load(unloaded_run).histograms().get("stages", {}).items():
-            if key.rpartition("/")[2] == "warm":
-                one.merge(hist)
-        unloaded = histogram_distribution(one, source=Source(
-            run=str(Path(unloaded_run)), measurement=f"{HISTOGRAMS_JSON} stages */warm (client side, one user)"))
+    unloaded = None if unloaded_run is None else _one_kind(unloaded_run, "warm", "one user")
+    unloaded_cold = None if cold_run is None else _one_kind(cold_run, "cold", "one user, room for one model")
     return Calibration(
         runs=[run],
         host=host,
@@ -236,9 +232,20 @@ def calibrate(
         client_cpu_s=client_cpu_s,
         compile_cpu_s=compile_cpu,
         unloaded_latency=unloaded,
+        unloaded_cold_latency=unloaded_cold,
         # run.json's client_lag exists when the client timed to the kernel's receive stamps.
         latency_timing="kernel" if result.info.get("run", {}).get("client_lag") else "user",
     )
+
+
+def _one_kind(run_dir: PathLike, kind: str, what: str) -> Distribution | None:
+    """The client-side latency of one kind (warm, cold) over a run's stages."""
+    merged = Histogram()
+    for key, hist in BenchmarkResult.load(run_dir).histograms().get("stages", {}).items():
+        if key.rpartition("/")[2] == kind:
+            merged.merge(hist)
+    return histogram_distribution(merged, source=Source(
+        run=str(Path(run_dir)), measurement=f"{HISTOGRAMS_JSON} stages */{kind} (client side, {what})"))
 
 
 def measure_model_cpu(repository: PathLike, targets: Sequence[str], *, body: bytes,

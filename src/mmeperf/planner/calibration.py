@@ -258,6 +258,9 @@ class Calibration(_Model):
     """CPU to compile one model's fast path (measured on this host, see measure_model_cpu)."""
     unloaded_latency: Distribution | None = None
     """Client-seen warm latency with one user and every model loaded (no queueing)."""
+    unloaded_cold_latency: Distribution | None = None
+    """Client-seen cold latency with one user and room for one model (every request a load from
+    the disk cache, nothing else running): what a load costs beyond a warm request, unqueued."""
     cpu_share: Measured | None = None
     """Share of a core one thread got on the host at calibration (see measure_cpu_share)."""
     cpu_stalls: Distribution | None = None

@@ -118,6 +118,10 @@ class HostModel:
     probability min(w / stall_probe_s, 1), so short jobs mostly run clean and a few wait whole
     time slices, and the thread holds its queue while it waits."""
     stall_probe_s: float = 0.002
+    unloaded_cold_latency: Distribution | None = None
+    """Client-seen latency of a cold request with nothing else running (Calibration's): beyond the
+    unloaded warm latency's mean and ``load_cpu_s``, it is a load's pure delay (reading the disk
+    cache, hand-offs between threads, the first request's uncompiled predict), paid by every load."""
     stamped: bool = True
     """Latencies as mmeperf times them by default: from the send's bytes handed to the kernel to
     the answer's kernel receive stamp (the client's queues before the send and after the answer
@@ -142,6 +146,7 @@ class HostModel:
                    client_cpu_s=0.0 if client is None else client.value,
                    compile_cpu_s=0.0 if compile_ is None else compile_.value,
                    unloaded_latency=calibration.unloaded_latency,
+                   unloaded_cold_latency=calibration.unloaded_cold_latency,
                    cpu_share=1.0 if calibration.cpu_share is None else max(calibration.cpu_share.value, 1e-3),
                    stalls=calibration.cpu_stalls,
                    stall_probe_s=calibration.stall_probe_s or 0.002,
@@ -466,6 +471,12 @@ class Simulation:
             # included, on average 1/cpu_share of their CPU): the rest is the pure delay.
             client_in_latency = host.client_cpu_s / 2 if host.stamped else host.client_cpu_s
             self._delay_less = (client_in_latency + host.request_cpu_s) / host.cpu_share
+        self._load_delay = None
+        if host is not None and host.unloaded_cold_latency is not None:
+            self._load_delay = _Draws(host.unloaded_cold_latency,
+                                      np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1 << 22,))))
+            warm = host.unloaded_latency.mean if host.unloaded_latency is not None else 0.0
+            self._load_delay_less = warm + host.load_cpu_s / host.cpu_share
         if self._open is not None:
             self._start_open(self._open)
         else:
@@ -828,6 +839,8 @@ class Simulation:
                 assert self.host is not None
                 inst.load_started[m] = self.env.now
                 stall = self._stall(self.host.load_cpu_s)
+                if self._load_delay is not None:
+                    stall += max(self._load_delay.next() - self._load_delay_less, 0.0)
                 if stall > 0:
                     self._at(stall, self._load_after_stall, (inst, m))
                 else:
