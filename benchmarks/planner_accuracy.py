@@ -8,7 +8,8 @@ run for real for DURATION seconds, and predicted vs measured throughput, p50, p9
 are printed with relative errors, the medians of their absolute values, and the worst cases.
 The simulation mirrors the local MME's CPU stages and the client's (planner.simulation.HostModel),
 calibrated from two warm runs (one user: the unloaded latency; CALIBRATION's users: server CPU per
-request, and with the first, the client's CPU per request), the calibration run (loads), and a
+request, and with the first, the client's CPU per request), a cold run (one user, room for one
+model: the unloaded cold latency, i.e. a load's pure delay), the calibration run (loads), and a
 measurement of load and compile CPU; the host's CPU share and stalls (other jobs on this shared
 host) are probed before the calibration and again before each held-out configuration.
 Emulated vCPUs are not varied: this branch has no worker/CPU-allowance emulation (every run uses

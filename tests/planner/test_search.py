@@ -109,6 +109,11 @@ def test_search_ranks_by_cost_and_gives_every_rejection_a_reason(tmp_path: Path)
     doc = json.loads(plan.save(tmp_path / "plan.json").read_text())
     assert doc["predicted"] is True and doc["best"] == best.label and len(doc["candidates"]) == 8
     assert any("per-core speed" in a for a in doc["assumptions"])
+    # Calibrated on a thread-mode server (no emulated instance): the plan warns its loads are optimistic.
+    assert any(a.startswith("WARNING Loads") for a in doc["assumptions"])
+    emulated = Planner(_calibration(service_s=0.004, host=HostFacts(emulated=True, instance_type="ml.c5.large")), seed=3)
+    assert not any(a.startswith("WARNING Loads") for a in emulated.search(
+        _open(rate=100.0, duration=2.0), models=5, instance_types=["ml.c5.large"], counts=[1]).assumptions)
     # The same seed, the same plan.
     again = planner.search(
         _open(rate=900.0), models=40, constraints=Constraints(p99_ms=100, max_cost_per_hour=1.0),

@@ -41,6 +41,15 @@ __all__ = [
 ]
 
 #: What every plan assumes, printed with it.
+#: Said with every plan whose calibration run was not an emulated instance (worker processes).
+THREAD_MODE_LOADS = (
+    "WARNING Loads: the calibration run's server loaded models in its own threads (no instance profile: "
+    "milliseconds per load). SageMaker's containers (Multi Model Server) and the local MME with an "
+    "instance profile start a worker process per model, seconds per load: with cache misses these "
+    "predictions are optimistic. Calibrate from a run against an emulated instance (mmeperf serve "
+    "--instance-profile TYPE, LocalEndpoint(instance_profile=...), or a churn demo run)."
+)
+
 ASSUMPTIONS: tuple[str, ...] = (
     "CPU: service times are the calibration host's, per request; every instance type is assumed to "
     "have the same per-core speed, and an instance serves at most its vCPUs inferences at once "
@@ -414,8 +423,11 @@ class Planner:
             for inst in types for count in sorted(set(counts))
         ]
         candidates.sort(key=_rank_key)
-        return Plan(candidates=candidates, constraints=constraints, profile=profile, workload=workload,
+        plan = Plan(candidates=candidates, constraints=constraints, profile=profile, workload=workload,
                     seed=self.seed, calibration_runs=list(self.calibration.runs))
+        if not self.calibration.host.emulated:
+            plan.assumptions.append(THREAD_MODE_LOADS)
+        return plan
 
 
 def measured_summary(result: BenchmarkResult) -> dict[str, Any]:
