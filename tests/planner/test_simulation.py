@@ -242,6 +242,18 @@ def test_a_load_costs_the_measured_unloaded_cold_latency() -> None:
     assert [load[3] for load in result.records.loads] == pytest.approx([cold - s])  # the load's length
 
 
+def test_an_overloaded_open_loop_fails_its_waiting_sends_one_by_one() -> None:
+    # The one client slot's request times out after 1 s but keeps the only server slot (10 s of
+    # service); meanwhile every other send waited for the client slot. Each then gets its 503 at
+    # once and frees the slot for the next: thousands in a row, each counted once.
+    spec = ModelSpec(name="m", service_time=Distribution.constant(10.0, source=SRC), memory_bytes=0)
+    profile = LoadProfile.open_loop(rate=5000.0, duration=1.0, arrivals="constant", concurrency=1,
+                                    traffic=Traffic(models=["m"], payloads=["x"]), request_timeout=1.0, stop_timeout=60)
+    result = Simulation(profile, [spec], instance=InstanceConfig(vcpus=1, max_concurrent_requests=1), seed=0).run()
+    assert result.total_requests == 5000
+    assert result.total_failures == 5000
+
+
 def test_host_model_needs_measured_figures() -> None:
     with pytest.raises(ConfigurationError, match="warm run"):
         HostModel.from_calibration(Calibration())

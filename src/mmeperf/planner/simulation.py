@@ -613,9 +613,16 @@ class Simulation:
         self._send(req)
 
     def _open_slot_free(self) -> None:
-        self._open_inflight -= 1
         if self._pending_open and self.env.now < self.end_s + self.profile.stop_timeout:
-            self._open_send(self._pending_open.popleft())
+            # Handed to the oldest waiting send as a new event (the slot stays taken meanwhile):
+            # a direct call would recurse once per waiting send when each fails at once (503s).
+            self._at(0.0, self._open_handover, self._pending_open.popleft())
+        else:
+            self._open_inflight -= 1
+
+    def _open_handover(self, ev: Event) -> None:
+        self._open_inflight -= 1
+        self._open_send(cast(float, ev.value))
 
     # --- the client's side of an answer ---------------------------------------------------
 
