@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from simpy import Environment
 from simpy.events import Event, Timeout
 
+from mmeperf.endpoints.local.config import FAST_PATH_AFTER_USES
 from mmeperf.errors import ConfigurationError
 from mmeperf.load.profile import LoadProfile, OpenLoopShape
 from mmeperf.load.traffic import Traffic
@@ -101,7 +102,7 @@ class HostModel:
     """Client CPU per request (one client thread)."""
     compile_cpu_s: float = 0.0
     """Server CPU to compile a model's fast path (one compile thread), after ``compile_after_uses``."""
-    compile_after_uses: int = 2
+    compile_after_uses: int = FAST_PATH_AFTER_USES
     """Requests a loaded model serves before its fast path is compiled (ServerConfig.fast_path_after_uses)."""
     unloaded_latency: Distribution | None = None
     """Client-seen latency of a warm request with nothing else in flight (one user): what it holds

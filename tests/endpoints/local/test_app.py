@@ -39,7 +39,8 @@ def served(churn: Churn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         shutil.copy(archive, repo / archive.name)
     (repo / "broken.tar.gz").write_bytes(b"this is not a gzip archive")
     shutil.copy(repo / "churn-xgb-CA.tar.gz", root / "secret.tar.gz")
-    with LocalEndpoint(max_payload="64KiB").deploy(str(repo)) as ep:
+    # Compiled after 2 uses (not FAST_PATH_AFTER_USES), so a few requests per model show it.
+    with LocalEndpoint(max_payload="64KiB", server_options={"fast_path_after_uses": 2}).deploy(str(repo)) as ep:
         yield ep, root
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmeperf.backends.base import Backend, Runner
+from mmeperf.endpoints.local.config import FAST_PATH_AFTER_USES
 from mmeperf.endpoints.local.counters import MmeCounters
 from mmeperf.errors import (
     ArchiveTooLargeError,
@@ -106,7 +107,7 @@ class ModelCache:
         resolve_backend: Callable[[ModelEntry, Path], Backend],
         optimize: Callable[[Runner], Runner] | None = None,
         optimizer: Executor | None = None,
-        optimize_after_uses: int = 2,
+        optimize_after_uses: int = FAST_PATH_AFTER_USES,
         disk_limit_bytes: int | None = None,
         runner_factory: Callable[[Backend, ModelEntry, Path], Runner] | None = None,
     ) -> None:

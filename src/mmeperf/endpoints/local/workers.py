@@ -53,6 +53,7 @@ from mmeperf.endpoints.local.batching import Batcher, Prediction
 from mmeperf.endpoints.local.config import (
     DEFAULT_JOB_QUEUE_SIZE,
     DEFAULT_WORKERS_PER_MODEL,
+    FAST_PATH_AFTER_USES,
     ServerConfig,
 )
 from mmeperf.endpoints.local.worker import (
@@ -96,7 +97,7 @@ class WorkerSettings:
     """Longest a worker may take to start and load its model."""
     max_batch_rows: int = 64
     allow_pickle: bool = False
-    fast_path_after_uses: int = 2
+    fast_path_after_uses: int = FAST_PATH_AFTER_USES
     """Predictions after which a worker compiles the XGBoost fast path (0: never)."""
     log_dir: Path | None = None
     """Where each worker's stdout/stderr go (the last line explains a crash); None: discarded."""
