@@ -33,6 +33,7 @@ from typing import Any
 
 from mmeperf.datasets.churn import build_churn_repository
 from mmeperf.endpoints.local import LocalEndpoint
+from mmeperf.endpoints.local.config import FAST_PATH_AFTER_USES
 from mmeperf.load import Benchmark, LoadProfile, Traffic
 from mmeperf.planner import (
     HostModel,
@@ -135,17 +136,19 @@ def children_cpu_s() -> float:
 
 def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]], out: Path,
               durations: tuple[float, float]) -> tuple[Path, Path, Measured]:
-    """Two runs against a server holding every model (no budget, each model used 3 times first so
-    its fast path is compiled): run 0 with one user (no queue: the unloaded latency), run 1 with
+    """Two runs against a server holding every model (no budget, each model used until its fast
+    path is compiled): run 0 with one user (no queue: the unloaded latency), run 1 with
     CALIBRATION's users, whose server metrics give the CPU per warm request; the client's CPU per
     request is the difference of the Locust processes' CPU (getrusage of reaped children) over the
     difference of requests, which cancels Locust's start-up."""
     cpu: list[float] = []
     requests: list[int] = []
     with LocalEndpoint(endpoint_name="accuracy").deploy(repo) as endpoint:
-        for _ in range(3):
+        for _ in range(FAST_PATH_AFTER_USES + 1):
             for model, body, content_type in bodies:
                 endpoint.invoke(model, body, content_type=content_type)
+        for model, body, content_type in bodies:
+            started_up(endpoint, (model, body, content_type))
         for i, seconds in enumerate(durations):
             users = 1 if i == 0 else CALIBRATION.users or 1
             profile = LoadProfile.constant(users=users, spawn_rate=float(users),
@@ -161,6 +164,20 @@ def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]]
         "over run 1's requests less run 0's",
         note=f"{cpu[0]:.2f} s for {requests[0]} requests, {cpu[1]:.2f} s for {requests[1]}"))
     return out / "warm-0", out / "warm-1", client
+
+
+def uncompiled_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]], out: Path,
+                   seconds: float) -> Path:
+    """Like warm run 1 against a server without the fast path: every request served by XGBoost's
+    own predict, as a model's are before its fast path is compiled (uncompiled_request_cpu_s)."""
+    with LocalEndpoint(endpoint_name="accuracy", server_options={"fast_path": False}).deploy(repo) as endpoint:
+        for model, body, content_type in bodies:
+            endpoint.invoke(model, body, content_type=content_type)
+        users = CALIBRATION.users or 1
+        profile = LoadProfile.constant(users=users, spawn_rate=float(users), duration=seconds, traffic=traffic,
+                                       wait={"min": CALIBRATION.think[0], "max": CALIBRATION.think[1]})
+        Benchmark(endpoint, profile, overwrite=True).run(out / "uncompiled-1")
+    return out / "uncompiled-1"
 
 
 def cold_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]], out: Path, budget: int,
@@ -213,10 +230,13 @@ def main() -> None:
     share = measure_cpu_share(5.0)
     one_user, warm_run, client_cpu = warm_runs(repo, by_state, warm_bodies, work, warm_durations)
     cold = cold_run(repo, by_state, warm_bodies, work, biggest + smallest // 2, warm_durations[0])
+    slow = uncompiled_run(repo, by_state, warm_bodies, work, warm_durations[1])
     model_cpu = measure_model_cpu(repo, table.models[:8], body=table.bodies[0], content_type=first[2])
-    residual = calibrate(work / "calibration", warm_run=warm_run).load_cpu_s
+    # Under churn a model is evicted long before FAST_PATH_AFTER_USES: the calibration run's
+    # requests ran uncompiled, so its CPU beyond them per load is taken against that run's cost.
+    residual = calibrate(work / "calibration", warm_run=slow).load_cpu_s
     calibration = calibrate(work / "calibration", model_bytes=sizes, warm_run=warm_run, client_cpu_s=client_cpu,
-                            unloaded_run=one_user, model_cpu=model_cpu, cold_run=cold)
+                            unloaded_run=one_user, model_cpu=model_cpu, cold_run=cold, uncompiled_run=slow)
     calibration = calibration.model_copy(update={"cpu_share": share[0], "cpu_stalls": share[1], "stall_probe_s": 0.002})
     calibration.save(work / "calibration.yaml")
     print(f"calibration: {work / 'calibration.yaml'}  measured {calib['summary']}")
@@ -245,7 +265,7 @@ def main() -> None:
     host = replace(host, load_cpu_s=model_cpu[0].value + server_per_load)
     print(f"  compiles per load (simulated calibration run) {compiles_per_load:.2f}; server work per load "
           f"{server_per_load * 1e3:.3f} ms")
-    print(f"  host model: server CPU per warm request {host.request_cpu_s * 1e3:.3f} ms, per load "
+    print(f"  host model: server CPU per warm request {host.request_cpu_s * 1e3:.3f} ms (uncompiled {(host.uncompiled_request_cpu_s or float('nan')) * 1e3:.3f} ms), per load "
           f"{host.load_cpu_s * 1e3:.3f} ms, client CPU per request {host.client_cpu_s * 1e3:.3f} ms "
           f"({client_cpu.source.note}); host CPU share {host.cpu_share:.2f}, stall p50/p99 "
           f"{share[1].quantile(50) * 1e3:.2f}/{share[1].quantile(99) * 1e3:.2f} ms per 2 ms; compile {host.compile_cpu_s * 1e3:.3f} ms; the calibration run's "

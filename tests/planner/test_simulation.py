@@ -254,6 +254,22 @@ def test_an_overloaded_open_loop_fails_its_waiting_sends_one_by_one() -> None:
     assert result.total_failures == 5000
 
 
+def test_a_model_costs_its_uncompiled_cpu_until_its_fast_path_is_compiled() -> None:
+    # One user, one model loaded at the start: requests cost the uncompiled CPU until the model
+    # has served compile_after_uses of them and its compile (1 ms on the compile thread) is done.
+    fast, slow = 0.001, 0.004
+    spec = ModelSpec(name="m", service_time=Distribution.constant(fast, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=fast, load_cpu_s=0.0, compile_cpu_s=0.001, compile_after_uses=3,
+                     uncompiled_request_cpu_s=slow)
+    profile = LoadProfile.constant(users=1, spawn_rate=1, duration="1s", wait={"min": 0, "max": 0},
+                                   traffic=Traffic(models=["m"], payloads=["x"]))
+    latency = Simulation(profile, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0).run().records.latency
+    assert latency[:3] == pytest.approx([slow] * 3)
+    assert latency[-10:] == pytest.approx([fast] * 10)
+    # The compile shares the server's CPU with the fourth request: it is slower than either.
+    assert latency[3] > fast
+
+
 def test_host_model_needs_measured_figures() -> None:
     with pytest.raises(ConfigurationError, match="warm run"):
         HostModel.from_calibration(Calibration())

@@ -100,6 +100,7 @@ def calibrate(
     run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None, warm_run: PathLike | None = None,
     client_cpu_s: Measured | None = None, unloaded_run: PathLike | None = None,
     model_cpu: tuple[Measured, Measured] | None = None, cold_run: PathLike | None = None,
+    uncompiled_run: PathLike | None = None,
 ) -> Calibration:
     """A Calibration from the run folder ``run_dir`` (see the module docstring).
 
@@ -113,6 +114,8 @@ def calibrate(
     then replaces the residual estimate of ``load_cpu_s``.
     ``cold_run``: a run with one user against a server with room for one model, every model
     already on its disk: its client-side cold latency is ``unloaded_cold_latency``.
+    ``uncompiled_run``: a warm run like ``warm_run`` against a server without the fast path: its
+    CPU per request is ``uncompiled_request_cpu_s``.
     """
     result = BenchmarkResult.load(run_dir)
     run = str(Path(run_dir))
@@ -207,6 +210,7 @@ def calibrate(
                     value=float(nbytes), unit="bytes", source=Source(measurement="given by the caller")))
 
     request_cpu, load_cpu = _host_cpu(sm, env, run=run, warm_run=warm_run)
+    uncompiled_cpu = _host_cpu(sm, env, run=run, warm_run=uncompiled_run)[0]
     compile_cpu: Measured | None = None
     if model_cpu is not None:
         load_cpu, compile_cpu = model_cpu
@@ -228,6 +232,7 @@ def calibrate(
         memory_per_model_bytes=_memory_per_model(sm, host, run=run),
         hit_ratio=_hit_ratio(sm, run=run),
         request_cpu_s=request_cpu,
+        uncompiled_request_cpu_s=uncompiled_cpu,
         load_cpu_s=load_cpu,
         client_cpu_s=client_cpu_s,
         compile_cpu_s=compile_cpu,

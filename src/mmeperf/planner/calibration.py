@@ -250,6 +250,9 @@ class Calibration(_Model):
     """The run's measured ModelCacheHit (weighted by invocations)."""
     request_cpu_s: Measured | None = None
     """Server CPU per request answered from a loaded model (a warm run: no loads)."""
+    uncompiled_request_cpu_s: Measured | None = None
+    """Server CPU per request served by XGBoost's own predict (before a model's fast path is
+    compiled): a warm run against a server without the fast path."""
     load_cpu_s: Measured | None = None
     """Server CPU per model load: the run's CPU less ``request_cpu_s`` per request, over its loads."""
     client_cpu_s: Measured | None = None

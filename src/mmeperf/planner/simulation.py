@@ -103,6 +103,9 @@ class HostModel:
     compile_cpu_s: float = 0.0
     """Server CPU to compile a model's fast path (one compile thread), after ``compile_after_uses``."""
     compile_after_uses: int = FAST_PATH_AFTER_USES
+    uncompiled_request_cpu_s: float | None = None
+    """Server CPU per answered request of a model whose fast path is not compiled yet (XGBoost's
+    own predict); None: ``request_cpu_s`` for every request."""
     """Requests a loaded model serves before its fast path is compiled (ServerConfig.fast_path_after_uses)."""
     unloaded_latency: Distribution | None = None
     """Client-seen latency of a warm request with nothing else in flight (one user): what it holds
@@ -151,7 +154,9 @@ class HostModel:
                    cpu_share=1.0 if calibration.cpu_share is None else max(calibration.cpu_share.value, 1e-3),
                    stalls=calibration.cpu_stalls,
                    stall_probe_s=calibration.stall_probe_s or 0.002,
-                   stamped=calibration.latency_timing != "user")
+                   stamped=calibration.latency_timing != "user",
+                   uncompiled_request_cpu_s=(None if calibration.uncompiled_request_cpu_s is None
+                                             else calibration.uncompiled_request_cpu_s.value))
 
 
 class _Shared:
@@ -323,6 +328,7 @@ class _Instance:
         self.loop = _Fifo(sim, self.cpu) if host is not None else None
         self.compiler = _Fifo(sim, self.cpu) if host is not None else None
         self.uses = [0] * n_models  # requests served since the model's load (host model)
+        self.compiled = [False] * n_models  # its fast path compiled since its load (host model)
         self.load_started: dict[int, float] = {}
 
 
@@ -742,8 +748,10 @@ class Simulation:
     def _dispatch(self, inst: _Instance, req: _Req) -> None:
         m = req.model
         if inst.loop is not None:
-            assert self.host is not None
-            req.service_s = self.host.request_cpu_s
+            host = self.host
+            assert host is not None
+            slow = host.uncompiled_request_cpu_s
+            req.service_s = host.request_cpu_s if slow is None or inst.compiled[m] else slow
             req.wake = not inst.loop.busy
             inst.loop.add(req.service_s, self._loop_done, req)
             return
@@ -797,7 +805,7 @@ class Simulation:
         if inst.uses[m] == host.compile_after_uses and host.compile_cpu_s > 0 and inst.status[m] == 2:
             assert inst.compiler is not None
             self.compiles += 1
-            inst.compiler.add(host.compile_cpu_s, _ignore, None)
+            inst.compiler.add(host.compile_cpu_s, self._compiled, (inst, m))
         if req.done:
             return
         if self._delay is not None and req.wake:
@@ -806,6 +814,11 @@ class Simulation:
             self._at(delay, self._client_receives, req)
         else:
             self._client_receives_now(req)
+
+    def _compiled(self, value: Any) -> None:
+        inst, m = cast(tuple[_Instance, int], value)
+        if inst.status[m] == 2 and inst.uses[m] >= self.host.compile_after_uses:  # type: ignore[union-attr]
+            inst.compiled[m] = True  # still loaded (an unload resets uses)
 
     def _client_receives(self, ev: Event) -> None:
         req = cast(_Req, ev.value)
@@ -868,6 +881,7 @@ class Simulation:
                 del inst.lru[m]
                 inst.status[m] = 0
                 inst.uses[m] = 0
+                inst.compiled[m] = False
                 inst.used -= self._bytes[m]
                 inst.loaded -= 1
                 self.rec.unload(self.env.now, inst.index, self._unload[m].next(), inst.loaded)
@@ -917,10 +931,6 @@ class Simulation:
             records=self.rec,
             requests_sent=len(self._all),
         )
-
-
-def _ignore(_arg: Any) -> None:
-    """A job whose completion changes nothing but the CPU it held (a compile)."""
 
 
 def _ramp(start: float, current: int, target: int, rate: float, end: float) -> list[tuple[float, int]]:
