@@ -379,7 +379,7 @@ class ModelCache:
                 f"Model {target!r} is not in the repository: a target is the artifact's key "
                 f"({entry.target!r}), not the model's name"
             )
-        for attempt in (1, 2):
+        for attempt in range(1, _FETCH_ATTEMPTS + 1):
             fetched_bytes: int | None = None
             try:
                 if folder is None or not folder.is_dir():
@@ -388,12 +388,13 @@ class ModelCache:
                 if not load:
                     return job
                 return self._finish_load(job, first_use)
-            except Exception:
-                vanished = not self._disk_dir.is_dir() or (folder is not None and _emptied(folder))
+            except Exception as exc:
+                vanished = (not self._disk_dir.is_dir() or (folder is not None and _emptied(folder))
+                            or _missing_file(exc))
                 if fetched_bytes is not None and folder is not None:
                     # Not in the disk cache's books yet: nobody else removes it.
                     shutil.rmtree(folder, ignore_errors=True)
-                if attempt == 1 and vanished:
+                if attempt < _FETCH_ATTEMPTS and vanished:
                     # The cache folder was removed under us (by hand, or a disk cleaner):
                     # fetch again into a re-created folder instead of failing the request.
                     folder = None
@@ -664,6 +665,21 @@ class _LoadJob:
     loading_us: float = 0.0
     backend: Backend | None = None
     runner: Runner | None = None
+
+
+#: Fetches of one load when its folder keeps vanishing under it (a cleaner removing the cache
+#: while it is being written): each is a fresh extraction into a re-created folder.
+_FETCH_ATTEMPTS = 4
+
+
+def _missing_file(exc: BaseException) -> bool:
+    """Whether ``exc`` or one of its causes is a file or folder that disappeared (ENOENT)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, FileNotFoundError):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _emptied(folder: Path) -> bool:
