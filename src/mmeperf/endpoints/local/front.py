@@ -16,13 +16,11 @@ is what ``LocalEndpoint(instance_count=N)`` and ``mmeperf serve --instance-count
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from urllib.parse import parse_qs
 
 from prometheus_client.registry import Collector
@@ -243,7 +241,7 @@ def run(config: FleetConfig, *, ready_file: str | None = None, log_level: str = 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
-    from mmeperf.endpoints.local.server import bind, coalescing_protocol
+    from mmeperf.endpoints.local.server import bind, coalescing_protocol, event_loop_name, serve_on
 
     config.server.check()
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -251,12 +249,7 @@ def run(config: FleetConfig, *, ready_file: str | None = None, log_level: str = 
     sock = bind(config.server.host, config.server.port)
     app = FrontApp(Fleet(config))
     app.freeze_startup_heap = True  # this process is the server's own
-    try:
-        import uvloop
-
-        loop_name = "uvloop"
-    except ImportError:  # Windows
-        loop_name = "asyncio"
+    loop_name = event_loop_name()
     server = uvicorn.Server(uvicorn.Config(
         app, loop=loop_name, http=coalescing_protocol(), lifespan="on", access_log=False,
         log_level=log_level, server_header=False, proxy_headers=False, date_header=True,
@@ -264,26 +257,7 @@ def run(config: FleetConfig, *, ready_file: str | None = None, log_level: str = 
         timeout_graceful_shutdown=max(1, round(config.server.graceful_shutdown_s)),
     ))
 
-    async def main() -> None:
-        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.01)
-        if server.started and ready_file:
-            host, port = sock.getsockname()[:2]
-            tmp = Path(ready_file + ".tmp")
-            tmp.write_text(json.dumps({"host": host, "port": port, "pid": os.getpid()}))
-            tmp.replace(ready_file)
-        await serving
-        if not server.started:
-            raise SystemExit(3)
-
-    if loop_name == "uvloop":
-        import uvloop
-
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
-
+    serve_on(server, sock, ready_file, loop_name)
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m mmeperf.endpoints.local.front")

@@ -23,7 +23,7 @@ from mmeperf.endpoints.local.app import MMEApp
 from mmeperf.endpoints.local.config import ServerConfig
 from mmeperf.endpoints.local.service import MMEService
 
-__all__ = ["Timeouts", "bind", "coalescing_protocol", "run"]
+__all__ = ["Timeouts", "bind", "coalescing_protocol", "event_loop_name", "run", "serve_on"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -247,12 +247,7 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
     sock = bind(config.host, config.port)
     app = MMEApp(MMEService(config))
     app.freeze_startup_heap = True  # this process is the server's own
-    try:
-        import uvloop
-
-        loop_name = "uvloop"
-    except ImportError:  # Windows
-        loop_name = "asyncio"
+    loop_name = event_loop_name()
     counters = app.service.counters
 
     def count_timeout(kind: str) -> None:
@@ -283,6 +278,23 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
     mechanism, cpus, scale = config.cpu_request()
     allowance = cpu_allowance(mechanism, cpus, scale=scale)
 
+    with allowance:
+        serve_on(server, sock, ready_file, loop_name)
+
+
+def event_loop_name() -> str:
+    """uvicorn's loop: uvloop where it is installed (not on Windows), else asyncio's."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def serve_on(server: Any, sock: socket.socket, ready_file: str | None, loop_name: str) -> None:
+    """Run a ``uvicorn.Server`` on ``sock`` until it stops; once it listens, write ``ready_file``
+    (host, port, pid) atomically; exit 3 if it never started."""
+
     async def main() -> None:
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))
         while not server.started and not serving.done():
@@ -296,10 +308,9 @@ def run(config: ServerConfig, *, ready_file: str | None = None, log_level: str =
         if not server.started:
             raise SystemExit(3)
 
-    with allowance:
-        if loop_name == "uvloop":
-            import uvloop
+    if loop_name == "uvloop":
+        import uvloop
 
-            uvloop.run(main())
-        else:
-            asyncio.run(main())
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
