@@ -140,3 +140,23 @@ def test_host_probe_measures_a_share_and_stalls() -> None:
     assert 0 < share.value <= 1 and share.samples and share.samples > 10
     assert stalls.quantile(0) >= 0 and stalls.quantile(100) >= stalls.quantile(50)
     assert stalls.samples == share.samples
+
+
+def test_host_speed_figures_round_trip_and_reach_the_host_model(tmp_path: Path) -> None:
+    from mmeperf.planner import HostModel, IdleSlowdown
+
+    src = Source(measurement="test input")
+    curve = IdleSlowdown(points=[(0.02, 1.7), (0.0, 1.0), (0.001, 1.5)], samples=30, source=src)
+    assert curve.points == [(0.0, 1.0), (0.001, 1.5), (0.02, 1.7)]  # kept sorted
+    cpu = Measured(value=0.001, unit="cpu_s", source=src)
+    cal = _calibration().model_copy(update={
+        "request_cpu_s": cpu, "load_cpu_s": cpu, "fetch_cpu_s": cpu.model_copy(update={"value": 0.004}),
+        "idle_slowdown": curve, "host_speed": cpu.model_copy(update={"value": 0.0006})})
+    again = Calibration.load(cal.save(tmp_path / "cal.yaml"))
+    assert again == cal
+    host = HostModel.from_calibration(again)
+    assert host.fetch_cpu_s == 0.004 and host.idle_slowdown == ((0.0, 1.0), (0.001, 1.5), (0.02, 1.7))
+    with pytest.raises(ValueError, match="idle slowdown points"):
+        IdleSlowdown(points=[(0.0, 0.0)], source=src)
+    with pytest.raises(ValueError, match="idle slowdown points"):
+        IdleSlowdown(points=[], source=src)

@@ -133,6 +133,12 @@ class _Clock:
 
         Timeout(self.env, delay, value).callbacks.append(fn)  # type: ignore[union-attr,arg-type]
 
+    def _woken(self, idle_since: float) -> float:
+        return 1.0  # no idle slowdown
+
+    def _slowed(self, kind: str, work: float, factor: float) -> float:
+        return work * factor
+
 
 @pytest.mark.parametrize(("capacity", "expected"), [(1.0, {"a": 2.0, "b": 4.0}), (2.0, {"a": 1.0, "b": 3.0}),
                                                     (0.5, {"a": 4.0, "b": 8.0})])
@@ -275,3 +281,69 @@ def test_host_model_needs_measured_figures() -> None:
         HostModel.from_calibration(Calibration())
     with pytest.raises(ConfigurationError, match=">= 0"):
         HostModel(request_cpu_s=-1.0, load_cpu_s=0.0)
+
+
+def _one_user(think: float, duration: str = "20s") -> LoadProfile:
+    return LoadProfile.constant(users=1, spawn_rate=1, duration=duration, wait={"min": think, "max": think},
+                                traffic=Traffic(models=["m"], payloads=["x"]))
+
+
+def test_work_after_a_sleep_runs_slower_by_the_measured_idle_slowdown() -> None:
+    # One user thinking 0.1 s between requests: the client and the server sleep between them,
+    # so every piece of their work runs at the slowdown after a long sleep (2x here).
+    c, s = 0.0004, 0.0006
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    curve = ((0.0, 1.0), (0.001, 2.0))
+    host = HostModel(request_cpu_s=s, load_cpu_s=0.0, client_cpu_s=c, idle_slowdown=curve)
+    sim = Simulation(_one_user(0.1), [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0)
+    latency = sim.run().records.latency[1:]  # the first follows its model's load: a busy CPU
+    assert latency == pytest.approx([2 * s] * len(latency))
+    assert sim.mean_slowdown("request") == pytest.approx(2.0, rel=0.01) and sim.mean_slowdown("client") == pytest.approx(2.0, rel=0.01)
+    assert sim.mean_slowdown("load") is None  # no loads: no load CPU
+    # Saturated (4 users, no think, the loop the bottleneck): the server never sleeps, so its
+    # work runs hot but for the first request.
+    busy = LoadProfile.constant(users=4, spawn_rate=1000, duration="20s", wait={"min": 0, "max": 0},
+                                traffic=Traffic(models=["m"], payloads=["x"]))
+    host = HostModel(request_cpu_s=s, load_cpu_s=0.0, client_cpu_s=0.0001, idle_slowdown=curve)
+    sim = Simulation(busy, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0)
+    result = sim.run()
+    assert result.total_requests == pytest.approx(20.0 / s, rel=0.01)
+    request = sim.mean_slowdown("request")
+    assert request is not None and request < 1.001
+
+
+def test_the_host_speed_ratio_scales_every_cpu_stage() -> None:
+    s = 0.0006
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=s, load_cpu_s=0.0, client_cpu_s=0.0004, speed_ratio=1.5)
+    result = Simulation(_one_user(0.01), [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0).run()
+    assert result.records.latency == pytest.approx([1.5 * s] * len(result.records.latency))
+    with pytest.raises(ConfigurationError):
+        HostModel(request_cpu_s=s, load_cpu_s=0.0, speed_ratio=0.0)
+    # A speed trace: 1.5x until 10 s, then 3x (the requests' latencies follow it).
+    traced = HostModel(request_cpu_s=s, load_cpu_s=0.0, speed_trace=((10.0, 3.0), (0.0, 1.5)))
+    records = Simulation(_one_user(0.01), [spec], instance=InstanceConfig(vcpus=1), host=traced, seed=0).run().records
+    late = [lat for lat, sent in zip(records.latency, records.sent, strict=True) if sent > 10.0]
+    early = [lat for lat, sent in zip(records.latency, records.sent, strict=True) if sent < 9.9]
+    assert early == pytest.approx([1.5 * s] * len(early)) and late == pytest.approx([3 * s] * len(late))
+
+
+def test_only_a_models_first_load_pays_for_fetching_it() -> None:
+    # Room for one of two models, a request every second (nothing overlaps): each model's first
+    # load extracts its archive (fetch CPU), later loads read it from the disk cache.
+    load, fetch = 0.002, 0.010
+    names = ["a", "b"]
+    specs = [ModelSpec(name=m, service_time=Distribution.constant(0.0005, source=SRC), memory_bytes=10)
+             for m in names]
+    host = HostModel(request_cpu_s=0.0005, load_cpu_s=load, fetch_cpu_s=fetch)
+    profile = LoadProfile.open_loop(rate=1.0, duration=30.0, arrivals="constant", concurrency=10,
+                                    traffic=Traffic(models=names, payloads=["x"], distribution="weights",
+                                                    weights=[1, 1]),
+                                    request_timeout=0, stop_timeout=100)
+    sim = Simulation(profile, specs, instance=InstanceConfig(vcpus=1, memory_budget_bytes=15), host=host,
+                     seed=3, weights=[0.5, 0.5])
+    loads = sim.run().records.loads
+    first = [duration for _t, _i, _d, duration, fetched in loads if fetched]
+    again = [duration for _t, _i, _d, duration, fetched in loads if not fetched]
+    assert first == pytest.approx([load + fetch] * 2)
+    assert len(again) >= 3 and again == pytest.approx([load] * len(again))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -28,12 +28,13 @@ from mmeperf.planner.calibration import (
     Calibration,
     Distribution,
     HostFacts,
+    IdleSlowdown,
     Measured,
     ModelCalibration,
     Source,
 )
 
-__all__ = ["calibrate", "histogram_distribution", "measure_cpu_share", "measure_model_cpu"]
+__all__ = ["ModelCpu", "calibrate", "histogram_distribution", "measure_cpu_share", "measure_model_cpu"]
 
 #: A model's own client histogram stands for its warm service time when at most this share was cold.
 MAX_COLD_SHARE_FOR_OWN = 0.05
@@ -99,8 +100,9 @@ def _mean_distribution(frame: pd.DataFrame, column: str, weight: str | None, *, 
 def calibrate(
     run_dir: PathLike, *, model_bytes: Mapping[str, int] | None = None, warm_run: PathLike | None = None,
     client_cpu_s: Measured | None = None, unloaded_run: PathLike | None = None,
-    model_cpu: tuple[Measured, Measured] | None = None, cold_run: PathLike | None = None,
-    uncompiled_run: PathLike | None = None,
+    model_cpu: ModelCpu | None = None, cold_run: PathLike | None = None,
+    uncompiled_run: PathLike | None = None, idle_slowdown: IdleSlowdown | None = None,
+    host_speed: Measured | None = None,
 ) -> Calibration:
     """A Calibration from the run folder ``run_dir`` (see the module docstring).
 
@@ -110,12 +112,14 @@ def calibrate(
     ``client_cpu_s``: the load client's CPU per request, as the caller measured it.
     ``unloaded_run``: a warm run with one user: its client-side warm latency is the latency of a
     request that meets no queue (``unloaded_latency``).
-    ``model_cpu``: (load, compile) CPU per model from :func:`measure_model_cpu`; the load figure
-    then replaces the residual estimate of ``load_cpu_s``.
+    ``model_cpu``: load, compile and fetch CPU per model from :func:`measure_model_cpu`; the load
+    figure then replaces the residual estimate of ``load_cpu_s``.
     ``cold_run``: a run with one user against a server with room for one model, every model
     already on its disk: its client-side cold latency is ``unloaded_cold_latency``.
     ``uncompiled_run``: a warm run like ``warm_run`` against a server without the fast path: its
     CPU per request is ``uncompiled_request_cpu_s``.
+    ``idle_slowdown``, ``host_speed``: the host's CPU factor after a thread slept and its speed
+    beside these runs, from :mod:`mmeperf.planner.hostspeed`.
     """
     result = BenchmarkResult.load(run_dir)
     run = str(Path(run_dir))
@@ -212,8 +216,9 @@ def calibrate(
     request_cpu, load_cpu = _host_cpu(sm, env, run=run, warm_run=warm_run)
     uncompiled_cpu = _host_cpu(sm, env, run=run, warm_run=uncompiled_run)[0]
     compile_cpu: Measured | None = None
+    fetch_cpu: Measured | None = None
     if model_cpu is not None:
-        load_cpu, compile_cpu = model_cpu
+        load_cpu, compile_cpu, fetch_cpu = model_cpu
     unloaded = None if unloaded_run is None else _one_kind(unloaded_run, "warm", "one user")
     unloaded_cold = None if cold_run is None else _one_kind(cold_run, "cold", "one user, room for one model")
     return Calibration(
@@ -238,6 +243,9 @@ def calibrate(
         compile_cpu_s=compile_cpu,
         unloaded_latency=unloaded,
         unloaded_cold_latency=unloaded_cold,
+        fetch_cpu_s=fetch_cpu,
+        idle_slowdown=idle_slowdown,
+        host_speed=host_speed,
         # run.json's client_lag exists when the client timed to the kernel's receive stamps.
         latency_timing="kernel" if result.info.get("run", {}).get("client_lag") else "user",
     )
@@ -253,10 +261,23 @@ def _one_kind(run_dir: PathLike, kind: str, what: str) -> Distribution | None:
         run=str(Path(run_dir)), measurement=f"{HISTOGRAMS_JSON} stages */{kind} (client side, {what})"))
 
 
+class ModelCpu(NamedTuple):
+    """CPU seconds of one model's life in the local MME (see :func:`measure_model_cpu`)."""
+
+    load: Measured
+    """Entry lookup, backend load and the first request's decode, predict and encode."""
+    compile: Measured
+    """The fast path's compile, as the server's thread runs it (the compiler process's own CPU
+    runs beside the server and is not in it)."""
+    fetch: Measured
+    """Extracting the model's archive into the disk cache (a model's first load only)."""
+
+
 def measure_model_cpu(repository: PathLike, targets: Sequence[str], *, body: bytes,
-                      content_type: str) -> tuple[Measured, Measured]:
-    """CPU seconds (one thread's) to load a model and serve its first request, and to compile its
-    fast path, as the local MME's loader and compile threads do it: the median over ``targets``.
+                      content_type: str) -> ModelCpu:
+    """CPU seconds (one thread's) to fetch a model into the disk cache, to load it and serve its
+    first request, and to compile its fast path, as the local MME's loader and compile threads do
+    it: the median over ``targets``, each step run back to back (no idle spell before it).
 
     Runs in a fresh process started with the server's environment (``OMP_WAIT_POLICY=PASSIVE``,
     set by the server before XGBoost loads OpenMP): in a process whose OpenMP threads spin-wait,
@@ -270,7 +291,8 @@ def measure_model_cpu(repository: PathLike, targets: Sequence[str], *, body: byt
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # inherited by the spawned child only at its start
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            load_s, compile_s = pool.submit(_model_cpu, str(repository), list(targets), body, content_type).result()
+            load_s, compile_s, fetch_s = pool.submit(
+                _model_cpu, str(repository), list(targets), body, content_type).result()
     finally:
         if saved is None:
             del os.environ["OMP_WAIT_POLICY"]
@@ -278,17 +300,21 @@ def measure_model_cpu(repository: PathLike, targets: Sequence[str], *, body: byt
             os.environ["OMP_WAIT_POLICY"] = saved
     note = f"time.thread_time around each step, median of {len(targets)} models (after one warm-up load)"
     src = str(repository)
-    return (
-        Measured(value=float(np.median(load_s)), unit="cpu_s", samples=len(load_s), source=Source(
+    return ModelCpu(
+        load=Measured(value=float(np.median(load_s)), unit="cpu_s", samples=len(load_s), source=Source(
             run=None, measurement=f"measure_model_cpu({src}): entry lookup, backend.load, decode/predict/encode of one request",
             note=note)),
-        Measured(value=float(np.median(compile_s)), unit="cpu_s", samples=len(compile_s), source=Source(
+        compile=Measured(value=float(np.median(compile_s)), unit="cpu_s", samples=len(compile_s), source=Source(
             run=None, measurement=f"measure_model_cpu({src}): endpoints.local.fastpath.compile_runner", note=note)),
+        fetch=Measured(value=float(np.median(fetch_s)), unit="cpu_s", samples=len(fetch_s), source=Source(
+            run=None, measurement=f"measure_model_cpu({src}): ModelRepository.fetch_counted into an empty folder",
+            note=note)),
     )
 
 
-def _model_cpu(repository: str, targets: list[str], body: bytes, content_type: str) -> tuple[list[float], list[float]]:
-    """In the child process of measure_model_cpu: (load seconds, compile seconds) per target."""
+def _model_cpu(repository: str, targets: list[str], body: bytes,
+               content_type: str) -> tuple[list[float], list[float], list[float]]:
+    """In the child process of measure_model_cpu: (load, compile, fetch) seconds per target."""
     import tempfile
     import time
 
@@ -299,10 +325,13 @@ def _model_cpu(repository: str, targets: list[str], body: bytes, content_type: s
     repo = ModelRepository(repository, create=False)
     load_s: list[float] = []
     compile_s: list[float] = []
+    fetch_s: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mmeperf-cpu-") as tmp:
         for k, target in enumerate([targets[0], *targets]):  # the first pass warms imports up: not kept
             entry = repo.get(target)
-            folder, _ = repo.fetch_counted(target, tmp)  # the disk cache holds it in a long run: not timed
+            tf = time.thread_time()
+            folder, _ = repo.fetch_counted(target, tmp)
+            fetched = time.thread_time() - tf
             backend = get_backend(detect_backend(folder, hint=entry.backend) or "")
             t0 = time.thread_time()
             repo.get(target)
@@ -314,8 +343,9 @@ def _model_cpu(repository: str, targets: list[str], body: bytes, content_type: s
             if k:
                 load_s.append(t1 - t0)
                 compile_s.append(t2 - t1)
+                fetch_s.append(fetched)
             runner.close()
-    return load_s, compile_s
+    return load_s, compile_s, fetch_s
 
 
 def _interval_cpu(sm: pd.DataFrame, env: Mapping[str, Any]) -> pd.DataFrame:
@@ -452,3 +482,4 @@ def measure_cpu_share(
         {p: float(np.percentile(lost, p)) for p in QUANTILES}, mean_s=float(lost.mean()), samples=int(lost.size),
         source=src.model_copy(update={"note": "wall less CPU per spin; " + (src.note or "")}))
     return share, stalls
+

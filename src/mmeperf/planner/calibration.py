@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmeperf._types import PathLike
 from mmeperf.errors import ConfigurationError
@@ -25,6 +25,7 @@ __all__ = [
     "Calibration",
     "Distribution",
     "HostFacts",
+    "IdleSlowdown",
     "Measured",
     "ModelCalibration",
     "Source",
@@ -192,6 +193,29 @@ class Distribution(_Model):
                             source=self.source.model_copy(update={"note": note}))
 
 
+class IdleSlowdown(_Model):
+    """How much more CPU the same work takes in a thread that has just slept, by how long it slept.
+
+    Measured on the host (:func:`~mmeperf.planner.calibrate.measure_idle_slowdown`): on a shared
+    or virtual machine a thread that wakes after an idle spell runs slower for a while (caches
+    and branch predictors refilled, a sibling hyperthread or another tenant on its core, lower
+    clocks), so one request's CPU at a few requests per second is not its CPU at saturation.
+    """
+
+    points: list[tuple[float, float]]
+    """(seconds asleep, CPU factor against back-to-back work), sorted by seconds; interpolated
+    between points, the last factor beyond them."""
+    samples: int | None = None
+    source: Source
+
+    @field_validator("points")
+    @classmethod
+    def _check(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not points or any(g < 0 or f <= 0 for g, f in points):
+            raise ValueError("idle slowdown points must be (seconds >= 0, factor > 0), at least one")
+        return sorted(points)
+
+
 class HostFacts(_Model):
     """What the calibration run ran on."""
 
@@ -269,6 +293,16 @@ class Calibration(_Model):
     cpu_stalls: Distribution | None = None
     """Wall time beyond its CPU a thread lost per ``stall_probe_s`` of CPU (see measure_cpu_share)."""
     stall_probe_s: float | None = None
+    fetch_cpu_s: Measured | None = None
+    """CPU to fetch one model into the disk cache (extract its archive): a load of a model not yet
+    on the server's disk pays it before the load (see measure_model_cpu)."""
+    idle_slowdown: IdleSlowdown | None = None
+    """The host's CPU factor after a thread slept (see planner.hostspeed): the CPU figures above
+    are measured with their threads busy (back to back)."""
+    host_speed: Measured | None = None
+    """Thread CPU of the reference work (planner.hostspeed.probe_work), hot, beside the calibration
+    runs: a prediction for a time the host ran it in another time scales the CPU figures by
+    the ratio (HostModel.speed_ratio)."""
     latency_timing: Literal["kernel", "user"] | None = None
     """How the calibration run's client timed requests: to the kernel's receive stamp of the answer
     ("kernel", mmeperf's default where the OS has it: run.json has ``client_lag``) or to the read

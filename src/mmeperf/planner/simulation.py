@@ -16,6 +16,9 @@ between the event loop (a single FIFO server: HTTP, decode, the inline compiled 
 ``request_cpu_s`` per request) and the loader threads (``load_cpu_s`` per load: read, parse, the
 first request's predict, the fast path's compile). A load's duration is then its CPU work
 stretched by what else the server runs, and a request's latency holds the queues at both ends.
+A shared host's CPU is not a constant either: every CPU stage runs ``speed_ratio`` (or the
+``speed_trace`` at the time) times its calibrated CPU, and work a thread starts after sleeping
+runs ``idle_slowdown`` times longer (both measured by :mod:`mmeperf.planner.hostspeed`).
 Latency is timed as the client times it (``HostModel.stamped``): by default from the request's
 bytes handed to the kernel to the answer's kernel receive stamp (:mod:`mmeperf.load.rxstamp`),
 so the client's queue delays the next send, not the latency; with user-space timing the read's
@@ -27,6 +30,7 @@ the seed, and SimPy orders simultaneous events by scheduling order.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -126,6 +130,22 @@ class HostModel:
     """Client-seen latency of a cold request with nothing else running (Calibration's): beyond the
     unloaded warm latency's mean and ``load_cpu_s``, it is a load's pure delay (reading the disk
     cache, hand-offs between threads, the first request's uncompiled predict), paid by every load."""
+    fetch_cpu_s: float = 0.0
+    """Server CPU to extract a model's archive into the disk cache, paid by its first load (a
+    model already on the disk loads from its folder)."""
+    speed_ratio: float = 1.0
+    """CPU work takes this many times the figures above: the host's hot speed beside the run
+    predicted over its hot speed beside the calibration (:class:`~mmeperf.planner.hostspeed.HostSpeedProbe`,
+    reference work CPU now / then); the pure delays are kept as measured."""
+    speed_trace: tuple[tuple[float, float], ...] = ()
+    """The speed ratio over the run: (seconds from its start, ratio from then on), sorted; before
+    the first point and without any, ``speed_ratio``
+    (:meth:`~mmeperf.planner.hostspeed.HostSpeedProbe.speed_trace` beside a real run)."""
+    idle_slowdown: tuple[tuple[float, float], ...] = ()
+    """How much more CPU work takes when the thread doing it (the client; a server process) slept
+    before it (this host's measured curve, :mod:`mmeperf.planner.hostspeed`): (seconds asleep,
+    factor) points, interpolated, the last factor beyond them; empty: no slowdown. The CPU
+    figures above are hot (measured with their threads busy)."""
     stamped: bool = True
     """Latencies as mmeperf times them by default: from the send's bytes handed to the kernel to
     the answer's kernel receive stamp (the client's queues before the send and after the answer
@@ -133,7 +153,8 @@ class HostModel:
 
     def __post_init__(self) -> None:
         figures = (self.request_cpu_s, self.load_cpu_s, self.client_cpu_s, self.compile_cpu_s)
-        if min(figures) < 0 or self.server_cores <= 0 or self.compile_after_uses < 1 or not 0 < self.cpu_share <= 1:
+        if (min(figures) < 0 or self.speed_ratio <= 0 or any(r <= 0 for _, r in self.speed_trace)
+                or self.server_cores <= 0 or self.compile_after_uses < 1 or not 0 < self.cpu_share <= 1):
             raise ConfigurationError(f"HostModel figures must be >= 0 (server_cores > 0): {self}")
 
     @classmethod
@@ -156,19 +177,23 @@ class HostModel:
                    stall_probe_s=calibration.stall_probe_s or 0.002,
                    stamped=calibration.latency_timing != "user",
                    uncompiled_request_cpu_s=(None if calibration.uncompiled_request_cpu_s is None
-                                             else calibration.uncompiled_request_cpu_s.value))
+                                             else calibration.uncompiled_request_cpu_s.value),
+                   fetch_cpu_s=0.0 if calibration.fetch_cpu_s is None else calibration.fetch_cpu_s.value,
+                   idle_slowdown=(() if calibration.idle_slowdown is None
+                                  else tuple(calibration.idle_slowdown.points)))
 
 
 class _Shared:
     """A processor-sharing CPU: ``n`` jobs each progress at min(1, capacity / n) CPU-seconds per second."""
 
-    __slots__ = ("capacity", "jobs", "last", "share", "sim", "version")
+    __slots__ = ("capacity", "idle_since", "jobs", "last", "share", "sim", "version")
 
     def __init__(self, sim: Simulation, capacity: float, share: float = 1.0) -> None:
         self.sim, self.capacity, self.share = sim, capacity, share
         self.jobs: list[list[Any]] = []  # [remaining cpu s, callback, argument]
         self.last = 0.0
         self.version = 0
+        self.idle_since = -math.inf  # when its last job finished (HostModel.idle_slowdown)
 
     def _rate(self) -> float:
         return min(1.0, self.capacity / len(self.jobs)) * self.share
@@ -181,9 +206,10 @@ class _Shared:
                 job[0] -= done
         self.last = now
 
-    def add(self, work: float, fn: Callable[[Any], None], arg: Any) -> None:
+    def add(self, work: float, fn: Callable[[Any], None], arg: Any, kind: str = "") -> None:
         self._advance()
-        self.jobs.append([work, fn, arg])
+        factor = 1.0 if self.jobs else self.sim._woken(self.idle_since)
+        self.jobs.append([self.sim._slowed(kind, work, factor), fn, arg])
         self._schedule()
 
     def _schedule(self) -> None:
@@ -198,6 +224,8 @@ class _Shared:
         self._advance()
         finished = [job for job in self.jobs if job[0] <= 1e-12]
         self.jobs = [job for job in self.jobs if job[0] > 1e-12]
+        if not self.jobs:
+            self.idle_since = self.sim.env.now  # a job its callbacks add starts on a busy CPU
         self._schedule()
         for job in finished:
             job[1](job[2])
@@ -206,12 +234,13 @@ class _Shared:
 class _Fifo:
     """One thread serving jobs in order; its CPU comes from ``cpu`` (a _Shared) or is its own."""
 
-    __slots__ = ("busy", "cpu", "queue", "share", "sim")
+    __slots__ = ("busy", "cpu", "idle_since", "kind", "queue", "share", "sim")
 
-    def __init__(self, sim: Simulation, cpu: _Shared | None, share: float = 1.0) -> None:
-        self.sim, self.cpu, self.share = sim, cpu, share
+    def __init__(self, sim: Simulation, cpu: _Shared | None, share: float = 1.0, kind: str = "") -> None:
+        self.sim, self.cpu, self.share, self.kind = sim, cpu, share, kind
         self.queue: deque[tuple[float, Callable[[Any], None], Any]] = deque()
         self.busy = False
+        self.idle_since = -math.inf  # on its own CPU: when it last went idle
 
     def add(self, work: float, fn: Callable[[Any], None], arg: Any) -> None:
         self.queue.append((work, fn, arg))
@@ -220,21 +249,27 @@ class _Fifo:
 
     def _next(self) -> None:
         if not self.queue:
+            if self.busy:
+                self.idle_since = self.sim.env.now
             self.busy = False
             return
-        self.busy = True
         work = self.queue[0][0]
-        stall = self.sim._stall(work)
         if self.cpu is None:
-            self.sim._at(work / self.share + stall, self._done_event, None)
-        elif stall > 0:
+            factor = 1.0 if self.busy else self.sim._woken(self.idle_since)
+            self.busy = True
+            work = self.sim._slowed(self.kind, work, factor)
+            self.sim._at(work / self.share + self.sim._stall(work), self._done_event, None)
+            return
+        self.busy = True
+        stall = self.sim._stall(work)
+        if stall > 0:
             self.sim._at(stall, self._stalled, work)
         else:
-            self.cpu.add(work, self._done, None)
+            self.cpu.add(work, self._done, None, self.kind)
 
     def _stalled(self, ev: Event) -> None:
         assert self.cpu is not None
-        self.cpu.add(cast(float, ev.value), self._done, None)
+        self.cpu.add(cast(float, ev.value), self._done, None, self.kind)
 
     def _done_event(self, _ev: Event) -> None:
         self._done(None)
@@ -325,11 +360,12 @@ class _Instance:
         host = sim.host
         share = 1.0 if host is None or host.stalls is not None else host.cpu_share
         self.cpu = _Shared(sim, host.server_cores, share) if host is not None else None
-        self.loop = _Fifo(sim, self.cpu) if host is not None else None
-        self.compiler = _Fifo(sim, self.cpu) if host is not None else None
+        self.loop = _Fifo(sim, self.cpu, kind="request") if host is not None else None
+        self.compiler = _Fifo(sim, self.cpu, kind="compile") if host is not None else None
         self.uses = [0] * n_models  # requests served since the model's load (host model)
         self.compiled = [False] * n_models  # its fast path compiled since its load (host model)
         self.load_started: dict[int, float] = {}
+        self.load_cpu: dict[int, float] = {}  # a load's CPU seconds (host model)
 
 
 class Simulation:
@@ -463,7 +499,16 @@ class Simulation:
         self.compiles = 0
         host = self.host
         share = 1.0 if host is None or host.stalls is not None else host.cpu_share
-        self._client = _Fifo(self, None, share) if host is not None else None
+        self._slowdowns: dict[str, list[float]] = {}
+        self._speed = 1.0 if host is None else host.speed_ratio
+        trace = sorted(host.speed_trace) if host is not None else []
+        self._speed_times = [t for t, _ in trace]
+        self._speed_values = [r for _, r in trace]
+        self._idle_points: tuple[list[float], list[float]] | None = None
+        if host is not None and host.idle_slowdown:
+            curve = sorted(host.idle_slowdown)
+            self._idle_points = ([g for g, _ in curve], [f for _, f in curve])
+        self._client = _Fifo(self, None, share, "client") if host is not None else None
         self._stalls: _Draws | None = None
         if host is not None and host.stalls is not None:
             rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1 << 20,)))
@@ -503,6 +548,34 @@ class Simulation:
         if self._stall_u.next() >= work / self._stall_probe:
             return 0.0
         return self._stalls.next()
+
+    def _woken(self, idle_since: float) -> float:
+        """The CPU factor of work a thread (the client, a server process) starts after sleeping
+        since ``idle_since``: HostModel.idle_slowdown at that many seconds (1 without it)."""
+        points = self._idle_points
+        idle_s = self.env.now - idle_since
+        if points is None or idle_s <= 0:
+            return 1.0
+        return float(np.interp(idle_s, points[0], points[1]))
+
+    def _slowed(self, kind: str, work: float, factor: float) -> float:
+        """``work`` times ``factor``, counted in :meth:`mean_slowdown`."""
+        stat = self._slowdowns.get(kind)
+        if stat is None:
+            stat = self._slowdowns[kind] = [0.0, 0.0]
+        stat[0] += work
+        stat[1] += work * factor
+        trace = self._speed_times
+        if trace:
+            k = bisect.bisect_right(trace, self.env.now) - 1
+            return work * factor * (self._speed_values[k] if k >= 0 else self._speed)
+        return work * factor * self._speed
+
+    def mean_slowdown(self, kind: str) -> float | None:
+        """The CPU-weighted mean idle slowdown the run applied to ``kind`` of work ("request": the
+        event loop's, "client", "compile", "load"); None when it ran none."""
+        stat = self._slowdowns.get(kind)
+        return None if stat is None or stat[0] <= 0 else stat[1] / stat[0]
 
     def _at(self, delay: float, fn: Callable[[Event], None], value: Any = None) -> None:
         Timeout(self.env, delay, value).callbacks.append(fn)  # type: ignore[union-attr]
@@ -859,13 +932,17 @@ class Simulation:
             if inst.cpu is not None:
                 assert self.host is not None
                 inst.load_started[m] = self.env.now
-                stall = self._stall(self.host.load_cpu_s)
+                load_cpu = self.host.load_cpu_s
+                if m not in inst.on_disk:  # its first load: the archive is extracted first
+                    load_cpu += self.host.fetch_cpu_s
+                inst.load_cpu[m] = load_cpu
+                stall = self._stall(load_cpu)
                 if self._load_delay is not None:
                     stall += max(self._load_delay.next() - self._load_delay_less, 0.0)
                 if stall > 0:
                     self._at(stall, self._load_after_stall, (inst, m))
                 else:
-                    inst.cpu.add(self.host.load_cpu_s, self._on_loaded, (inst, m))
+                    inst.cpu.add(load_cpu, self._on_loaded, (inst, m), "load")
                 continue
             download = 0.0 if m in inst.on_disk else self._download[m].next()
             load = self._load[m].next()
@@ -888,9 +965,9 @@ class Simulation:
         return inst.used + need <= inst.budget
 
     def _load_after_stall(self, ev: Event) -> None:
-        inst, _m = cast(tuple[_Instance, int], ev.value)
+        inst, m = cast(tuple[_Instance, int], ev.value)
         assert inst.cpu is not None and self.host is not None
-        inst.cpu.add(self.host.load_cpu_s, self._on_loaded, ev.value)
+        inst.cpu.add(inst.load_cpu[m], self._on_loaded, ev.value, "load")
 
     def _loaded(self, ev: Event) -> None:
         self._on_loaded(ev.value)
