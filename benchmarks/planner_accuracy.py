@@ -7,20 +7,24 @@ models) and popularity skew. Each is simulated from the calibration (nothing tun
 run for real for DURATION seconds, and predicted vs measured throughput, p50, p99 and hit ratio
 are printed with relative errors, the medians of their absolute values, and the worst cases.
 The simulation mirrors the local MME's CPU stages and the client's (planner.simulation.HostModel),
-calibrated from two warm runs (one user: the unloaded latency; CALIBRATION's users: server CPU per
-request, and with the first, the client's CPU per request), a cold run (one user, room for one
-model: the unloaded cold latency, i.e. a load's pure delay), the calibration run (loads), and a
-measurement of load and compile CPU; the host's CPU share and stalls (other jobs on this shared
-host) are probed before the calibration and again before each held-out configuration.
-Emulated vCPUs are not varied: this branch has no worker/CPU-allowance emulation (every run uses
-this host's cores, and the simulation gets min(host cores, ...) = host cores inference slots).
+calibrated from two warm runs without think time (one user: the unloaded latency; CALIBRATION's
+users: server CPU per request, hot, and with the first, the client's CPU per request), a cold run
+(one user, room for one model: the unloaded cold latency, i.e. a load's pure delay), the
+calibration run (loads), a measurement of fetch, load and compile CPU, the host's CPU share and
+stalls (other jobs on this shared host, probed before the calibration), and a HostSpeedProbe
+beside every run (planner.hostspeed): the slowdown of work after a sleep beside the calibration
+runs goes into the calibration; beside each held-out run it gives a diagnostic second prediction
+for the host's speed at the time (printed after the main table).
+Emulated vCPUs are not varied: the runs use thread workers on this host's cores (the simulation
+gets min(host cores, ...) = host cores inference slots).
 
-Run: ``python benchmarks/planner_accuracy.py`` (about 9 minutes on 2 cores); ``--quick`` checks the script;
+Run: ``python benchmarks/planner_accuracy.py`` (about 11 minutes on 2 cores); ``--quick`` checks the script;
 ``--only=0,8`` runs those held-out configurations (indexes into HELD_OUT) at full length.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import statistics
@@ -48,6 +52,7 @@ from mmeperf.planner import (
 )
 from mmeperf.planner.calibrate import measure_cpu_share, measure_model_cpu
 from mmeperf.planner.calibration import Source
+from mmeperf.planner.hostspeed import HostSpeedProbe
 
 DURATION = 20.0
 SEED = 0
@@ -151,9 +156,9 @@ def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]]
             started_up(endpoint, (model, body, content_type))
         for i, seconds in enumerate(durations):
             users = 1 if i == 0 else CALIBRATION.users or 1
+            # No think time: the server's CPU per request is measured hot (HostModel.idle_slowdown).
             profile = LoadProfile.constant(users=users, spawn_rate=float(users),
-                                           duration=seconds, traffic=traffic,
-                                           wait={"min": CALIBRATION.think[0], "max": CALIBRATION.think[1]})
+                                           duration=seconds, traffic=traffic, wait={"min": 0.0, "max": 0.0})
             before = children_cpu_s()
             result = Benchmark(endpoint, profile, overwrite=True).run(out / f"warm-{i}")
             cpu.append(children_cpu_s() - before)
@@ -175,7 +180,7 @@ def uncompiled_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, 
             endpoint.invoke(model, body, content_type=content_type)
         users = CALIBRATION.users or 1
         profile = LoadProfile.constant(users=users, spawn_rate=float(users), duration=seconds, traffic=traffic,
-                                       wait={"min": CALIBRATION.think[0], "max": CALIBRATION.think[1]})
+                                       wait={"min": 0.0, "max": 0.0})
         Benchmark(endpoint, profile, overwrite=True).run(out / "uncompiled-1")
     return out / "uncompiled-1"
 
@@ -224,10 +229,13 @@ def main() -> None:
         # Exactly `fit` models of any size fit, and never one more.
         return None if fit is None else fit * biggest + smallest // 2
 
+    share = measure_cpu_share(5.0)
+    # The host's speed beside every run from here on (calibration and held-out alike): a shared
+    # host's CPU runs the same work up to ~1.7x slower from one minute to the next.
+    probe = HostSpeedProbe().start()
     calib = run_real(repo, CALIBRATION, by_state, budget(CALIBRATION.fit), work / "calibration", first)
     warm_durations = (2.0, 4.0) if DURATION < 10 else (4.0, 12.0)
     warm_bodies = [(m, table.bodies[i % len(table.bodies)], first[2]) for i, m in enumerate(table.models)]
-    share = measure_cpu_share(5.0)
     one_user, warm_run, client_cpu = warm_runs(repo, by_state, warm_bodies, work, warm_durations)
     cold = cold_run(repo, by_state, warm_bodies, work, biggest + smallest // 2, warm_durations[0])
     slow = uncompiled_run(repo, by_state, warm_bodies, work, warm_durations[1])
@@ -235,8 +243,11 @@ def main() -> None:
     # Under churn a model is evicted long before FAST_PATH_AFTER_USES: the calibration run's
     # requests ran uncompiled, so its CPU beyond them per load is taken against that run's cost.
     residual = calibrate(work / "calibration", warm_run=slow).load_cpu_s
+    calib_speed = probe.speed()
     calibration = calibrate(work / "calibration", model_bytes=sizes, warm_run=warm_run, client_cpu_s=client_cpu,
-                            unloaded_run=one_user, model_cpu=model_cpu, cold_run=cold, uncompiled_run=slow)
+                            unloaded_run=one_user, model_cpu=model_cpu, cold_run=cold, uncompiled_run=slow,
+                            idle_slowdown=calib_speed.idle_slowdown("the calibration runs"),
+                            host_speed=calib_speed.measured("the calibration runs"))
     calibration = calibration.model_copy(update={"cpu_share": share[0], "cpu_stalls": share[1], "stall_probe_s": 0.002})
     calibration.save(work / "calibration.yaml")
     print(f"calibration: {work / 'calibration.yaml'}  measured {calib['summary']}")
@@ -260,9 +271,9 @@ def main() -> None:
         instance=InstanceConfig(vcpus=os.cpu_count() or 1, memory_budget_bytes=budget(CALIBRATION.fit)))
     calib_pred = calib_sim.run()
     compiles_per_load = calib_sim.compiles / max(len(calib_pred.records.loads), 1)
-    server_per_load = max((residual.value if residual else 0.0) - model_cpu[0].value
-                          - compiles_per_load * model_cpu[1].value, 0.0)
-    host = replace(host, load_cpu_s=model_cpu[0].value + server_per_load)
+    server_per_load = max((residual.value if residual else 0.0) - model_cpu.load.value
+                          - compiles_per_load * model_cpu.compile.value, 0.0)
+    host = replace(host, load_cpu_s=model_cpu.load.value + server_per_load)
     print(f"  compiles per load (simulated calibration run) {compiles_per_load:.2f}; server work per load "
           f"{server_per_load * 1e3:.3f} ms")
     print(f"  host model: server CPU per warm request {host.request_cpu_s * 1e3:.3f} ms (uncompiled {(host.uncompiled_request_cpu_s or float('nan')) * 1e3:.3f} ms), per load "
@@ -271,7 +282,9 @@ def main() -> None:
           f"{share[1].quantile(50) * 1e3:.2f}/{share[1].quantile(99) * 1e3:.2f} ms per 2 ms; compile {host.compile_cpu_s * 1e3:.3f} ms; the calibration run's "
           f"CPU beyond requests, per load: {residual.value * 1e3 if residual else float('nan'):.3f} ms; "
           f"unloaded latency p50 {calibration.unloaded_latency.quantile(50) * 1e3 if calibration.unloaded_latency else float('nan'):.3f} ms, "
-          f"cold p50 {calibration.unloaded_cold_latency.quantile(50) * 1e3 if calibration.unloaded_cold_latency else float('nan'):.3f} ms")
+          f"cold p50 {calibration.unloaded_cold_latency.quantile(50) * 1e3 if calibration.unloaded_cold_latency else float('nan'):.3f} ms; "
+          f"fetch CPU {model_cpu.fetch.value * 1e3:.3f} ms; host speed: reference work {calib_speed.hot_s * 1e3:.3f} ms hot, "
+          "slowdown after a sleep " + ", ".join(f"{g * 1e3:g} ms x{f:.2f}" for g, f in calib_speed.idle_points))
 
     vcpus = os.cpu_count() or 1  # the local MME's inference threads without an instance profile
     rows: list[dict[str, Any]] = []
@@ -290,30 +303,43 @@ def main() -> None:
                            load_time=calibration.load_time, download_time=calibration.download_time,
                            unload_time=calibration.unload_time)
                  for n, b in zip(workload.names, workload.base, strict=True)]
-        # Loads cost what this configuration's repository costs to read and load (a plain folder
-        # of copies is read differently from the churn repository), plus the server's own work
-        # per load measured in the calibration run (see server_per_load above).
-        load_cpu = model_cpu[0].value if config.models is None else measure_model_cpu(
-            folder, workload.names[:8], body=first[1], content_type=first[2])[0].value
-        host_now = replace(host, load_cpu_s=load_cpu + server_per_load)
-        sim_traffic = Traffic(models=workload.names, distribution="weights", weights=workload.weights, payloads=["x"])
-        t0 = time.perf_counter()
-        predicted = Simulation(
-            profile_for(config, sim_traffic), specs, weights=workload.weights, seed=SEED,
-            instance=InstanceConfig(vcpus=vcpus, memory_budget_bytes=budget(config.fit)),
-            host=host_now,
-        ).run().summary()
-        sim_s = time.perf_counter() - t0
+        # Loads cost what this configuration's repository costs to fetch, read and load (a plain
+        # folder of copies is read differently from the churn repository), plus the server's own
+        # work per load measured in the calibration run (see server_per_load above).
+        cpu = model_cpu if config.models is None else measure_model_cpu(
+            folder, workload.names[:8], body=first[1], content_type=first[2])
+        host_then = replace(host, load_cpu_s=cpu.load.value + server_per_load, fetch_cpu_s=cpu.fetch.value)
+        mark = probe.mark()
         measured = run_real(folder, config, real_traffic, budget(config.fit), work / "runs" / config.name.replace(" ", "_"),
                             (workload.names[0], first[1], first[2]))["summary"]
-        row: dict[str, Any] = {"config": config.name, "sim_s": sim_s}
+        speed = probe.speed(mark)
+        load_start = json.loads((work / "runs" / config.name.replace(" ", "_") / "run.json").read_text())["load_start"]
+        # Predicted as calibrated (the host's speed and its slowdown after a sleep as the probe
+        # measured them beside the calibration runs), and, as a diagnostic, for the host as the
+        # same probe measured it beside this run (its speed second by second over the calibration's).
+        host_now = replace(host_then, speed_ratio=speed.hot_s / calib_speed.hot_s,
+                           speed_trace=probe.speed_trace(load_start, calib_speed.hot_s, since=mark),
+                           idle_slowdown=tuple(speed.idle_slowdown("the run").points))
+        sim_traffic = Traffic(models=workload.names, distribution="weights", weights=workload.weights, payloads=["x"])
+        t0 = time.perf_counter()
+        predicted, conditioned = (Simulation(
+            profile_for(config, sim_traffic), specs, weights=workload.weights, seed=SEED,
+            instance=InstanceConfig(vcpus=vcpus, memory_budget_bytes=budget(config.fit)),
+            host=h,
+        ).run().summary() for h in (host_then, host_now))
+        sim_s = (time.perf_counter() - t0) / 2
+        row: dict[str, Any] = {"config": config.name, "sim_s": sim_s, "speed": speed}
         for key in METRICS:
             row[f"{key}.p"], row[f"{key}.m"] = predicted[key], measured[key]
             row[f"{key}.err"] = relative_error(predicted[key], measured[key])
+            row[f"{key}.err_probe"] = relative_error(conditioned[key], measured[key])
         row["fail.p"], row["fail.m"] = predicted["failures"], measured["failures"]
         rows.append(row)
-        print(f"  {config.name}: done (simulated in {sim_s:.2f} s; load CPU {host_now.load_cpu_s * 1e3:.2f} ms; "
-              f"load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"  {config.name}: done (simulated in {sim_s:.2f} s; load CPU {host_then.load_cpu_s * 1e3:.2f} ms, "
+              f"fetch {host_then.fetch_cpu_s * 1e3:.2f} ms; host speed x{host_now.speed_ratio:.2f} of the "
+              f"calibration's, slowdown after a sleep {speed.idle_factor:.2f}; load average {os.getloadavg()[0]:.1f})",
+              flush=True)
+    probe.stop()
 
     print()
     print(f"{'configuration':40s} " + " ".join(f"{k:>26s}" for k in METRICS) + "  fail p/m")
@@ -335,6 +361,13 @@ def main() -> None:
         worst = sorted(errors, reverse=True)[:3]
         print(f"{key:10s} median |error| {100 * med:5.1f}%  over {len(errors)} configs; worst: "
               + "; ".join(f"{name} {100 * e:+.0f}%" for _, name, e in worst))
+    print("\nDiagnostic: predicted for the host's speed as the probe measured it beside each run "
+          "(second by second, over the calibration's), errors in the order above:")
+    for key in METRICS:
+        probed = [abs(r[f"{key}.err_probe"]) for r in rows if r[f"{key}.err_probe"] is not None]
+        if probed:
+            each = " ".join(f"{100 * r[key + '.err_probe']:+.0f}" for r in rows if r[key + ".err_probe"] is not None)
+            print(f"{key:10s} median |error| {100 * statistics.median(probed):5.1f}%  ({each})")
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s; work folder {work}")
     print(f"load average at end: {os.getloadavg()}")
 
