@@ -160,3 +160,18 @@ def test_host_speed_figures_round_trip_and_reach_the_host_model(tmp_path: Path) 
         IdleSlowdown(points=[(0.0, 0.0)], source=src)
     with pytest.raises(ValueError, match="idle slowdown points"):
         IdleSlowdown(points=[], source=src)
+
+
+def test_a_run_that_mostly_failed_cannot_calibrate(tmp_path: Path) -> None:
+    from mmeperf.load import LoadProfile, Traffic
+    from mmeperf.planner import ModelSpec
+
+    # Ten times the load one vCPU serves: most requests are answered 503 or time out.
+    spec = ModelSpec(name="m", service_time=Distribution.constant(0.1, source=Source(measurement="x")), memory_bytes=0)
+    profile = LoadProfile.open_loop(rate=100, duration=10, concurrency=10**6,
+                                    traffic=Traffic(models=["m"], payloads=["x"]), request_timeout=1.0)
+    result = Simulation(profile, [spec], instance=InstanceConfig(vcpus=1, max_concurrent_requests=10)).run()
+    assert result.total_failures > result.total_requests / 2
+    result.write(tmp_path / "collapsed")
+    with pytest.raises(ConfigurationError, match=r"failed \d+ of its \d+ requests"):
+        calibrate(tmp_path / "collapsed")

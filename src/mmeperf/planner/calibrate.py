@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mmeperf._types import PathLike
+from mmeperf.errors import ConfigurationError
 from mmeperf.load.hist import Histogram
 from mmeperf.planner._runfolder import (
     ENVIRONMENT_JSON,
@@ -123,6 +124,7 @@ def calibrate(
     """
     result = BenchmarkResult.load(run_dir)
     run = str(Path(run_dir))
+    _check_served(result, run)
     hists = result.histograms()
     env: dict[str, Any] = result.info.get("environment", {}) or {}
     endpoint: dict[str, Any] = env.get("endpoint", {}) or {}
@@ -249,6 +251,23 @@ def calibrate(
         # run.json's client_lag exists when the client timed to the kernel's receive stamps.
         latency_timing="kernel" if result.info.get("run", {}).get("client_lag") else "user",
     )
+
+
+#: A run that failed more than this share of its requests measured an endpoint that could not
+#: serve its load: its service times and loads say nothing of one that can.
+MAX_FAILED_SHARE = 0.5
+
+
+def _check_served(result: BenchmarkResult, run: str) -> None:
+    totals = result.totals
+    requests, failures = int(totals.get("requests") or 0), int(totals.get("failures") or 0)
+    if requests and failures / requests > MAX_FAILED_SHARE:
+        raise ConfigurationError(
+            f"Run {run!r} failed {failures} of its {requests} requests (more than "
+            f"{MAX_FAILED_SHARE:.0%}): it measured an endpoint that could not serve its load, so it "
+            "cannot calibrate one that can. Calibrate from a run that mostly succeeded (fewer users, "
+            "a lower rate, a larger instance)."
+        )
 
 
 def _one_kind(run_dir: PathLike, kind: str, what: str) -> Distribution | None:

@@ -890,7 +890,8 @@ class Simulation:
 
     def _compiled(self, value: Any) -> None:
         inst, m = cast(tuple[_Instance, int], value)
-        if inst.status[m] == 2 and inst.uses[m] >= self.host.compile_after_uses:  # type: ignore[union-attr]
+        assert self.host is not None  # compiles happen in the host model only
+        if inst.status[m] == 2 and inst.uses[m] >= self.host.compile_after_uses:
             inst.compiled[m] = True  # still loaded (an unload resets uses)
 
     def _client_receives(self, ev: Event) -> None:
