@@ -78,8 +78,14 @@ def test_calibration_from_a_real_local_run(tmp_path: Path) -> None:
                                    wait={"min": 0, "max": 0.02})
     with LocalEndpoint(endpoint_name="churn", memory_budget="20MiB").deploy(build.repository) as endpoint:
         Benchmark(endpoint, profile).run(tmp_path / "run")
+        charged = {m["name"]: m["charged_bytes"] for m in endpoint.status()["models"]}
 
     cal = calibrate(tmp_path / "run")
+    # Each model's memory is what the server charged it at the run's end (thread workers here).
+    assert charged and {name: cal.memory_of(name) for name in charged} == charged
+    size = cal.models[next(iter(charged))].memory_bytes
+    assert size is not None and "model_charged_bytes" in size.source.measurement
+    assert "thread workers" in size.source.measurement
     assert cal.runs == [str(tmp_path / "run")]
     assert cal.service_time is not None and cal.service_time.samples and cal.service_time.samples > 50
     assert "ModelLatency" in (cal.service_time.source.note or "")

@@ -159,3 +159,30 @@ def test_measured_summary_reads_a_run_folder_like_the_prediction(tmp_path: Path)
     # Interval ratios weighted by Invocations (counted at completion) against lookups: close, not equal.
     assert measured["hit_ratio"] == pytest.approx(predicted["hit_ratio"], abs=0.005)
     assert relative_error(110.0, 100.0) == pytest.approx(0.1) and relative_error(1.0, 0.0) is None
+
+
+def test_a_worker_process_calibration_charges_each_models_measured_memory_whole() -> None:
+    # With worker processes the local MME (like Multi Model Server) charges each model its
+    # worker's measured memory and no fixed overhead: the planner does the same on every type.
+    cal = _calibration(host=HostFacts(emulated=True, instance_type="ml.c5.xlarge", worker_mode="process"))
+    planner = Planner(cal)
+    large = DEFAULT_CATALOG.get("ml.c5.large")
+    workload = planner.workload(3)
+    assert {s.memory_bytes for s in planner.specs(workload, large)} == {MiB}
+    thread = Planner(_calibration(host=HostFacts(emulated=True, instance_type="ml.c5.xlarge", worker_mode="thread")))
+    overhead = DEFAULT_CATALOG.get("ml.c5.xlarge").per_model_overhead_bytes
+    # Thread mode: the calibration's charge holds the profile's overhead, taken off then added back.
+    assert {s.memory_bytes for s in thread.specs(thread.workload(3), large)} == {max(MiB - overhead, 0) + large.per_model_overhead_bytes}
+    cand = planner.evaluate(_open(5.0, 5.0), large, 1, constraints=Constraints(), workload=workload)
+    assert cand.per_model_overhead_bytes == 0 and cand.models_that_fit == 3
+
+
+def test_a_plan_from_a_calibration_without_loads_warns_that_loads_cost_nothing() -> None:
+    from mmeperf.planner.search import NO_LOADS_MEASURED
+
+    # 5 MiB-models, 40 of them, on a 4 GiB type (~13 fit with the overhead): misses.
+    no_loads = _calibration().model_copy(update={"load_time": None})
+    plan = Planner(no_loads).search(_open(20.0, 10.0), models=40, instance_types=["ml.c5.large"], counts=[1])
+    assert NO_LOADS_MEASURED in plan.assumptions
+    plan = Planner(_calibration()).search(_open(20.0, 10.0), models=40, instance_types=["ml.c5.large"], counts=[1])
+    assert NO_LOADS_MEASURED not in plan.assumptions

@@ -347,3 +347,19 @@ def test_only_a_models_first_load_pays_for_fetching_it() -> None:
     again = [duration for _t, _i, _d, duration, fetched in loads if not fetched]
     assert first == pytest.approx([load + fetch] * 2)
     assert len(again) >= 3 and again == pytest.approx([load] * len(again))
+
+
+def test_room_is_reserved_when_a_load_is_asked_for_not_when_a_loader_takes_it() -> None:
+    # 20 of 30 models fit, one loader, loads of 50 ms, 24 users without think time: misses come
+    # faster than one loader serves them. Each miss reserves its room (unloading an idle model)
+    # at once, as the local MME does before its load waits for a loader thread, so while loads
+    # queue fewer than 19 models stay loaded (reserving only when a loader is free would keep 19).
+    names = [f"m{i}" for i in range(30)]
+    specs = [ModelSpec(name=m, service_time=Distribution.constant(0.001, source=SRC), memory_bytes=10,
+                       load_time=Distribution.constant(0.05, source=SRC)) for m in names]
+    profile = LoadProfile.constant(users=24, spawn_rate=1000, duration="20s", wait={"min": 0, "max": 0},
+                                   traffic=Traffic(models=names, payloads=["x"]))
+    sim = Simulation(profile, specs, instance=InstanceConfig(vcpus=4, memory_budget_bytes=200, load_concurrency=1),
+                     seed=0)
+    counts = [count for t, _inst, count in sim.run().records.counts if t > 5.0]
+    assert counts and max(counts) <= 20 and min(counts) < 19

@@ -218,6 +218,10 @@ class Benchmark:
         #: Where server metrics are read: the endpoint, else a source given for a bare URL
         #: (:mod:`mmeperf.load.servermetrics`).
         self.metrics_source: MetricsSource | None = self.endpoint if self.endpoint is not None else server_metrics
+        if server_status is None and self.endpoint is not None:
+            # An endpoint with a status of its own (the local MME's /mmeperf/status) reports it.
+            own = getattr(self.endpoint, "status", None)
+            server_status = own if callable(own) else None
         self.server_status = server_status
         self.profile = profile
         self.workers = workers
@@ -726,6 +730,11 @@ class BenchmarkHandle:
         emulated = bool(endpoint_info.emulated) if endpoint_info else bool(status.get("emulated"))
         note = (endpoint_info.emulation_note if endpoint_info else None) or status.get("emulation_note")
         profile = bench.profile
+        models_end = status_end.get("models") if isinstance(status_end, dict) else None
+        charged = {str(m["name"]): int(m["charged_bytes"]) for m in models_end or ()
+                   if isinstance(m, dict) and isinstance(m.get("charged_bytes"), int | float)}
+        workers = status.get("workers")
+        worker_mode = workers.get("worker_mode") if isinstance(workers, dict) else None
         info["report"] = {
             "cold_requests": cold,
             "cold_share": (float(cold) / requests) if cold is not None and requests else None,
@@ -736,6 +745,9 @@ class BenchmarkHandle:
             or status.get("instance_profile"),
             "emulated": emulated,
             "emulation_note": note,
+            # What the server charged each model loaded at the end (the planner's per-model memory).
+            "model_charged_bytes": charged or None,
+            "worker_mode": worker_mode,
             "method": {
                 "user": bench.user,
                 "workers": bench.workers,

@@ -137,6 +137,7 @@ def calibrate(
         cpu_count=env.get("cpu_count"),
         platform=env.get("platform"),
         memory_budget_bytes=endpoint.get("memory_budget_bytes"),
+        worker_mode=(result.info.get("run", {}).get("report") or {}).get("worker_mode"),
     )
 
     # --- client latency: warm and cold over every stage -----------------------------------
@@ -183,6 +184,7 @@ def calibrate(
             )
 
     # --- per model ------------------------------------------------------------------------
+    sizes, size_source = _model_sizes(result, run, model_bytes)
     models: dict[str, ModelCalibration] = {}
     per_model = result.per_model
     model_hists = hists.get("models", {})
@@ -203,17 +205,20 @@ def calibrate(
             if own is not None and scale is not None:
                 own = own.scaled(scale, note=scale_note + f"; {cold_requests} of {requests} requests were cold")
         size: Measured | None = None
-        if model_bytes is not None and name in model_bytes:
-            size = Measured(value=float(model_bytes[name]), unit="bytes",
-                            source=Source(measurement="given by the caller"))
+        if name in sizes:
+            size = Measured(value=float(sizes[name]), unit="bytes", source=size_source)
         models[name] = ModelCalibration(
             requests=requests, cold_requests=cold_requests, service_time=own, memory_bytes=size
         )
-    if model_bytes is not None:
-        for name, nbytes in model_bytes.items():
-            if name not in models:
-                models[name] = ModelCalibration(memory_bytes=Measured(
-                    value=float(nbytes), unit="bytes", source=Source(measurement="given by the caller")))
+    for name, nbytes in sizes.items():
+        if name not in models:
+            models[name] = ModelCalibration(memory_bytes=Measured(value=float(nbytes), unit="bytes", source=size_source))
+    memory_per_model = _memory_per_model(sm, host, run=run)
+    if memory_per_model is None and sizes and model_bytes is None:
+        # Models not loaded at the run's end take the median of those that were.
+        memory_per_model = Measured(value=float(np.median(list(sizes.values()))), unit="bytes", samples=len(sizes),
+                                    source=size_source.model_copy(update={"note": "median over the models loaded at "
+                                                                          "the run's end"}))
 
     request_cpu, load_cpu = _host_cpu(sm, env, run=run, warm_run=warm_run)
     uncompiled_cpu = _host_cpu(sm, env, run=run, warm_run=uncompiled_run)[0]
@@ -236,7 +241,7 @@ def calibrate(
         download_time=download_time,
         loading_wait_time=loading_wait,
         cpu_seconds_per_request=_cpu_per_request(sm, env, run=run),
-        memory_per_model_bytes=_memory_per_model(sm, host, run=run),
+        memory_per_model_bytes=memory_per_model,
         hit_ratio=_hit_ratio(sm, run=run),
         request_cpu_s=request_cpu,
         uncompiled_request_cpu_s=uncompiled_cpu,
@@ -251,6 +256,23 @@ def calibrate(
         # run.json's client_lag exists when the client timed to the kernel's receive stamps.
         latency_timing="kernel" if result.info.get("run", {}).get("client_lag") else "user",
     )
+
+
+def _model_sizes(result: BenchmarkResult, run: str,
+                 model_bytes: Mapping[str, int] | None) -> tuple[dict[str, int], Source]:
+    """Per-model memory: the caller's, else what the server charged each model loaded at the run's
+    end (run.json report.model_charged_bytes: the worker process's USS plus the per-model
+    overhead with worker processes, the runner's own estimate with threads)."""
+    if model_bytes is not None:
+        return dict(model_bytes), Source(measurement="given by the caller")
+    report = result.info.get("run", {}).get("report") or {}
+    charged = report.get("model_charged_bytes") or {}
+    mode = report.get("worker_mode")
+    what = {"process": "worker processes: each worker's USS + the per-model overhead",
+            "thread": "thread workers: the runner's estimate + the per-model overhead"}
+    return ({str(k): int(v) for k, v in charged.items() if isinstance(v, int | float) and v > 0},
+            Source(run=run, measurement="run.json report.model_charged_bytes: the server's charge per model at the "
+                   "run's end" + (f" ({what[mode]})" if mode in what else "")))
 
 
 #: A run that failed more than this share of its requests measured an endpoint that could not

@@ -229,6 +229,10 @@ class HostFacts(_Model):
     platform: str | None = None
     memory_budget_bytes: int | None = None
     """The endpoint's model-cache budget, when it reported one."""
+    worker_mode: Literal["thread", "process"] | None = None
+    """How the local MME ran its models: in its own threads (a model's memory is the runner's
+    estimate plus the instance's per-model overhead) or one worker process each (the worker's
+    measured memory, no overhead); None: not a local MME, or not recorded."""
 
 
 class ModelCalibration(_Model):

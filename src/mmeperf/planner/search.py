@@ -50,6 +50,13 @@ THREAD_MODE_LOADS = (
     "--instance-profile TYPE, LocalEndpoint(instance_profile=...), or a churn demo run)."
 )
 
+#: Said with every plan that predicts cache misses from a calibration whose run measured no load.
+NO_LOADS_MEASURED = (
+    "WARNING Loads: the calibration run measured no model load (every model stayed loaded, or its loads "
+    "came before the run's window), so these predictions take loads to cost nothing. Calibrate from a "
+    "run whose cache unloaded and loaded models while it was measured (a smaller instance or memory budget)."
+)
+
 ASSUMPTIONS: tuple[str, ...] = (
     "CPU: service times are the calibration host's, per request; every instance type is assumed to "
     "have the same per-core speed, and an instance serves at most its vCPUs inferences at once "
@@ -240,9 +247,17 @@ class Planner:
 
     # --- the workload ---------------------------------------------------------------------
 
+    @property
+    def _process_workers(self) -> bool:
+        """The calibration's models each ran in a worker process: their memory is measured whole."""
+        return self.calibration.host.worker_mode == "process"
+
     def _calibration_overhead(self) -> int:
-        """Per-model overhead included in the calibration's memory figures (an emulated profile's)."""
+        """Per-model overhead included in the calibration's memory figures (an emulated profile's
+        in thread mode; none with worker processes, whose measured memory is the whole charge)."""
         host = self.calibration.host
+        if self._process_workers:
+            return 0
         if host.emulated and host.instance_type and host.instance_type in self.catalog:
             return self.catalog.get(host.instance_type).per_model_overhead_bytes
         return 0
@@ -310,8 +325,10 @@ class Planner:
                               name=instance.name)
 
     def specs(self, workload: Workload, instance: InstanceProfile) -> list[ModelSpec]:
-        """The simulated models on ``instance``: own bytes + the type's per-model overhead."""
+        """The simulated models on ``instance``: own bytes + the type's per-model overhead (from a
+        worker-process calibration: each worker's measured memory, as the emulation charges it)."""
         cal = self.calibration
+        overhead = 0 if self._process_workers else instance.per_model_overhead_bytes
         specs = []
         for name, base, own in zip(workload.names, workload.base, workload.own_bytes, strict=True):
             if own is None:
@@ -320,7 +337,7 @@ class Planner:
                     "size), or calibrate with model sizes (calibrate(run_dir, model_bytes=...))"
                 )
             specs.append(ModelSpec(
-                name=name, service_time=cal.service_time_of(base), memory_bytes=own + instance.per_model_overhead_bytes,
+                name=name, service_time=cal.service_time_of(base), memory_bytes=own + overhead,
                 load_time=cal.load_time, download_time=cal.download_time, unload_time=cal.unload_time,
             ))
         return specs
@@ -345,11 +362,12 @@ class Planner:
         """Simulate one candidate and check it against the constraints."""
         inst = self.catalog.get(instance) if isinstance(instance, str) else instance
         sizes = [b for b in workload.own_bytes if b is not None]
-        charged = [b + inst.per_model_overhead_bytes for b in sizes]
+        overhead = 0 if self._process_workers else inst.per_model_overhead_bytes
+        charged = [b + overhead for b in sizes]
         fit = None if not charged else int(inst.memory_budget_bytes // max(float(np.mean(charged)), 1.0))
         cand = Candidate(
             instance_type=inst.name, instance_count=count, vcpus=inst.vcpus,
-            memory_budget_bytes=inst.memory_budget_bytes, per_model_overhead_bytes=inst.per_model_overhead_bytes,
+            memory_budget_bytes=inst.memory_budget_bytes, per_model_overhead_bytes=overhead,
             models_that_fit=None if fit is None else min(fit, len(workload)), price_per_hour_usd=inst.price_per_hour_usd,
         )
         if inst.gpus:
@@ -427,6 +445,10 @@ class Planner:
                     seed=self.seed, calibration_runs=list(self.calibration.runs))
         if not self.calibration.host.emulated:
             plan.assumptions.append(THREAD_MODE_LOADS)
+        if self.calibration.load_time is None and any(
+            c.predicted is not None and (c.predicted.get("hit_ratio") or 1.0) < 1.0 for c in candidates
+        ):
+            plan.assumptions.append(NO_LOADS_MEASURED)
         return plan
 
 

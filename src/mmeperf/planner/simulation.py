@@ -3,7 +3,7 @@
 One instance: a front end that answers 503 beyond ``max_concurrent_requests``; a cache of models
 under a byte budget with LRU unloads of idle models (a model with a request queued, in service
 or waiting for its load is never unloaded) and single-flight loads run by ``load_concurrency``
-loaders; per-model worker queues (``workers_per_model``) and ``vcpus`` concurrent inferences.
+loaders, each load's room reserved as soon as it is asked for (before it waits for a loader); per-model worker queues (``workers_per_model``) and ``vcpus`` concurrent inferences.
 N instances are routed as SageMaker routes an MME: to an instance that holds (or is loading) the
 target model, the least busy of them; a model no instance holds goes to the least busy instance,
 and so does a hot model whose holders are all busy (``replicate_at_inflight``).
@@ -353,7 +353,8 @@ class _Instance:
         self.wpm = cfg.workers_per_model
         self.cpu_free = cfg.vcpus
         self.cpu_queue: deque[_Req] = deque()
-        self.load_queue: deque[int] = deque()
+        self.room_queue: deque[int] = deque()  # loads waiting for room in the budget
+        self.load_queue: deque[int] = deque()  # loads with their room reserved, waiting for a loader
         self.loader_free = cfg.load_concurrency
         self.inflight = 0
         self.loaded = 0
@@ -815,7 +816,7 @@ class Simulation:
             return
         inst.status[m] = 1
         inst.waiters[m] = [req]
-        inst.load_queue.append(m)
+        inst.room_queue.append(m)
         self._try_loads(inst)
 
     def _dispatch(self, inst: _Instance, req: _Req) -> None:
@@ -918,17 +919,22 @@ class Simulation:
 
     def _release(self, inst: _Instance, m: int) -> None:
         inst.holders[m] -= 1
-        if inst.holders[m] == 0 and inst.load_queue:
+        if inst.holders[m] == 0 and inst.room_queue:
             self._try_loads(inst)
 
     def _try_loads(self, inst: _Instance) -> None:
-        while inst.loader_free > 0 and inst.load_queue:
-            m = inst.load_queue[0]
+        # Room is reserved (idle models unloaded) as soon as a load is asked for, in order, as the
+        # local MME reserves before its load waits for a loader thread; then loaders take them.
+        while inst.room_queue:
+            m = inst.room_queue[0]
             need = self._bytes[m]
             if inst.budget is not None and inst.used + need > inst.budget and not self._evict(inst, need):
-                return  # waits for a model to become idle
-            inst.load_queue.popleft()
+                break  # waits for a model to become idle
+            inst.room_queue.popleft()
             inst.used += need
+            inst.load_queue.append(m)
+        while inst.loader_free > 0 and inst.load_queue:
+            m = inst.load_queue.popleft()
             inst.loader_free -= 1
             if inst.cpu is not None:
                 assert self.host is not None
