@@ -181,3 +181,23 @@ def test_a_run_that_mostly_failed_cannot_calibrate(tmp_path: Path) -> None:
     result.write(tmp_path / "collapsed")
     with pytest.raises(ConfigurationError, match=r"failed \d+ of its \d+ requests"):
         calibrate(tmp_path / "collapsed")
+
+
+def test_loads_can_come_from_another_run(tmp_path: Path) -> None:
+    from mmeperf.load import LoadProfile, Traffic
+    from mmeperf.planner import ModelSpec
+
+    src = Source(measurement="x")
+    names = ["a", "b", "c"]
+    specs = [ModelSpec(name=m, service_time=Distribution.constant(0.001, source=src), memory_bytes=10,
+                       load_time=Distribution.constant(0.2, source=src)) for m in names]
+    profile = LoadProfile.constant(users=2, spawn_rate=10, duration="10s", wait={"min": 0, "max": 0.01},
+                                   traffic=Traffic(models=names, payloads=["x"]))
+    for folder, budget in (("healthy", None), ("thrashing", 15)):
+        Simulation(profile, specs, instance=InstanceConfig(vcpus=2, memory_budget_bytes=budget), seed=1).run().write(
+            tmp_path / folder)
+    cal = calibrate(tmp_path / "healthy", loads_run=tmp_path / "thrashing")
+    assert cal.load_time is not None and cal.load_time.source.run == str(tmp_path / "thrashing")
+    assert cal.load_time.mean == pytest.approx(0.2, rel=0.01)
+    assert cal.runs == [str(tmp_path / "healthy")] and cal.service_time is not None
+    assert cal.service_time.source.run == str(tmp_path / "healthy")

@@ -72,12 +72,14 @@ def parse_rate(text: str) -> float:
     return value
 
 
-def _load_calibration(source: Path) -> Any:
+def _load_calibration(source: Path, loads_from: Path | None = None) -> Any:
     from mmeperf.errors import ConfigurationError
     from mmeperf.planner import Calibration, calibrate
 
+    if loads_from is not None and not source.is_dir():
+        raise ConfigurationError("--loads-from needs a run folder as the source, not a calibration file")
     if source.is_dir():
-        return calibrate(source)
+        return calibrate(source, loads_run=loads_from)
     if source.is_file():
         return Calibration.load(source)
     raise ConfigurationError(f"Expected a calibration file or a run folder, received {str(source)!r}")
@@ -290,6 +292,7 @@ def plan(
     confirm_duration: Annotated[str, typer.Option("--confirm-duration", help="Longest confirmation run.")] = "30s",
     hit_ratio_chart: Annotated[Path | None, typer.Option("--hit-ratio-chart", help="Write hit ratio vs cache size (PNG).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write a what-if HTML report into this folder.")] = None,
+    loads_from: Annotated[Path | None, typer.Option("--loads-from", help="A run folder whose measured loads and unloads calibrate load times (the source's run loaded nothing, or thrashed).")] = None,
 ) -> None:
     """Predict instance types x counts for N models under this traffic; rank by cost; say why others fail."""
     import json
@@ -308,7 +311,7 @@ def plan(
             raise ConfigurationError("Give --zipf S or --uniform, not both")
         if confirm and (repository is None or data is None):
             raise ConfigurationError("--confirm needs --repository (the calibrated models) and --data (payload CSV)")
-        calibration = _load_calibration(source)
+        calibration = _load_calibration(source, loads_from)
         planner = Planner(calibration, model_bytes=None if model_bytes is None else parse_size(model_bytes), seed=seed)
         constraints = Constraints(p99_ms=None if p99 is None else parse_latency_ms(p99), min_rps=min_rps,
                                   max_failure_rate=parse_rate(max_failure_rate), max_cost_per_hour=max_cost)

@@ -103,7 +103,7 @@ def calibrate(
     client_cpu_s: Measured | None = None, unloaded_run: PathLike | None = None,
     model_cpu: ModelCpu | None = None, cold_run: PathLike | None = None,
     uncompiled_run: PathLike | None = None, idle_slowdown: IdleSlowdown | None = None,
-    host_speed: Measured | None = None,
+    host_speed: Measured | None = None, loads_run: PathLike | None = None,
 ) -> Calibration:
     """A Calibration from the run folder ``run_dir`` (see the module docstring).
 
@@ -121,6 +121,10 @@ def calibrate(
     CPU per request is ``uncompiled_request_cpu_s``.
     ``idle_slowdown``, ``host_speed``: the host's CPU factor after a thread slept and its speed
     beside these runs, from :mod:`mmeperf.planner.hostspeed`.
+    ``loads_run``: a run of the same models whose cache loaded and unloaded while it was measured:
+    its load, unload, download and load-wait times replace ``run_dir``'s. With worker processes a
+    healthy run often loads nothing in its window (every model fits) and a thrashing run queues
+    every request behind seconds-long loads: take service times from the one, loads from the other.
     """
     result = BenchmarkResult.load(run_dir)
     run = str(Path(run_dir))
@@ -158,10 +162,14 @@ def calibrate(
     # --- server side ----------------------------------------------------------------------
     model_latency = _weighted_mean_us(sm, "ModelLatency", "Invocations", run=run)
     overhead = _mean_distribution(sm, "OverheadLatency", "Invocations", run=run)
-    load_time = _mean_distribution(sm, "ModelLoadingTime", "ModelLoads", run=run)
-    unload_time = _mean_distribution(sm, "ModelUnloadingTime", "ModelUnloads", run=run)
-    download_time = _mean_distribution(sm, "ModelDownloadingTime", None, run=run)
-    loading_wait = _mean_distribution(sm, "ModelLoadingWaitTime", None, run=run)
+    loads_sm, loads_from = sm, run
+    if loads_run is not None:
+        loads_from = str(Path(loads_run))
+        loads_sm = BenchmarkResult.load(loads_run).server_metrics
+    load_time = _mean_distribution(loads_sm, "ModelLoadingTime", "ModelLoads", run=loads_from)
+    unload_time = _mean_distribution(loads_sm, "ModelUnloadingTime", "ModelUnloads", run=loads_from)
+    download_time = _mean_distribution(loads_sm, "ModelDownloadingTime", None, run=loads_from)
+    loading_wait = _mean_distribution(loads_sm, "ModelLoadingWaitTime", None, run=loads_from)
 
     # Service time: the client's warm shape, scaled to the server's mean ModelLatency when known
     # (the client's figure also holds network, front end and queueing).
