@@ -363,3 +363,28 @@ def test_room_is_reserved_when_a_load_is_asked_for_not_when_a_loader_takes_it() 
                      seed=0)
     counts = [count for t, _inst, count in sim.run().records.counts if t > 5.0]
     assert counts and max(counts) <= 20 and min(counts) < 19
+
+
+def test_a_warm_start_begins_with_the_most_requested_models_that_fit() -> None:
+    names = [f"m{i}" for i in range(10)]
+    specs = [ModelSpec(name=m, service_time=Distribution.constant(0.001, source=SRC), memory_bytes=10,
+                       load_time=Distribution.constant(0.5, source=SRC)) for m in names]
+    profile = LoadProfile.constant(users=1, spawn_rate=10, duration="3s", wait={"min": 0.1, "max": 0.1},
+                                   traffic=Traffic(models=names, payloads=["x"]))
+
+    def run(warm: bool, weights: list[float], instances: int = 1) -> Simulation:
+        sim = Simulation(profile, specs, instance=InstanceConfig(vcpus=1, memory_budget_bytes=40),
+                         instances=instances, weights=weights, warm_start=warm, seed=2)
+        sim.run()
+        return sim
+
+    # Only the four most requested are requested, and four fit: warm, none ever misses.
+    top4 = [4.0, 3.0, 2.0, 1.0] + [0.0] * 6
+    warm, cold = run(True, top4), run(False, top4)
+    assert warm.rec.counts[0] == (0.0, 0, 4) and not any(warm.rec.cold) and len(warm.rec.cold) > 20
+    assert sum(cold.rec.cold) == 4  # a fresh endpoint loads each once
+    # Two instances hold the eight most requested, spread over them in turn: none misses.
+    top8 = [8.0 - i for i in range(8)] + [0.0, 0.0]
+    two = run(True, top8, instances=2)
+    assert [c for c in two.rec.counts if c[0] == 0.0] == [(0.0, 0, 4), (0.0, 1, 4)]
+    assert not any(two.rec.cold)

@@ -196,6 +196,10 @@ def _confirm(plan: Plan, planner: Planner, k: int, *, repository: Path, data: Pa
             # One request first, so the server has imported its backend: process start-up is not
             # part of the simulation (nor of a SageMaker endpoint already in service).
             endpoint.invoke(plan.workload.names[0], body, content_type=content_type)
+            if planner.warm_start:  # as predicted: the most requested models that fit, loaded first
+                order = sorted(range(len(plan.workload.names)), key=lambda i: -weights[i])
+                for i in order[:c.models_that_fit or 0]:
+                    endpoint.invoke(plan.workload.names[i], body, content_type=content_type)
             result = Benchmark(endpoint, real_profile, overwrite=True).run(out / "confirm" / label)
         measured = measured_summary(result)
         # The same duration on this host: the local MME runs min(vCPUs, host cores) inference threads.
@@ -292,6 +296,7 @@ def plan(
     confirm_duration: Annotated[str, typer.Option("--confirm-duration", help="Longest confirmation run.")] = "30s",
     hit_ratio_chart: Annotated[Path | None, typer.Option("--hit-ratio-chart", help="Write hit ratio vs cache size (PNG).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write a what-if HTML report into this folder.")] = None,
+    warm_start: Annotated[bool, typer.Option("--warm-start/--cold-start", help="Simulate endpoints in service (caches holding the most requested models that fit) or fresh ones.")] = False,
     loads_from: Annotated[Path | None, typer.Option("--loads-from", help="A run folder whose measured loads and unloads calibrate load times (the source's run loaded nothing, or thrashed).")] = None,
 ) -> None:
     """Predict instance types x counts for N models under this traffic; rank by cost; say why others fail."""
@@ -312,7 +317,8 @@ def plan(
         if confirm and (repository is None or data is None):
             raise ConfigurationError("--confirm needs --repository (the calibrated models) and --data (payload CSV)")
         calibration = _load_calibration(source, loads_from)
-        planner = Planner(calibration, model_bytes=None if model_bytes is None else parse_size(model_bytes), seed=seed)
+        planner = Planner(calibration, model_bytes=None if model_bytes is None else parse_size(model_bytes), seed=seed,
+                          warm_start=warm_start)
         constraints = Constraints(p99_ms=None if p99 is None else parse_latency_ms(p99), min_rps=min_rps,
                                   max_failure_rate=parse_rate(max_failure_rate), max_cost_per_hour=max_cost)
         profile_args: dict[str, Any] = {"rate": rate, "users": users, "spawn_rate": spawn_rate, "think": think,

@@ -229,7 +229,8 @@ class Planner:
     """Predict MME instance types x counts from a :class:`Calibration` and search them under constraints.
 
     ``model_bytes``: every model's own size in bytes (overrides the calibration's figures).
-    ``seed``: of every simulation (the same seed, the same plan).
+    ``seed``: of every simulation (the same seed, the same plan). ``warm_start``: simulate
+    endpoints in service (caches holding the most requested models that fit), not fresh ones.
     """
 
     def __init__(
@@ -239,11 +240,13 @@ class Planner:
         catalog: InstanceCatalog = DEFAULT_CATALOG,
         model_bytes: int | None = None,
         seed: int = 0,
+        warm_start: bool = False,
     ) -> None:
         self.calibration = calibration
         self.catalog = catalog
         self.model_bytes = model_bytes
         self.seed = seed
+        self.warm_start = warm_start
 
     # --- the workload ---------------------------------------------------------------------
 
@@ -353,6 +356,7 @@ class Planner:
         return Simulation(
             profile, self.specs(work, inst), instance=config, instances=count, weights=work.weights,
             overhead=self.calibration.overhead_latency, replicate_at_inflight=config.vcpus, seed=self.seed,
+            warm_start=self.warm_start,
         ).run()
 
     def evaluate(

@@ -377,7 +377,9 @@ class Simulation:
     added to every answer. ``replicate_at_inflight``: route a model's request to the least busy
     instance when every instance holding it has at least this many requests in progress.
     ``host``: simulate the host's CPU stages (see :class:`HostModel`) in place of per-model
-    service times and ``overhead``.
+    service times and ``overhead``. ``warm_start``: begin as an endpoint in service, each
+    instance holding the most requested models that fit (spread over the instances in turn),
+    every model on disk; else every cache starts empty, as a fresh endpoint's.
     """
 
     def __init__(
@@ -392,6 +394,7 @@ class Simulation:
         replicate_at_inflight: int | None = None,
         seed: int = 0,
         host: HostModel | None = None,
+        warm_start: bool = False,
     ) -> None:
         if instances < 1:
             raise ConfigurationError(f"instances must be >= 1, received {instances}")
@@ -405,6 +408,7 @@ class Simulation:
         self.replicate_at_inflight = replicate_at_inflight
         self.seed = seed
         self.host = host
+        self.warm_start = warm_start
         if weights is None:
             names, shares = popularity_of(profile.traffic)
             by_name = dict(zip(names, shares, strict=True))
@@ -485,6 +489,8 @@ class Simulation:
         self._ti = 0
         self.instances_ = [_Instance(self, i, len(self.models)) for i in range(self.instance_count)]
         self.rec = Records()
+        if self.warm_start:
+            self._fill_caches()
         self.plans = self.profile.stages()
         self.end_s = self.plans[-1].end_s if self.plans else 0.0
         self.timeout_s = self.profile.request_timeout
@@ -539,6 +545,26 @@ class Simulation:
         for req in self._unfinished():
             self._client_fail(req, CANCELLED, at=horizon)
         return self._result()
+
+    def _fill_caches(self) -> None:
+        """Warm start: the most requested models first, each on the next instance with room."""
+        insts = self.instances_
+        for inst in insts:
+            inst.on_disk.update(range(len(self.models)))
+        k = 0
+        for m in sorted(range(len(self.models)), key=lambda i: -self.weights[i]):
+            for step in range(len(insts)):
+                inst = insts[(k + step) % len(insts)]
+                if inst.budget is None or inst.used + self._bytes[m] <= inst.budget:
+                    inst.status[m] = 2
+                    inst.lru[m] = None
+                    inst.used += self._bytes[m]
+                    inst.loaded += 1
+                    k += step + 1
+                    break
+        for inst in insts:  # least requested first: the first unloaded
+            inst.lru = OrderedDict((m, None) for m in sorted(inst.lru, key=lambda i: self.weights[i]))
+            self.rec.loaded_count(0.0, inst.index, inst.loaded)
 
     # --- scheduling helpers ---------------------------------------------------------------
 
