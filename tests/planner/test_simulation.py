@@ -349,14 +349,19 @@ def test_only_a_models_first_load_pays_for_fetching_it() -> None:
     assert len(again) >= 3 and again == pytest.approx([load] * len(again))
 
 
+def _models_that_load(count: int, *, load_s: float) -> tuple[list[str], list[ModelSpec]]:
+    """``count`` models of 10 bytes, 1 ms per request, ``load_s`` per load."""
+    names = [f"m{i}" for i in range(count)]
+    return names, [ModelSpec(name=m, service_time=Distribution.constant(0.001, source=SRC), memory_bytes=10,
+                             load_time=Distribution.constant(load_s, source=SRC)) for m in names]
+
+
 def test_room_is_reserved_when_a_load_is_asked_for_not_when_a_loader_takes_it() -> None:
     # 20 of 30 models fit, one loader, loads of 50 ms, 24 users without think time: misses come
     # faster than one loader serves them. Each miss reserves its room (unloading an idle model)
     # at once, as the local MME does before its load waits for a loader thread, so while loads
     # queue fewer than 19 models stay loaded (reserving only when a loader is free would keep 19).
-    names = [f"m{i}" for i in range(30)]
-    specs = [ModelSpec(name=m, service_time=Distribution.constant(0.001, source=SRC), memory_bytes=10,
-                       load_time=Distribution.constant(0.05, source=SRC)) for m in names]
+    names, specs = _models_that_load(30, load_s=0.05)
     profile = LoadProfile.constant(users=24, spawn_rate=1000, duration="20s", wait={"min": 0, "max": 0},
                                    traffic=Traffic(models=names, payloads=["x"]))
     sim = Simulation(profile, specs, instance=InstanceConfig(vcpus=4, memory_budget_bytes=200, load_concurrency=1),
@@ -366,9 +371,7 @@ def test_room_is_reserved_when_a_load_is_asked_for_not_when_a_loader_takes_it() 
 
 
 def test_a_warm_start_begins_with_the_most_requested_models_that_fit() -> None:
-    names = [f"m{i}" for i in range(10)]
-    specs = [ModelSpec(name=m, service_time=Distribution.constant(0.001, source=SRC), memory_bytes=10,
-                       load_time=Distribution.constant(0.5, source=SRC)) for m in names]
+    names, specs = _models_that_load(10, load_s=0.5)
     profile = LoadProfile.constant(users=1, spawn_rate=10, duration="3s", wait={"min": 0.1, "max": 0.1},
                                    traffic=Traffic(models=names, payloads=["x"]))
 

@@ -54,8 +54,9 @@ class HostSpeed:
 
     def idle_slowdown(self, what: str) -> IdleSlowdown:
         """The slowdown curve as a calibration keeps it."""
-        points = [(0.0, 1.0), *self.idle_points] if self.idle_points and self.idle_points[0][0] > 0 \
-            else list(self.idle_points) or [(0.0, 1.0)]
+        points = list(self.idle_points)
+        if not points or points[0][0] > 0:
+            points.insert(0, (0.0, 1.0))  # no sleep: no slowdown
         return IdleSlowdown(points=points, samples=self.samples, source=Source(
             measurement=f"HostSpeedProbe beside {what}: per gap, median thread CPU of the reference work after "
                         "sleeping it over the same work hot", note=f"hot median {self.hot_s * 1e3:.3f} ms"))

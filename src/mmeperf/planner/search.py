@@ -255,6 +255,10 @@ class Planner:
         """The calibration's models each ran in a worker process: their memory is measured whole."""
         return self.calibration.host.worker_mode == "process"
 
+    def _added_overhead(self, instance: InstanceProfile) -> int:
+        """Bytes charged per model on ``instance`` beyond its own (none from worker-process figures)."""
+        return 0 if self._process_workers else instance.per_model_overhead_bytes
+
     def _calibration_overhead(self) -> int:
         """Per-model overhead included in the calibration's memory figures (an emulated profile's
         in thread mode; none with worker processes, whose measured memory is the whole charge)."""
@@ -331,7 +335,7 @@ class Planner:
         """The simulated models on ``instance``: own bytes + the type's per-model overhead (from a
         worker-process calibration: each worker's measured memory, as the emulation charges it)."""
         cal = self.calibration
-        overhead = 0 if self._process_workers else instance.per_model_overhead_bytes
+        overhead = self._added_overhead(instance)
         specs = []
         for name, base, own in zip(workload.names, workload.base, workload.own_bytes, strict=True):
             if own is None:
@@ -366,7 +370,7 @@ class Planner:
         """Simulate one candidate and check it against the constraints."""
         inst = self.catalog.get(instance) if isinstance(instance, str) else instance
         sizes = [b for b in workload.own_bytes if b is not None]
-        overhead = 0 if self._process_workers else inst.per_model_overhead_bytes
+        overhead = self._added_overhead(inst)
         charged = [b + overhead for b in sizes]
         fit = None if not charged else int(inst.memory_budget_bytes // max(float(np.mean(charged)), 1.0))
         cand = Candidate(
