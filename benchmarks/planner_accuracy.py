@@ -4,27 +4,30 @@ Calibration: one local run (LocalEndpoint, thread workers, the 51 churn XGBoost 
 by the data's State column, a cache budget that makes it unload). Held-out: configurations that
 differ in budget (models that fit), users or rate, think time, model count (copies of the churn
 models) and popularity skew. Each is simulated from the calibration (nothing tuned to it), then
-run for real for DURATION seconds, and predicted vs measured throughput, p50, p99 and hit ratio
-are printed with relative errors, the medians of their absolute values, and the worst cases.
+run for real REPEATS times, in rounds (every configuration once per round, so one
+configuration's runs meet the host minutes apart: this 2-core VM's speed drifts by up to ~1.7x
+from one minute to the next), and predicted throughput, p50, p99 and hit ratio are printed
+against the median of its runs, with relative errors, the medians of their absolute values, the
+worst cases, the errors against each configuration's first run alone, and the runs' own spread.
 The simulation mirrors the local MME's CPU stages and the client's (planner.simulation.HostModel),
 calibrated from two warm runs without think time (one user: the unloaded latency; CALIBRATION's
 users: server CPU per request, hot, and with the first, the client's CPU per request), a cold run
 (one user, room for one model: the unloaded cold latency, i.e. a load's pure delay), the
 calibration run (loads), a measurement of fetch, load and compile CPU, the host's CPU share and
-stalls (other jobs on this shared host, probed before the calibration), and a HostSpeedProbe
-beside every run (planner.hostspeed): the slowdown of work after a sleep beside the calibration
-runs goes into the calibration; beside each held-out run it gives a diagnostic second prediction
-for the host's speed at the time (printed after the main table).
+stalls (other jobs on this shared host, probed before the calibration), and gap runs: one user
+thinking exactly 0-50 ms between requests against a server with and without the fast path,
+whose latencies give the server's CPU factor and wake-up delay after it slept
+(planner.calibrate.idle_latency_curve).
 Emulated vCPUs are not varied: the runs use thread workers on this host's cores (the simulation
 gets min(host cores, ...) = host cores inference slots).
 
-Run: ``python benchmarks/planner_accuracy.py`` (about 11 minutes on 2 cores); ``--quick`` checks the script;
-``--only=0,8`` runs those held-out configurations (indexes into HELD_OUT) at full length.
+Run: ``python benchmarks/planner_accuracy.py`` (about 25 minutes on 2 cores); ``--quick`` checks
+the script; ``--only=0,8`` runs those held-out configurations (indexes into HELD_OUT) at full
+length; ``--repeats=N`` sets the runs per configuration.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import statistics
@@ -50,11 +53,15 @@ from mmeperf.planner import (
     measured_summary,
     relative_error,
 )
-from mmeperf.planner.calibrate import measure_cpu_share, measure_model_cpu
+from mmeperf.planner.calibrate import idle_latency_curve, measure_cpu_share, measure_model_cpu
 from mmeperf.planner.calibration import Source
-from mmeperf.planner.hostspeed import HostSpeedProbe
 
 DURATION = 20.0
+REPEATS = 3
+"""Real runs of each held-out configuration, in rounds (each round runs every configuration once,
+so one configuration's runs fall minutes apart): the prediction is compared with their median."""
+IDLE_GAPS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)
+"""Think times of the gap runs (seconds; planner.calibrate.idle_latency_curve)."""
 SEED = 0
 METRICS = ("ok_rps", "p50_ms", "p99_ms", "hit_ratio")
 
@@ -163,6 +170,7 @@ def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]]
             result = Benchmark(endpoint, profile, overwrite=True).run(out / f"warm-{i}")
             cpu.append(children_cpu_s() - before)
             requests.append(int(measured_summary(result)["requests"]))
+        gap_runs(endpoint, traffic, out / "idle-compiled", durations[0])
     per_request = (cpu[1] - cpu[0]) / max(requests[1] - requests[0], 1)
     client = Measured(value=max(per_request, 0.0), unit="cpu_s", samples=requests[1] - requests[0], source=Source(
         run=str(out / "warm-1"), measurement="getrusage(RUSAGE_CHILDREN) of the Locust processes, run 1 less run 0, "
@@ -171,10 +179,27 @@ def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]]
     return out / "warm-0", out / "warm-1", client
 
 
+def gap_runs(endpoint: LocalEndpoint, traffic: Traffic, out: Path, seconds: float) -> dict[float, Path]:
+    """One user thinking exactly g seconds between requests, for each g in IDLE_GAPS: the server
+    sleeps about g before each request (planner.calibrate.idle_latency_curve)."""
+    runs: dict[float, Path] = {}
+    for g in IDLE_GAPS:
+        profile = LoadProfile.constant(users=1, spawn_rate=1.0, duration=seconds, traffic=traffic,
+                                       wait={"min": g, "max": g})
+        runs[g] = out / f"think-{g * 1e3:g}ms"
+        Benchmark(endpoint, profile, overwrite=True).run(runs[g])
+    return runs
+
+
+def idle_runs(out: Path) -> dict[float, Path]:
+    return {g: out / f"think-{g * 1e3:g}ms" for g in IDLE_GAPS}
+
+
 def uncompiled_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]], out: Path,
-                   seconds: float) -> Path:
+                   seconds: float, gap_seconds: float) -> Path:
     """Like warm run 1 against a server without the fast path: every request served by XGBoost's
-    own predict, as a model's are before its fast path is compiled (uncompiled_request_cpu_s)."""
+    own predict, as a model's are before its fast path is compiled (uncompiled_request_cpu_s);
+    then the same server's gap runs."""
     with LocalEndpoint(endpoint_name="accuracy", server_options={"fast_path": False}).deploy(repo) as endpoint:
         for model, body, content_type in bodies:
             endpoint.invoke(model, body, content_type=content_type)
@@ -182,6 +207,7 @@ def uncompiled_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, 
         profile = LoadProfile.constant(users=users, spawn_rate=float(users), duration=seconds, traffic=traffic,
                                        wait={"min": 0.0, "max": 0.0})
         Benchmark(endpoint, profile, overwrite=True).run(out / "uncompiled-1")
+        gap_runs(endpoint, traffic, out / "idle-uncompiled", gap_seconds)
     return out / "uncompiled-1"
 
 
@@ -200,10 +226,13 @@ def cold_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]],
 
 
 def main() -> None:
-    global DURATION
+    global DURATION, REPEATS
     held_out = HELD_OUT
-    if "--quick" in sys.argv[1:]:  # a smoke test of the script itself: 2 configurations of 3 s
-        DURATION, held_out = 3.0, [HELD_OUT[0], HELD_OUT[9]]
+    if "--quick" in sys.argv[1:]:  # a smoke test of the script itself: 2 configurations of 3 s, twice
+        DURATION, REPEATS, held_out = 3.0, 2, [HELD_OUT[0], HELD_OUT[9]]
+    repeats = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("--repeats=")]
+    if repeats:
+        REPEATS = int(repeats[0])
     only = [arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("--only=")]
     if only:  # --only=INDEX,INDEX: those held-out configurations at full length (iterating)
         held_out = [HELD_OUT[int(i)] for i in only[0].split(",")]
@@ -230,24 +259,25 @@ def main() -> None:
         return None if fit is None else fit * biggest + smallest // 2
 
     share = measure_cpu_share(5.0)
-    # The host's speed beside every run from here on (calibration and held-out alike): a shared
-    # host's CPU runs the same work up to ~1.7x slower from one minute to the next.
-    probe = HostSpeedProbe().start()
     calib = run_real(repo, CALIBRATION, by_state, budget(CALIBRATION.fit), work / "calibration", first)
     warm_durations = (2.0, 4.0) if DURATION < 10 else (4.0, 12.0)
     warm_bodies = [(m, table.bodies[i % len(table.bodies)], first[2]) for i, m in enumerate(table.models)]
     one_user, warm_run, client_cpu = warm_runs(repo, by_state, warm_bodies, work, warm_durations)
     cold = cold_run(repo, by_state, warm_bodies, work, biggest + smallest // 2, warm_durations[0])
-    slow = uncompiled_run(repo, by_state, warm_bodies, work, warm_durations[1])
+    slow = uncompiled_run(repo, by_state, warm_bodies, work, warm_durations[1], warm_durations[0])
     model_cpu = measure_model_cpu(repo, table.models[:8], body=table.bodies[0], content_type=first[2])
     # Under churn a model is evicted long before FAST_PATH_AFTER_USES: the calibration run's
     # requests ran uncompiled, so its CPU beyond them per load is taken against that run's cost.
     residual = calibrate(work / "calibration", warm_run=slow).load_cpu_s
-    calib_speed = probe.speed()
+    hot = calibrate(work / "calibration", warm_run=warm_run, uncompiled_run=slow)
+    assert hot.request_cpu_s is not None and hot.uncompiled_request_cpu_s is not None
+    # The server's CPU factor and wake-up delay after it slept, from its own requests on both paths.
+    idle_factor, wake = idle_latency_curve(idle_runs(work / "idle-compiled"), idle_runs(work / "idle-uncompiled"),
+                                           request_cpu_s=hot.request_cpu_s.value,
+                                           uncompiled_request_cpu_s=hot.uncompiled_request_cpu_s.value)
     calibration = calibrate(work / "calibration", model_bytes=sizes, warm_run=warm_run, client_cpu_s=client_cpu,
                             unloaded_run=one_user, model_cpu=model_cpu, cold_run=cold, uncompiled_run=slow,
-                            idle_slowdown=calib_speed.idle_slowdown("the calibration runs"),
-                            host_speed=calib_speed.measured("the calibration runs"))
+                            idle_slowdown=idle_factor, wake_delay=wake)
     calibration = calibration.model_copy(update={"cpu_share": share[0], "cpu_stalls": share[1], "stall_probe_s": 0.002})
     calibration.save(work / "calibration.yaml")
     print(f"calibration: {work / 'calibration.yaml'}  measured {calib['summary']}")
@@ -283,11 +313,12 @@ def main() -> None:
           f"CPU beyond requests, per load: {residual.value * 1e3 if residual else float('nan'):.3f} ms; "
           f"unloaded latency p50 {calibration.unloaded_latency.quantile(50) * 1e3 if calibration.unloaded_latency else float('nan'):.3f} ms, "
           f"cold p50 {calibration.unloaded_cold_latency.quantile(50) * 1e3 if calibration.unloaded_cold_latency else float('nan'):.3f} ms; "
-          f"fetch CPU {model_cpu.fetch.value * 1e3:.3f} ms; host speed: reference work {calib_speed.hot_s * 1e3:.3f} ms hot, "
-          "slowdown after a sleep " + ", ".join(f"{g * 1e3:g} ms x{f:.2f}" for g, f in calib_speed.idle_points))
+          f"fetch CPU {model_cpu.fetch.value * 1e3:.3f} ms; after the server slept (think time: CPU factor, wake delay) "
+          + ", ".join(f"{g * 1e3:g} ms: x{f:.2f} {d * 1e3:.3f} ms"
+                      for (g, f), (_, d) in zip(idle_factor.points, wake.points, strict=True)))
 
     vcpus = os.cpu_count() or 1  # the local MME's inference threads without an instance profile
-    rows: list[dict[str, Any]] = []
+    prepared: list[dict[str, Any]] = []
     for config in held_out:
         if config.models is None:
             workload = planner.workload(traffic=by_state)
@@ -309,37 +340,42 @@ def main() -> None:
         cpu = model_cpu if config.models is None else measure_model_cpu(
             folder, workload.names[:8], body=first[1], content_type=first[2])
         host_then = replace(host, load_cpu_s=cpu.load.value + server_per_load, fetch_cpu_s=cpu.fetch.value)
-        mark = probe.mark()
-        measured = run_real(folder, config, real_traffic, budget(config.fit), work / "runs" / config.name.replace(" ", "_"),
-                            (workload.names[0], first[1], first[2]))["summary"]
-        speed = probe.speed(mark)
-        load_start = json.loads((work / "runs" / config.name.replace(" ", "_") / "run.json").read_text())["load_start"]
-        # Predicted as calibrated (the host's speed and its slowdown after a sleep as the probe
-        # measured them beside the calibration runs), and, as a diagnostic, for the host as the
-        # same probe measured it beside this run (its speed second by second over the calibration's).
-        host_now = replace(host_then, speed_ratio=speed.hot_s / calib_speed.hot_s,
-                           speed_trace=probe.speed_trace(load_start, calib_speed.hot_s, since=mark),
-                           idle_slowdown=tuple(speed.idle_slowdown("the run").points))
         sim_traffic = Traffic(models=workload.names, distribution="weights", weights=workload.weights, payloads=["x"])
         t0 = time.perf_counter()
-        predicted, conditioned = (Simulation(
+        predicted = Simulation(
             profile_for(config, sim_traffic), specs, weights=workload.weights, seed=SEED,
-            instance=InstanceConfig(vcpus=vcpus, memory_budget_bytes=budget(config.fit)),
-            host=h,
-        ).run().summary() for h in (host_then, host_now))
-        sim_s = (time.perf_counter() - t0) / 2
-        row: dict[str, Any] = {"config": config.name, "sim_s": sim_s, "speed": speed}
+            instance=InstanceConfig(vcpus=vcpus, memory_budget_bytes=budget(config.fit)), host=host_then,
+        ).run().summary()
+        prepared.append({"config": config, "folder": folder, "traffic": real_traffic, "first": workload.names[0],
+                         "predicted": predicted, "sim_s": time.perf_counter() - t0, "host": host_then, "runs": []})
+    # Real runs in rounds: every configuration once per round, so a configuration's runs meet the
+    # host in different minutes (its speed drifts by up to ~1.7x from one minute to the next).
+    for round_ in range(REPEATS):
+        for item in prepared:
+            config = item["config"]
+            out = work / "runs" / f"{config.name.replace(' ', '_').replace('/', '_')}-{round_}"
+            item["runs"].append(run_real(item["folder"], config, item["traffic"], budget(config.fit), out,
+                                         (item["first"], first[1], first[2]))["summary"])
+            print(f"  round {round_ + 1}/{REPEATS} {config.name}: {_brief(item['runs'][-1])} "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+
+    rows: list[dict[str, Any]] = []
+    for item in prepared:
+        predicted, runs = item["predicted"], item["runs"]
+        row: dict[str, Any] = {"config": item["config"].name, "sim_s": item["sim_s"]}
         for key in METRICS:
-            row[f"{key}.p"], row[f"{key}.m"] = predicted[key], measured[key]
-            row[f"{key}.err"] = relative_error(predicted[key], measured[key])
-            row[f"{key}.err_probe"] = relative_error(conditioned[key], measured[key])
-        row["fail.p"], row["fail.m"] = predicted["failures"], measured["failures"]
+            values = [float(r[key]) for r in runs if r[key] is not None]
+            measured = statistics.median(values) if values else None
+            row[f"{key}.p"], row[f"{key}.m"] = predicted[key], measured
+            row[f"{key}.err"] = relative_error(predicted[key], measured)
+            row[f"{key}.err1"] = relative_error(predicted[key], runs[0][key])
+            # The measurement's own spread: each run's distance from the median of its runs.
+            row[f"{key}.spread"] = (statistics.median(abs(v - measured) / measured for v in values)
+                                    if measured else None)
+            row[f"{key}.range"] = (min(values), max(values)) if values else None
+        row["fail.p"] = predicted["failures"]
+        row["fail.m"] = sum(int(r["failures"]) for r in runs)
         rows.append(row)
-        print(f"  {config.name}: done (simulated in {sim_s:.2f} s; load CPU {host_then.load_cpu_s * 1e3:.2f} ms, "
-              f"fetch {host_then.fetch_cpu_s * 1e3:.2f} ms; host speed x{host_now.speed_ratio:.2f} of the "
-              f"calibration's, slowdown after a sleep {speed.idle_factor:.2f}; load average {os.getloadavg()[0]:.1f})",
-              flush=True)
-    probe.stop()
 
     print()
     print(f"{'configuration':40s} " + " ".join(f"{k:>26s}" for k in METRICS) + "  fail p/m")
@@ -352,6 +388,12 @@ def main() -> None:
             text = f"{_f(p, digits)} / {_f(m, digits)} ({'-' if e is None else f'{100 * e:+.0f}%'})"
             cells.append(f"{text:>26s}")
         print(f"{row['config']:40s} " + " ".join(cells) + f"  {row['fail.p']}/{row['fail.m']}")
+    print(f"\nmeasured: the median of {REPEATS} runs per configuration; their range:")
+    for row in rows:
+        print(f"  {row['config']:38s} " + "  ".join(
+            f"{key} {_f(row[key + '.range'][0], 3 if key == 'hit_ratio' else 1)}-"
+            f"{_f(row[key + '.range'][1], 3 if key == 'hit_ratio' else 1)}"
+            for key in METRICS if row[key + ".range"] is not None))
     print()
     for key in METRICS:
         errors = [(abs(r[f"{key}.err"]), r["config"], r[f"{key}.err"]) for r in rows if r[f"{key}.err"] is not None]
@@ -361,15 +403,20 @@ def main() -> None:
         worst = sorted(errors, reverse=True)[:3]
         print(f"{key:10s} median |error| {100 * med:5.1f}%  over {len(errors)} configs; worst: "
               + "; ".join(f"{name} {100 * e:+.0f}%" for _, name, e in worst))
-    print("\nDiagnostic: predicted for the host's speed as the probe measured it beside each run "
-          "(second by second, over the calibration's), errors in the order above:")
+    print("\nAgainst each configuration's first run alone (as one run each would score), and the "
+          "measurement's own spread (median over configurations of each run's distance from its median):")
     for key in METRICS:
-        probed = [abs(r[f"{key}.err_probe"]) for r in rows if r[f"{key}.err_probe"] is not None]
-        if probed:
-            each = " ".join(f"{100 * r[key + '.err_probe']:+.0f}" for r in rows if r[key + ".err_probe"] is not None)
-            print(f"{key:10s} median |error| {100 * statistics.median(probed):5.1f}%  ({each})")
+        single = [abs(r[f"{key}.err1"]) for r in rows if r[f"{key}.err1"] is not None]
+        spread = [r[f"{key}.spread"] for r in rows if r[f"{key}.spread"] is not None]
+        if single and spread:
+            print(f"{key:10s} first run {100 * statistics.median(single):5.1f}%   spread {100 * statistics.median(spread):5.1f}%")
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s; work folder {work}")
     print(f"load average at end: {os.getloadavg()}")
+
+
+def _brief(summary: dict[str, Any]) -> str:
+    return (f"ok_rps {_f(summary['ok_rps'], 1)} p50 {_f(summary['p50_ms'], 2)} ms p99 {_f(summary['p99_ms'], 2)} ms "
+            f"hit {_f(summary['hit_ratio'], 3)}")
 
 
 def _f(value: Any, digits: int) -> str:

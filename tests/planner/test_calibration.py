@@ -139,6 +139,45 @@ def test_host_cpu_figures_from_a_warm_run(tmp_path: Path) -> None:
     assert host.request_cpu_s == pytest.approx(0.002, rel=1e-6) and host.load_cpu_s == 0.003
 
 
+def test_the_idle_latency_curve_recovers_a_hosts_slowdown_and_wake_delay(tmp_path: Path) -> None:
+    from mmeperf.load import LoadProfile, Traffic
+    from mmeperf.planner import HostModel, ModelSpec, idle_latency_curve
+
+    # Predicted runs of one user thinking g seconds against a host with a known CPU factor and
+    # wake delay after idle, on two paths (0.2 and 0.8 ms of CPU per request): the decomposition
+    # of their median latencies gives the curves back.
+    factor = ((0.0, 1.0), (0.005, 1.4), (0.02, 1.6))
+    wake = ((0.0, 0.0), (0.005, 0.0001), (0.02, 0.0003))
+    runs: dict[str, dict[float, Path]] = {"fast": {}, "slow": {}}
+    for path, cpu in (("fast", 0.0002), ("slow", 0.0008)):
+        spec = ModelSpec(name="m", service_time=Distribution.constant(cpu, source=Source(measurement="x")),
+                         memory_bytes=0)
+        host = HostModel(request_cpu_s=cpu, load_cpu_s=0.0, idle_slowdown=factor, wake_delay=wake)
+        for g in (0.0, 0.005, 0.02):
+            profile = LoadProfile.constant(users=1, spawn_rate=1, duration="3s", wait={"min": g, "max": g},
+                                           traffic=Traffic(models=["m"], payloads=["x"]))
+            folder = tmp_path / f"{path}-{g}"
+            Simulation(profile, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=1,
+                       warm_start=True).run().write(folder)
+            runs[path][g] = folder
+    slowdown, delay = idle_latency_curve(runs["fast"], runs["slow"], request_cpu_s=0.0002,
+                                         uncompiled_request_cpu_s=0.0008)
+    # Within HDR's 3 digits and the few tenths of a ms the server sleeps beyond the think time.
+    assert [g for g, _ in slowdown.points] == [0.0, 0.005, 0.02]
+    assert [f for _, f in slowdown.points] == pytest.approx([1.0, 1.4, 1.6], abs=0.03)
+    assert [d for _, d in delay.points] == pytest.approx([0.0, 0.0001, 0.0003], abs=2e-5)
+    assert "wake delay" in delay.source.measurement and slowdown.samples and slowdown.samples > 1000
+    # It reaches the host model through a calibration.
+    cal = _calibration().model_copy(update={"idle_slowdown": slowdown, "wake_delay": delay})
+    cpu = Measured(value=0.0002, unit="cpu_s", source=Source(measurement="x"))
+    host = HostModel.from_calibration(cal.model_copy(update={"request_cpu_s": cpu, "load_cpu_s": cpu}))
+    assert host.wake_delay == tuple(delay.points)
+    with pytest.raises(ConfigurationError, match="same think times"):
+        idle_latency_curve({0.0: runs["fast"][0.0]}, runs["slow"], request_cpu_s=0.0002, uncompiled_request_cpu_s=0.0008)
+    with pytest.raises(ConfigurationError, match="differ in CPU"):
+        idle_latency_curve(runs["fast"], runs["slow"], request_cpu_s=0.0008, uncompiled_request_cpu_s=0.0002)
+
+
 def test_host_probe_measures_a_share_and_stalls() -> None:
     from mmeperf.planner.calibrate import measure_cpu_share
 

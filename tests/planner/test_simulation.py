@@ -312,6 +312,23 @@ def test_work_after_a_sleep_runs_slower_by_the_measured_idle_slowdown() -> None:
     assert request is not None and request < 1.001
 
 
+def test_a_request_that_finds_the_server_asleep_pays_the_wake_delay_for_how_long_it_slept() -> None:
+    s = 0.0006
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=s, load_cpu_s=0.0, wake_delay=((0.0, 0.0), (0.01, 0.0002), (0.05, 0.0005)))
+    slope = 0.0003 / 0.04  # the curve's from 10 to 50 ms
+    for think, delay in ((0.02, (0.0002 + slope * 0.01) / (1 - slope)), (0.1, 0.0005)):
+        # The server sleeps the think time plus the last answer's delay (its wake-up, on the
+        # client's side of the clock) between requests: d = wake_delay(think + d).
+        sim = Simulation(_one_user(think), [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0)
+        latency = sim.run().records.latency[5:]  # after the load, once the gaps have settled
+        assert latency == pytest.approx([s + delay] * len(latency), rel=1e-6)
+    # Back to back (no think, no client CPU) the server sleeps only through the last delay: it
+    # dies away within a few requests.
+    records = Simulation(_one_user(0.0, "2s"), [spec], instance=InstanceConfig(vcpus=1), host=host, seed=0).run().records
+    assert records.latency[5:] == pytest.approx([s] * (len(records.latency) - 5))
+
+
 def test_the_host_speed_ratio_scales_every_cpu_stage() -> None:
     s = 0.0006
     spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmeperf.planner.cache import che_hit_ratio, hit_ratio_curve, lru_hit_ratio_simulated
-from mmeperf.planner.calibrate import calibrate
+from mmeperf.planner.calibrate import calibrate, idle_latency_curve
 from mmeperf.planner.calibration import (
     Calibration,
     Distribution,
@@ -12,6 +12,7 @@ from mmeperf.planner.calibration import (
     Measured,
     ModelCalibration,
     Source,
+    WakeDelay,
 )
 from mmeperf.planner.result import SimulationResult
 from mmeperf.planner.search import (
@@ -49,10 +50,12 @@ __all__ = [
     "Simulation",
     "SimulationResult",
     "Source",
+    "WakeDelay",
     "Workload",
     "calibrate",
     "che_hit_ratio",
     "hit_ratio_curve",
+    "idle_latency_curve",
     "lru_hit_ratio_simulated",
     "measured_summary",
     "popularity_of",

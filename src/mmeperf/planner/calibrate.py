@@ -33,9 +33,11 @@ from mmeperf.planner.calibration import (
     Measured,
     ModelCalibration,
     Source,
+    WakeDelay,
 )
 
-__all__ = ["ModelCpu", "calibrate", "histogram_distribution", "measure_cpu_share", "measure_model_cpu"]
+__all__ = ["ModelCpu", "calibrate", "histogram_distribution", "idle_latency_curve", "measure_cpu_share",
+           "measure_model_cpu"]
 
 #: A model's own client histogram stands for its warm service time when at most this share was cold.
 MAX_COLD_SHARE_FOR_OWN = 0.05
@@ -104,6 +106,7 @@ def calibrate(
     model_cpu: ModelCpu | None = None, cold_run: PathLike | None = None,
     uncompiled_run: PathLike | None = None, idle_slowdown: IdleSlowdown | None = None,
     host_speed: Measured | None = None, loads_run: PathLike | None = None,
+    wake_delay: WakeDelay | None = None,
 ) -> Calibration:
     """A Calibration from the run folder ``run_dir`` (see the module docstring).
 
@@ -120,7 +123,8 @@ def calibrate(
     ``uncompiled_run``: a warm run like ``warm_run`` against a server without the fast path: its
     CPU per request is ``uncompiled_request_cpu_s``.
     ``idle_slowdown``, ``host_speed``: the host's CPU factor after a thread slept and its speed
-    beside these runs, from :mod:`mmeperf.planner.hostspeed`.
+    beside these runs, from :mod:`mmeperf.planner.hostspeed` or, with ``wake_delay``, from
+    :func:`idle_latency_curve` (the server's own requests after it slept).
     ``loads_run``: a run of the same models whose cache loaded and unloaded while it was measured:
     its load, unload, download and load-wait times replace ``run_dir``'s. With worker processes a
     healthy run often loads nothing in its window (every model fits) and a thrashing run queues
@@ -260,6 +264,7 @@ def calibrate(
         unloaded_cold_latency=unloaded_cold,
         fetch_cpu_s=fetch_cpu,
         idle_slowdown=idle_slowdown,
+        wake_delay=wake_delay,
         host_speed=host_speed,
         # run.json's client_lag exists when the client timed to the kernel's receive stamps.
         latency_timing="kernel" if result.info.get("run", {}).get("client_lag") else "user",
@@ -298,6 +303,61 @@ def _check_served(result: BenchmarkResult, run: str) -> None:
             "cannot calibrate one that can. Calibrate from a run that mostly succeeded (fewer users, "
             "a lower rate, a larger instance)."
         )
+
+
+def idle_latency_curve(
+    compiled: Mapping[float, PathLike], uncompiled: Mapping[float, PathLike], *,
+    request_cpu_s: float, uncompiled_request_cpu_s: float,
+) -> tuple[IdleSlowdown, WakeDelay]:
+    """The host's CPU factor and wake-up delay after the whole server slept, from its own requests.
+
+    ``compiled`` and ``uncompiled`` map a think time (seconds, 0 among them) to a run with one
+    user thinking exactly that long between requests, against a server holding every model: one
+    whose requests cost ``request_cpu_s`` of server CPU, back to back (the fast path), and one
+    whose requests cost ``uncompiled_request_cpu_s`` (XGBoost's own predict). Between requests the
+    server sleeps for about the think time. At think time g a request's median latency exceeds the
+    back-to-back one (g = 0) by Δ(g) = w(g) + cpu × (f(g) − 1): a delay w that both paths pay
+    (waking the server's threads on a halted core) and a factor f on the request's CPU (caches,
+    clocks, a shared core). Two paths with different CPU give the two unknowns:
+    f(g) − 1 = (Δu − Δc) / (cpu_u − cpu_c) and w(g) = Δc − cpu_c × (f(g) − 1), each kept >= 0.
+    Medians: the decomposition is of the typical request, the spread stays in the unloaded
+    latency's distribution.
+    """
+    gaps = sorted(compiled)
+    if sorted(uncompiled) != gaps or 0.0 not in compiled:
+        raise ConfigurationError(
+            f"idle_latency_curve needs runs at the same think times for both paths, 0 among them: "
+            f"compiled {sorted(compiled)}, uncompiled {sorted(uncompiled)}")
+    if not uncompiled_request_cpu_s > request_cpu_s >= 0:
+        raise ConfigurationError(
+            f"The two paths must differ in CPU per request (uncompiled {uncompiled_request_cpu_s} s > "
+            f"compiled {request_cpu_s} s): their difference is what tells CPU from delay")
+
+    def warm(run: PathLike) -> Distribution:
+        latency = _one_kind(run, "warm", "warm")
+        if latency is None:
+            raise ConfigurationError(f"Run {str(run)!r} has no warm requests: it cannot measure a latency after idle")
+        return latency
+
+    dist_c = {g: warm(compiled[g]) for g in gaps}
+    dist_u = {g: warm(uncompiled[g]) for g in gaps}
+    lat_c = {g: d.quantile(50) for g, d in dist_c.items()}
+    lat_u = {g: d.quantile(50) for g, d in dist_u.items()}
+    factors: list[tuple[float, float]] = []
+    delays: list[tuple[float, float]] = []
+    for g in gaps:
+        dc, du = lat_c[g] - lat_c[0.0], lat_u[g] - lat_u[0.0]
+        extra = max((du - dc) / (uncompiled_request_cpu_s - request_cpu_s), 0.0)
+        factors.append((g, 1.0 + extra))
+        delays.append((g, max(dc - request_cpu_s * extra, 0.0)))
+    runs = ", ".join(f"{g * 1e3:g} ms: {Path(compiled[g]).name} / {Path(uncompiled[g]).name}" for g in gaps)
+    how = (f"median warm latency of one user thinking g seconds less at g = 0, fast path against XGBoost's "
+           f"predict ({request_cpu_s * 1e3:.3f} / {uncompiled_request_cpu_s * 1e3:.3f} ms CPU per request): "
+           "Δ = wake delay + CPU × (factor − 1), solved for both")
+    source = Source(run=str(Path(compiled[0.0]).parent), measurement=how, note=runs)
+    samples = sum(int(d.samples or 0) for d in (*dist_c.values(), *dist_u.values()))
+    return (IdleSlowdown(points=factors, samples=samples, source=source),
+            WakeDelay(points=delays, source=source))
 
 
 def _one_kind(run_dir: PathLike, kind: str, what: str) -> Distribution | None:

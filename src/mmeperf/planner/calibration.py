@@ -29,6 +29,7 @@ __all__ = [
     "Measured",
     "ModelCalibration",
     "Source",
+    "WakeDelay",
 ]
 
 SCHEMA_VERSION = 1
@@ -216,6 +217,28 @@ class IdleSlowdown(_Model):
         return sorted(points)
 
 
+class WakeDelay(_Model):
+    """How long a request that finds the whole server asleep waits for it to wake, by how long it
+    slept, beyond the unloaded latency (measured back to back).
+
+    Measured end to end (:func:`~mmeperf.planner.calibrate.idle_latency_curve`): on a virtual
+    machine a core that went idle is halted, and the threads a request wakes (the event loop, a
+    pool thread) wait for the hypervisor to run it again; the longer it slept, the longer.
+    """
+
+    points: list[tuple[float, float]]
+    """(seconds asleep, seconds of delay), sorted by seconds; interpolated between points, the
+    last delay beyond them."""
+    source: Source
+
+    @field_validator("points")
+    @classmethod
+    def _check(cls, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if not points or any(g < 0 or d < 0 for g, d in points):
+            raise ValueError("wake delay points must be (seconds >= 0, seconds >= 0), at least one")
+        return sorted(points)
+
+
 class HostFacts(_Model):
     """What the calibration run ran on."""
 
@@ -303,6 +326,9 @@ class Calibration(_Model):
     idle_slowdown: IdleSlowdown | None = None
     """The host's CPU factor after a thread slept (see planner.hostspeed): the CPU figures above
     are measured with their threads busy (back to back)."""
+    wake_delay: WakeDelay | None = None
+    """The pure delay of a request that finds the whole server asleep, by how long it slept (see
+    calibrate.idle_latency_curve)."""
     host_speed: Measured | None = None
     """Thread CPU of the reference work (planner.hostspeed.probe_work), hot, beside the calibration
     runs: a prediction for a time the host ran it in another time scales the CPU figures by

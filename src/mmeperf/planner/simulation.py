@@ -146,6 +146,11 @@ class HostModel:
     before it (this host's measured curve, :mod:`mmeperf.planner.hostspeed`): (seconds asleep,
     factor) points, interpolated, the last factor beyond them; empty: no slowdown. The CPU
     figures above are hot (measured with their threads busy)."""
+    wake_delay: tuple[tuple[float, float], ...] = ()
+    """Pure delay (seconds) a request pays when it finds the whole server idle, by how long it was
+    idle: waking its threads on a host whose cores went idle (this host's measured curve,
+    :func:`~mmeperf.planner.calibrate.idle_latency_curve`): (seconds idle, seconds) points,
+    interpolated, the last beyond them; empty: none beyond ``unloaded_latency``."""
     stamped: bool = True
     """Latencies as mmeperf times them by default: from the send's bytes handed to the kernel to
     the answer's kernel receive stamp (the client's queues before the send and after the answer
@@ -180,7 +185,8 @@ class HostModel:
                                              else calibration.uncompiled_request_cpu_s.value),
                    fetch_cpu_s=0.0 if calibration.fetch_cpu_s is None else calibration.fetch_cpu_s.value,
                    idle_slowdown=(() if calibration.idle_slowdown is None
-                                  else tuple(calibration.idle_slowdown.points)))
+                                  else tuple(calibration.idle_slowdown.points)),
+                   wake_delay=() if calibration.wake_delay is None else tuple(calibration.wake_delay.points))
 
 
 class _Shared:
@@ -314,7 +320,7 @@ class _Draws:
 
 
 class _Req:
-    __slots__ = ("cold", "done", "inst", "model", "sent", "service_s", "stage", "user", "wait_s", "wake")
+    __slots__ = ("cold", "done", "idle_s", "inst", "model", "sent", "service_s", "stage", "user", "wait_s", "wake")
 
     def __init__(self, model: int, sent: float, stage: int, user: _User | None) -> None:
         self.model = model
@@ -327,6 +333,7 @@ class _Req:
         self.inst: _Instance | None = None
         self.wait_s = 0.0
         self.wake = False  # it found the server's event loop asleep (host model)
+        self.idle_s = 0.0  # how long the whole server had been idle when it arrived (host model)
 
 
 class _User:
@@ -526,10 +533,16 @@ class Simulation:
         self._delay = None
         if host is not None and host.unloaded_latency is not None:
             self._delay = _Draws(host.unloaded_latency, streams[3])  # the overhead stream: unused here
-            # The unloaded latency already holds both CPU stages as this host ran them (stalls
-            # included, on average 1/cpu_share of their CPU): the rest is the pure delay.
-            client_in_latency = host.client_cpu_s / 2 if host.stamped else host.client_cpu_s
+            # The unloaded latency already holds the server's CPU as this host ran it (stalls
+            # included, on average 1/cpu_share of it) and, timed in user space, the client's: the
+            # rest is the pure delay. Stamped, the simulated latency starts after the client's
+            # send work, so what of it the real timer holds (the send call) stays in the delay.
+            client_in_latency = 0.0 if host.stamped else host.client_cpu_s
             self._delay_less = (client_in_latency + host.request_cpu_s) / host.cpu_share
+        self._wake_points: tuple[list[float], list[float]] | None = None
+        if host is not None and host.wake_delay:
+            curve = sorted(host.wake_delay)
+            self._wake_points = ([g for g, _ in curve], [d for _, d in curve])
         self._load_delay = None
         if host is not None and host.unloaded_cold_latency is not None:
             self._load_delay = _Draws(host.unloaded_cold_latency,
@@ -824,6 +837,8 @@ class Simulation:
             self._client_fail(req, UNAVAILABLE)
             return
         req.inst = inst
+        if inst.cpu is not None and not inst.cpu.jobs:
+            req.idle_s = self.env.now - inst.cpu.idle_since  # the whole server is asleep
         inst.inflight += 1
         inst.holders[m] += 1
         status = inst.status[m]
@@ -908,9 +923,15 @@ class Simulation:
             inst.compiler.add(host.compile_cpu_s, self._compiled, (inst, m))
         if req.done:
             return
+        delay = 0.0
         if self._delay is not None and req.wake:
             # Only a request that found the loop asleep pays the unloaded path's wake-ups.
             delay = max(self._delay.next() - self._delay_less, 0.0)
+        if self._wake_points is not None and req.idle_s > 0:
+            # One that found the whole server asleep also pays for how long it slept (once).
+            delay += float(np.interp(req.idle_s, self._wake_points[0], self._wake_points[1]))
+            req.idle_s = 0.0
+        if delay > 0:
             self._at(delay, self._client_receives, req)
         else:
             self._client_receives_now(req)
