@@ -169,8 +169,8 @@ def test_the_idle_latency_curve_recovers_a_hosts_slowdown_and_wake_delay(tmp_pat
     assert "wake delay" in delay.source.measurement and slowdown.samples and slowdown.samples > 1000
     # It reaches the host model through a calibration.
     cal = _calibration().model_copy(update={"idle_slowdown": slowdown, "wake_delay": delay})
-    cpu = Measured(value=0.0002, unit="cpu_s", source=Source(measurement="x"))
-    host = HostModel.from_calibration(cal.model_copy(update={"request_cpu_s": cpu, "load_cpu_s": cpu}))
+    fast = Measured(value=0.0002, unit="cpu_s", source=Source(measurement="x"))
+    host = HostModel.from_calibration(cal.model_copy(update={"request_cpu_s": fast, "load_cpu_s": fast}))
     assert host.wake_delay == tuple(delay.points)
     with pytest.raises(ConfigurationError, match="same think times"):
         idle_latency_curve({0.0: runs["fast"][0.0]}, runs["slow"], request_cpu_s=0.0002, uncompiled_request_cpu_s=0.0008)

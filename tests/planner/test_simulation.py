@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -371,6 +372,26 @@ def _models_that_load(count: int, *, load_s: float) -> tuple[list[str], list[Mod
     names = [f"m{i}" for i in range(count)]
     return names, [ModelSpec(name=m, service_time=Distribution.constant(0.001, source=SRC), memory_bytes=10,
                              load_time=Distribution.constant(load_s, source=SRC)) for m in names]
+
+
+def test_a_finished_load_is_in_service_when_the_event_loop_comes_to_it() -> None:
+    # Room for two of three models, 4 users without think time, 5 ms of loop work per request:
+    # a loader thread finishes a load while requests for the other model wait in the event loop,
+    # and the model is in service (counted loaded, hits served) only once the loop has worked
+    # through them, as the local MME completes a load in a coroutine on its loop.
+    names, specs = _models_that_load(3, load_s=0.0)
+    host = HostModel(request_cpu_s=0.005, load_cpu_s=0.001)
+    profile = LoadProfile.constant(users=4, spawn_rate=1000, duration="5s", wait={"min": 0, "max": 0},
+                                   traffic=Traffic(models=names, payloads=["x"]))
+    records = Simulation(profile, specs, instance=InstanceConfig(vcpus=1, memory_budget_bytes=25), host=host,
+                         seed=2, weights=[1, 1, 1]).run().records
+    finished = [t for t, *_ in records.loads]
+    in_service = list(records.counts)
+    for t, inst, _ in records.unloads:  # an unload's count entry: not a load's
+        in_service.remove(next(c for c in in_service if c[0] == t and c[1] == inst))
+    lags = [served - done for done, (served, _, _) in zip(finished, in_service, strict=True)]
+    assert len(lags) > 50 and lags[0] == pytest.approx(0.0)  # the first: nothing ahead of it in the loop
+    assert min(lags) >= 0 and statistics.median(lags) >= 0.005  # later ones wait for queued requests
 
 
 def test_room_is_reserved_when_a_load_is_asked_for_not_when_a_loader_takes_it() -> None:

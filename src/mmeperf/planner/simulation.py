@@ -15,7 +15,10 @@ process whose Python threads share one GIL, i.e. at most ``server_cores`` of CPU
 between the event loop (a single FIFO server: HTTP, decode, the inline compiled predict, encode,
 ``request_cpu_s`` per request) and the loader threads (``load_cpu_s`` per load: read, parse, the
 first request's predict, the fast path's compile). A load's duration is then its CPU work
-stretched by what else the server runs, and a request's latency holds the queues at both ends.
+stretched by what else the server runs; a finished load frees its loader thread at once and puts
+the model in service when the event loop comes to it, behind the requests queued there (the
+local MME completes a load in a coroutine on its loop: until then the model's room is reserved,
+not loaded, and its requests miss). A request's latency holds the queues at both ends.
 A shared host's CPU is not a constant either: every CPU stage runs ``speed_ratio`` (or the
 ``speed_trace`` at the time) times its calibrated CPU, and work a thread starts after sleeping
 runs ``idle_slowdown`` times longer (both measured by :mod:`mmeperf.planner.hostspeed`).
@@ -996,7 +999,7 @@ class Simulation:
                 if stall > 0:
                     self._at(stall, self._load_after_stall, (inst, m))
                 else:
-                    inst.cpu.add(load_cpu, self._on_loaded, (inst, m), "load")
+                    inst.cpu.add(load_cpu, self._loader_done, (inst, m), "load")
                 continue
             download = 0.0 if m in inst.on_disk else self._download[m].next()
             load = self._load[m].next()
@@ -1021,18 +1024,28 @@ class Simulation:
     def _load_after_stall(self, ev: Event) -> None:
         inst, m = cast(tuple[_Instance, int], ev.value)
         assert inst.cpu is not None and self.host is not None
-        inst.cpu.add(inst.load_cpu[m], self._on_loaded, ev.value, "load")
+        inst.cpu.add(inst.load_cpu[m], self._loader_done, ev.value, "load")
 
     def _loaded(self, ev: Event) -> None:
         self._on_loaded(ev.value)
 
+    def _loader_done(self, value: Any) -> None:
+        """Host model: a loader thread finished a load. The thread is free now; the model is in
+        service once the event loop comes to the load's completion, behind what it has queued
+        (the local MME finishes a load in a coroutine on its loop)."""
+        inst, m = cast(tuple[_Instance, int], value)
+        assert inst.loop is not None
+        started = inst.load_started.pop(m)
+        self.rec.load(self.env.now, inst.index, 0.0, self.env.now - started, m not in inst.on_disk)
+        inst.loader_free += 1
+        self._try_loads(inst)
+        inst.loop.add(0.0, self._on_loaded, value)
+
     def _on_loaded(self, value: Any) -> None:
         inst, m = cast(tuple[_Instance, int], value)
         now = self.env.now
-        started = inst.load_started.pop(m, None)
-        if started is not None:  # host model: the load's length is known only now
-            self.rec.load(now, inst.index, 0.0, now - started, m not in inst.on_disk)
-        inst.loader_free += 1
+        if inst.loop is None:
+            inst.loader_free += 1
         inst.status[m] = 2
         inst.on_disk.add(m)
         inst.lru[m] = None
