@@ -182,16 +182,16 @@ def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]]
 def gap_runs(endpoint: LocalEndpoint, traffic: Traffic, out: Path, seconds: float) -> dict[float, Path]:
     """One user thinking exactly g seconds between requests, for each g in IDLE_GAPS: the server
     sleeps about g before each request (planner.calibrate.idle_latency_curve)."""
-    runs: dict[float, Path] = {}
-    for g in IDLE_GAPS:
+    runs = idle_runs(out)
+    for g, folder in runs.items():
         profile = LoadProfile.constant(users=1, spawn_rate=1.0, duration=seconds, traffic=traffic,
                                        wait={"min": g, "max": g})
-        runs[g] = out / f"think-{g * 1e3:g}ms"
-        Benchmark(endpoint, profile, overwrite=True).run(runs[g])
+        Benchmark(endpoint, profile, overwrite=True).run(folder)
     return runs
 
 
 def idle_runs(out: Path) -> dict[float, Path]:
+    """The gap runs' folders under ``out``, by think time."""
     return {g: out / f"think-{g * 1e3:g}ms" for g in IDLE_GAPS}
 
 

@@ -523,8 +523,7 @@ class Simulation:
         self._speed_values = [r for _, r in trace]
         self._idle_points: tuple[list[float], list[float]] | None = None
         if host is not None and host.idle_slowdown:
-            curve = sorted(host.idle_slowdown)
-            self._idle_points = ([g for g, _ in curve], [f for _, f in curve])
+            self._idle_points = _curve(host.idle_slowdown)
         self._client = _Fifo(self, None, share, "client") if host is not None else None
         self._stalls: _Draws | None = None
         if host is not None and host.stalls is not None:
@@ -544,8 +543,7 @@ class Simulation:
             self._delay_less = (client_in_latency + host.request_cpu_s) / host.cpu_share
         self._wake_points: tuple[list[float], list[float]] | None = None
         if host is not None and host.wake_delay:
-            curve = sorted(host.wake_delay)
-            self._wake_points = ([g for g, _ in curve], [d for _, d in curve])
+            self._wake_points = _curve(host.wake_delay)
         self._load_delay = None
         if host is not None and host.unloaded_cold_latency is not None:
             self._load_delay = _Draws(host.unloaded_cold_latency,
@@ -1027,6 +1025,9 @@ class Simulation:
         inst.cpu.add(inst.load_cpu[m], self._loader_done, ev.value, "load")
 
     def _loaded(self, ev: Event) -> None:
+        """Without the host model: a load (its drawn time) is done and in service at once."""
+        inst, _m = cast(tuple[_Instance, int], ev.value)
+        inst.loader_free += 1
         self._on_loaded(ev.value)
 
     def _loader_done(self, value: Any) -> None:
@@ -1044,8 +1045,6 @@ class Simulation:
     def _on_loaded(self, value: Any) -> None:
         inst, m = cast(tuple[_Instance, int], value)
         now = self.env.now
-        if inst.loop is None:
-            inst.loader_free += 1
         inst.status[m] = 2
         inst.on_disk.add(m)
         inst.lru[m] = None
@@ -1075,6 +1074,12 @@ class Simulation:
             records=self.rec,
             requests_sent=len(self._all),
         )
+
+
+def _curve(points: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """(x, y) points sorted by x, as np.interp takes them."""
+    ordered = sorted(points)
+    return [x for x, _ in ordered], [y for _, y in ordered]
 
 
 def _ramp(start: float, current: int, target: int, rate: float, end: float) -> list[tuple[float, int]]:
