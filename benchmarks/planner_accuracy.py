@@ -15,9 +15,9 @@ users: server CPU per request, hot, and with the first, the client's CPU per req
 (one user, room for one model: the unloaded cold latency, i.e. a load's pure delay), the
 calibration run (loads), a measurement of fetch, load and compile CPU, the host's CPU share and
 stalls (other jobs on this shared host, probed before the calibration), and gap runs: one user
-thinking exactly 0-50 ms between requests against a server with and without the fast path,
-whose latencies give the server's CPU factor and wake-up delay after it slept
-(planner.calibrate.idle_latency_curve).
+thinking exactly 0-50 ms between requests against a server with and without the fast path, in
+three sweeps, whose latencies give the server's CPU factor and wake-up delay after it slept
+(planner.calibrate.idle_latency_curve: the median over the sweeps).
 Emulated vCPUs are not varied: the runs use thread workers on this host's cores (the simulation
 gets min(host cores, ...) = host cores inference slots).
 
@@ -62,6 +62,10 @@ REPEATS = 3
 so one configuration's runs fall minutes apart): the prediction is compared with their median."""
 IDLE_GAPS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)
 """Think times of the gap runs (seconds; planner.calibrate.idle_latency_curve)."""
+IDLE_ROUNDS = 3
+"""Sweeps of the gap runs: the host's wake-up delay, measured in one sweep of a few seconds, moved
+from 0.15 to 0.40 ms at 5-10 ms asleep between two runs of this benchmark; the median of three
+sweeps is taken."""
 SEED = 0
 METRICS = ("ok_rps", "p50_ms", "p99_ms", "hit_ratio")
 
@@ -179,20 +183,22 @@ def warm_runs(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]]
     return out / "warm-0", out / "warm-1", client
 
 
-def gap_runs(endpoint: LocalEndpoint, traffic: Traffic, out: Path, seconds: float) -> dict[float, Path]:
-    """One user thinking exactly g seconds between requests, for each g in IDLE_GAPS: the server
-    sleeps about g before each request (planner.calibrate.idle_latency_curve)."""
+def gap_runs(endpoint: LocalEndpoint, traffic: Traffic, out: Path, seconds: float) -> dict[float, list[Path]]:
+    """One user thinking exactly g seconds between requests, for each g in IDLE_GAPS, in
+    IDLE_ROUNDS sweeps: the server sleeps about g before each request
+    (planner.calibrate.idle_latency_curve takes the median over the sweeps)."""
     runs = idle_runs(out)
-    for g, folder in runs.items():
-        profile = LoadProfile.constant(users=1, spawn_rate=1.0, duration=seconds, traffic=traffic,
-                                       wait={"min": g, "max": g})
-        Benchmark(endpoint, profile, overwrite=True).run(folder)
+    for round_ in range(IDLE_ROUNDS):
+        for g, folders in runs.items():
+            profile = LoadProfile.constant(users=1, spawn_rate=1.0, duration=seconds, traffic=traffic,
+                                           wait={"min": g, "max": g})
+            Benchmark(endpoint, profile, overwrite=True).run(folders[round_])
     return runs
 
 
-def idle_runs(out: Path) -> dict[float, Path]:
-    """The gap runs' folders under ``out``, by think time."""
-    return {g: out / f"think-{g * 1e3:g}ms" for g in IDLE_GAPS}
+def idle_runs(out: Path) -> dict[float, list[Path]]:
+    """The gap runs' folders under ``out``, by think time, one per sweep."""
+    return {g: [out / f"think-{g * 1e3:g}ms-{r}" for r in range(IDLE_ROUNDS)] for g in IDLE_GAPS}
 
 
 def uncompiled_run(repo: Path, traffic: Traffic, bodies: list[tuple[str, bytes, str]], out: Path,

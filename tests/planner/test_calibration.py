@@ -139,15 +139,13 @@ def test_host_cpu_figures_from_a_warm_run(tmp_path: Path) -> None:
     assert host.request_cpu_s == pytest.approx(0.002, rel=1e-6) and host.load_cpu_s == 0.003
 
 
-def test_the_idle_latency_curve_recovers_a_hosts_slowdown_and_wake_delay(tmp_path: Path) -> None:
+def _gap_runs(folder: Path, factor: tuple[tuple[float, float], ...],
+              wake: tuple[tuple[float, float], ...]) -> dict[str, dict[float, Path]]:
+    """Predicted runs of one user thinking g seconds against a host with a known CPU factor and
+    wake delay after idle, on two paths (0.2 and 0.8 ms of CPU per request)."""
     from mmeperf.load import LoadProfile, Traffic
-    from mmeperf.planner import HostModel, ModelSpec, idle_latency_curve
+    from mmeperf.planner import HostModel, ModelSpec
 
-    # Predicted runs of one user thinking g seconds against a host with a known CPU factor and
-    # wake delay after idle, on two paths (0.2 and 0.8 ms of CPU per request): the decomposition
-    # of their median latencies gives the curves back.
-    factor = ((0.0, 1.0), (0.005, 1.4), (0.02, 1.6))
-    wake = ((0.0, 0.0), (0.005, 0.0001), (0.02, 0.0003))
     runs: dict[str, dict[float, Path]] = {"fast": {}, "slow": {}}
     for path, cpu in (("fast", 0.0002), ("slow", 0.0008)):
         spec = ModelSpec(name="m", service_time=Distribution.constant(cpu, source=Source(measurement="x")),
@@ -156,10 +154,19 @@ def test_the_idle_latency_curve_recovers_a_hosts_slowdown_and_wake_delay(tmp_pat
         for g in (0.0, 0.005, 0.02):
             profile = LoadProfile.constant(users=1, spawn_rate=1, duration="3s", wait={"min": g, "max": g},
                                            traffic=Traffic(models=["m"], payloads=["x"]))
-            folder = tmp_path / f"{path}-{g}"
+            run = folder / f"{path}-{g}"
             Simulation(profile, [spec], instance=InstanceConfig(vcpus=1), host=host, seed=1,
-                       warm_start=True).run().write(folder)
-            runs[path][g] = folder
+                       warm_start=True).run().write(run)
+            runs[path][g] = run
+    return runs
+
+
+def test_the_idle_latency_curve_recovers_a_hosts_slowdown_and_wake_delay(tmp_path: Path) -> None:
+    from mmeperf.planner import HostModel, idle_latency_curve
+
+    # The decomposition of the two paths' median latencies gives the curves back.
+    runs = _gap_runs(tmp_path, factor=((0.0, 1.0), (0.005, 1.4), (0.02, 1.6)),
+                     wake=((0.0, 0.0), (0.005, 0.0001), (0.02, 0.0003)))
     slowdown, delay = idle_latency_curve(runs["fast"], runs["slow"], request_cpu_s=0.0002,
                                          uncompiled_request_cpu_s=0.0008)
     # Within HDR's 3 digits and the few tenths of a ms the server sleeps beyond the think time.
@@ -176,6 +183,31 @@ def test_the_idle_latency_curve_recovers_a_hosts_slowdown_and_wake_delay(tmp_pat
         idle_latency_curve({0.0: runs["fast"][0.0]}, runs["slow"], request_cpu_s=0.0002, uncompiled_request_cpu_s=0.0008)
     with pytest.raises(ConfigurationError, match="differ in CPU"):
         idle_latency_curve(runs["fast"], runs["slow"], request_cpu_s=0.0008, uncompiled_request_cpu_s=0.0002)
+
+
+def test_the_idle_latency_curve_takes_the_median_over_rounds(tmp_path: Path) -> None:
+    from mmeperf.planner import idle_latency_curve
+
+    # Three sweeps of the same host, one of them in a minute when waking took 1 ms more and the
+    # CPU ran 2x slower after idle: the median over the rounds is the typical host, where pooling
+    # the rounds' requests or averaging them would not be.
+    factor, wake = ((0.0, 1.0), (0.005, 1.4), (0.02, 1.6)), ((0.0, 0.0), (0.005, 0.0001), (0.02, 0.0003))
+    typical = _gap_runs(tmp_path / "typical", factor, wake)
+    odd = _gap_runs(tmp_path / "odd", ((0.0, 1.0), (0.005, 2.8), (0.02, 3.2)),
+                    ((0.0, 0.0), (0.005, 0.0011), (0.02, 0.0013)))
+    rounds = {path: {g: [typical[path][g], odd[path][g], typical[path][g]] for g in typical[path]}
+              for path in typical}
+    slowdown, delay = idle_latency_curve(rounds["fast"], rounds["slow"], request_cpu_s=0.0002,
+                                         uncompiled_request_cpu_s=0.0008)
+    assert [f for _, f in slowdown.points] == pytest.approx([1.0, 1.4, 1.6], abs=0.03)
+    assert [d for _, d in delay.points] == pytest.approx([0.0, 0.0001, 0.0003], abs=2e-5)
+    assert "median over 3 / 3 rounds" in delay.source.measurement
+    # The odd round alone is what one sweep would have measured.
+    alone, _ = idle_latency_curve(odd["fast"], odd["slow"], request_cpu_s=0.0002, uncompiled_request_cpu_s=0.0008)
+    assert alone.points[-1][1] > 2.5
+    uneven = {g: runs[:2] if g else runs for g, runs in rounds["fast"].items()}
+    with pytest.raises(ConfigurationError, match="same number of rounds"):
+        idle_latency_curve(uneven, rounds["slow"], request_cpu_s=0.0002, uncompiled_request_cpu_s=0.0008)
 
 
 def test_host_probe_measures_a_share_and_stalls() -> None:

@@ -8,6 +8,7 @@ ModelUnloads) and is an unweighted mean of interval averages where it did not (s
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -306,7 +307,8 @@ def _check_served(result: BenchmarkResult, run: str) -> None:
 
 
 def idle_latency_curve(
-    compiled: Mapping[float, PathLike], uncompiled: Mapping[float, PathLike], *,
+    compiled: Mapping[float, PathLike | Sequence[PathLike]],
+    uncompiled: Mapping[float, PathLike | Sequence[PathLike]], *,
     request_cpu_s: float, uncompiled_request_cpu_s: float,
 ) -> tuple[IdleSlowdown, WakeDelay]:
     """The host's CPU factor and wake-up delay after the whole server slept, from its own requests.
@@ -322,6 +324,12 @@ def idle_latency_curve(
     f(g) − 1 = (Δu − Δc) / (cpu_u − cpu_c) and w(g) = Δc − cpu_c × (f(g) − 1), each kept >= 0.
     Medians: the decomposition is of the typical request, the spread stays in the unloaded
     latency's distribution.
+
+    A think time may map to several runs, one per round (each round one sweep of every think
+    time, the same number of rounds for every think time of a path): Δ is then each round's
+    median at g less the same round's at 0, and the median of those over the rounds. A host whose
+    speed drifts from one minute to the next (a shared VM) moves a whole round together, which
+    the difference cancels, and one odd round does not move the median.
     """
     gaps = sorted(compiled)
     if sorted(uncompiled) != gaps or 0.0 not in compiled:
@@ -333,30 +341,47 @@ def idle_latency_curve(
             f"The two paths must differ in CPU per request (uncompiled {uncompiled_request_cpu_s} s > "
             f"compiled {request_cpu_s} s): their difference is what tells CPU from delay")
 
-    def warm(run: PathLike) -> Distribution:
+    def rounds(runs: Mapping[float, PathLike | Sequence[PathLike]], path: str) -> dict[float, list[Path]]:
+        by_gap = {g: [Path(r)] if isinstance(r, (str, os.PathLike)) else [Path(x) for x in r]
+                  for g, r in runs.items()}
+        counts = {len(r) for r in by_gap.values()}
+        if len(counts) != 1 or 0 in counts:
+            raise ConfigurationError(
+                f"idle_latency_curve needs the same number of rounds (at least one) at every think time "
+                f"of the {path} path: {({g: len(r) for g, r in by_gap.items()})}")
+        return by_gap
+
+    def warm(run: Path) -> Distribution:
         latency = _one_kind(run, "warm", "warm")
         if latency is None:
             raise ConfigurationError(f"Run {str(run)!r} has no warm requests: it cannot measure a latency after idle")
         return latency
 
-    dist_c = {g: warm(compiled[g]) for g in gaps}
-    dist_u = {g: warm(uncompiled[g]) for g in gaps}
-    lat_c = {g: d.quantile(50) for g, d in dist_c.items()}
-    lat_u = {g: d.quantile(50) for g, d in dist_u.items()}
+    def excess(runs: dict[float, list[Path]]) -> tuple[dict[float, float], int]:
+        dists = {g: [warm(r) for r in rs] for g, rs in runs.items()}
+        medians = {g: [d.quantile(50) for d in ds] for g, ds in dists.items()}
+        samples = sum(int(d.samples or 0) for ds in dists.values() for d in ds)
+        return ({g: float(np.median([m - m0 for m, m0 in zip(ms, medians[0.0], strict=True)]))
+                 for g, ms in medians.items()}, samples)
+
+    runs_c, runs_u = rounds(compiled, "compiled"), rounds(uncompiled, "uncompiled")
+    delta_c, samples_c = excess(runs_c)
+    delta_u, samples_u = excess(runs_u)
     factors: list[tuple[float, float]] = []
     delays: list[tuple[float, float]] = []
     for g in gaps:
-        dc, du = lat_c[g] - lat_c[0.0], lat_u[g] - lat_u[0.0]
+        dc, du = delta_c[g], delta_u[g]
         extra = max((du - dc) / (uncompiled_request_cpu_s - request_cpu_s), 0.0)
         factors.append((g, 1.0 + extra))
         delays.append((g, max(dc - request_cpu_s * extra, 0.0)))
-    runs = ", ".join(f"{g * 1e3:g} ms: {Path(compiled[g]).name} / {Path(uncompiled[g]).name}" for g in gaps)
+    runs = ", ".join(f"{g * 1e3:g} ms: {', '.join(r.name for r in runs_c[g])} / "
+                     f"{', '.join(r.name for r in runs_u[g])}" for g in gaps)
     how = (f"median warm latency of one user thinking g seconds less at g = 0, fast path against XGBoost's "
            f"predict ({request_cpu_s * 1e3:.3f} / {uncompiled_request_cpu_s * 1e3:.3f} ms CPU per request): "
-           "Δ = wake delay + CPU × (factor − 1), solved for both")
-    source = Source(run=str(Path(compiled[0.0]).parent), measurement=how, note=runs)
-    samples = sum(int(d.samples or 0) for d in (*dist_c.values(), *dist_u.values()))
-    return (IdleSlowdown(points=factors, samples=samples, source=source),
+           f"Δ = wake delay + CPU × (factor − 1), solved for both; the median over "
+           f"{len(runs_c[0.0])} / {len(runs_u[0.0])} rounds")
+    source = Source(run=str(runs_c[0.0][0].parent), measurement=how, note=runs)
+    return (IdleSlowdown(points=factors, samples=samples_c + samples_u, source=source),
             WakeDelay(points=delays, source=source))
 
 
