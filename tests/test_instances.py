@@ -93,8 +93,25 @@ def test_catalog_from_json_and_yaml(tmp_path: Path) -> None:
 
 def test_catalog_file_that_is_not_a_list(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text('{"name": "ml.c5.xlarge"}')
-    with pytest.raises(ConfigurationError, match="Expected a list of instance profiles"):
+    with pytest.raises(ConfigurationError, match="Expected a list in instance catalog"):
         InstanceCatalog.from_file(tmp_path / "c.json")
+
+
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("missing.yaml", None, "Cannot read instance catalog"),
+    ("broken.yaml", "- name: [ml.c5\n", "is not valid YAML/JSON"),
+    ("broken.json", "[{name: 1}]", "is not valid YAML/JSON"),
+    ("binary.json", b"\xff\xfe\x00[", "is not UTF-8 text"),
+])
+def test_an_unreadable_catalog_file_is_a_configuration_error(tmp_path: Path, name: str, content: str | bytes | None,
+                                                            says: str) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigurationError, match=says):
+        InstanceCatalog.from_file(path)
 
 
 def test_catalog_row_missing_a_field_is_a_configuration_error(tmp_path: Path) -> None:

@@ -14,12 +14,11 @@ cores, and its inference pool gets ``min(vcpus, host cores)`` threads. Reports l
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mmeperf._files import read_list
 from mmeperf._types import PathLike
 from mmeperf.errors import ConfigurationError
 
@@ -133,15 +132,7 @@ class InstanceCatalog:
     @classmethod
     def from_file(cls, path: PathLike) -> InstanceCatalog:
         """A list of InstanceProfile fields in JSON or YAML."""
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            rows = yaml.safe_load(text)
-        else:
-            rows = json.loads(text)
-        if not isinstance(rows, list):
-            raise ConfigurationError(f"Expected a list of instance profiles in {path}, received {type(rows).__name__}")
+        rows = read_list(path, "instance catalog")
         try:
             return cls([InstanceProfile.model_validate(row) for row in rows])
         except ValidationError as exc:

@@ -100,6 +100,28 @@ def test_bad_threshold_is_a_usage_error(tmp_path: Path) -> None:
     assert "Bad threshold" in result.output
 
 
+@pytest.mark.parametrize(("suffix", "content", "says"), [
+    (".yaml", "CA: [1\n", "is not valid YAML/JSON"),
+    (".json", "[1, 2]", "Expected a mapping in --weights file"),
+    (".csv", "CA,heavy\n", "expected lines 'model,weight'"),
+])
+def test_a_bad_weights_file_is_a_usage_error(tmp_path: Path, suffix: str, content: str, says: str) -> None:
+    weights = tmp_path / f"weights{suffix}"
+    weights.write_text(content)
+    result = CliRunner().invoke(app, _bench_args("http://127.0.0.1:1", tmp_path, "--weights", str(weights)))
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_a_bench_spec_that_is_not_yaml_is_a_usage_error(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("profile: {users: [2}\n")
+    result = CliRunner().invoke(app, ["bench", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert "Bench spec" in result.output and "is not valid YAML/JSON" in result.output
+
+
 def test_bench_without_data_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "--endpoint-url", "http://127.0.0.1:1", "--out", str(tmp_path)])
     assert result.exit_code == 2

@@ -112,19 +112,15 @@ def _split(values: list[str] | None) -> list[str]:
 def _options(spec: Path | None, **cli: Any) -> dict[str, Any]:
     from pydantic import ValidationError
 
+    from mmeperf._files import read_mapping
     from mmeperf.errors import ConfigurationError
     from mmeperf.load.profile import LoadProfile
     from mmeperf.load.traffic import Traffic
 
     if spec is not None:
-        import yaml
-
-        try:
-            doc = yaml.safe_load(spec.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"Cannot read bench spec {str(spec)!r}: {exc}") from exc
-        if not isinstance(doc, dict) or "profile" not in doc:
-            raise ConfigurationError(f"Bench spec {str(spec)!r} needs a mapping with a 'profile' key")
+        doc = read_mapping(spec, "bench spec")
+        if "profile" not in doc:
+            raise ConfigurationError(f"Bench spec {str(spec)!r} needs a 'profile' key")
         unknown = sorted(set(doc) - set(bench_spec_schema()["properties"]))
         if unknown:
             raise ConfigurationError(f"Bench spec {str(spec)!r}: unknown keys {unknown}; see mmeperf bench --schema")
@@ -266,6 +262,7 @@ def _endpoint_targets(url: str | None) -> list[str]:
 def _popularity(models: list[str], zipf: float | None,
                 weights_file: Path | None) -> tuple[Literal["uniform", "zipf", "weights"], Any]:
     """(distribution, weights) from --zipf / --weights."""
+    from mmeperf._files import read_mapping
     from mmeperf.errors import ConfigurationError
 
     if zipf is not None and weights_file is not None:
@@ -274,19 +271,14 @@ def _popularity(models: list[str], zipf: float | None,
         return "zipf", None
     if weights_file is None:
         return "uniform", None
-    try:
-        text = weights_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"--weights: expected a readable file, received {str(weights_file)!r} ({exc.strerror})") from exc
     mapping: dict[str, float] = {}
     if weights_file.suffix.lower() in (".json", ".yaml", ".yml"):
-        import yaml
-
-        doc = yaml.safe_load(text)
-        if not isinstance(doc, dict):
-            raise ConfigurationError(f"--weights {str(weights_file)!r}: expected a mapping model -> weight")
-        items: list[Any] = list(doc.items())
+        items: list[Any] = list(read_mapping(weights_file, "--weights file (model -> weight)").items())
     else:
+        try:
+            text = weights_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"--weights: expected a readable text file, received {str(weights_file)!r} ({exc})") from exc
         items = [[part.strip() for part in line.replace("\t", ",").split(",")[:2]]
                  for line in text.splitlines() if line.strip() and not line.startswith("#")]
     for item in items:

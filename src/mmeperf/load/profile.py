@@ -6,12 +6,10 @@ Loadable from YAML/JSON (``LoadProfile.from_file``) and handed to the Locust pro
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -23,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from mmeperf._files import read_mapping
 from mmeperf._types import PathLike
 from mmeperf.errors import ConfigurationError
 from mmeperf.load.traffic import Traffic
@@ -453,23 +452,11 @@ class LoadProfile(_Model):
     @classmethod
     def from_file(cls, path: PathLike) -> LoadProfile:
         """Read a profile from YAML (.yaml/.yml) or JSON; a ``profile:`` key may wrap it."""
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigurationError(f"Cannot read load profile {str(p)!r}: {exc}") from exc
-        try:
-            data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"Load profile {str(p)!r} is not valid YAML/JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigurationError(
-                f"Expected a mapping in load profile {str(p)!r}, received {type(data).__name__}"
-            )
+        data = read_mapping(path, "load profile")
         if isinstance(data.get("profile"), dict):
             data = data["profile"]
         profile = cls.from_dict(data)
-        profile.traffic.resolve_paths(p.parent)
+        profile.traffic.resolve_paths(Path(path).parent)
         return profile
 
     # --- derived --------------------------------------------------------------------------

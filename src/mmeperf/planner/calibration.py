@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mmeperf._files import read_mapping
 from mmeperf._types import PathLike
 from mmeperf.errors import ConfigurationError
 
@@ -353,21 +354,11 @@ class Calibration(_Model):
 
     @classmethod
     def load(cls, path: PathLike) -> Calibration:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigurationError(f"Cannot read calibration {str(p)!r}: {exc}") from exc
-        try:
-            data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"Calibration {str(p)!r} is not valid YAML/JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigurationError(f"Expected a mapping in calibration {str(p)!r}, received {type(data).__name__}")
+        data = read_mapping(path, "calibration")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigurationError(f"Invalid calibration {str(p)!r}: {exc}") from exc
+            raise ConfigurationError(f"Invalid calibration {str(path)!r}: {exc}") from exc
 
     # --- what a simulation reads ----------------------------------------------------------
 
