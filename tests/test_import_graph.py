@@ -19,7 +19,7 @@ SRC = Path(mmeperf.__file__).resolve().parent
 
 # Later layers may import earlier ones (and their own layer, without cycles), never the reverse.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "_types", "_deps", "units", "metrics", "instances", "advice"),
+    ("errors", "_types", "_files", "_deps", "units", "metrics", "instances", "advice"),
     ("plugins",),
     ("backends", "sample_models", "cloud"),
     ("exporters",),
