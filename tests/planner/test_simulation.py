@@ -249,6 +249,27 @@ def test_a_load_costs_the_measured_unloaded_cold_latency() -> None:
     assert [load[3] for load in result.records.loads] == pytest.approx([cold - s])  # the load's length
 
 
+@pytest.mark.parametrize(("vcpus", "latencies"), [(2, [0.004, 0.001]), (1, [0.005, 0.002])])
+def test_a_load_whose_cpu_exceeds_the_cold_latency_runs_the_rest_beside(vcpus: int, latencies: list[float]) -> None:
+    # The unloaded cold latency (4 ms) leaves a load 3 ms of CPU on the request's path: the rest
+    # of it is the warm answer's 0.5 ms and the first, uncompiled predict's 0.5 ms more. The
+    # load's other 3 ms run beside, from when the model goes into service. Where the instance
+    # has a core beside the server's, the cold request takes 4 ms, as measured, whatever the
+    # load's CPU, and the next request (sent at 5 ms) runs its 1 ms uncompiled predict alone. On
+    # one core the work beside shares it: the cold answer's 1 ms takes 2 ms, and so does the next.
+    s, slow, cpu, cold = 0.0005, 0.001, 0.006, 0.004
+    spec = ModelSpec(name="m", service_time=Distribution.constant(s, source=SRC), memory_bytes=0)
+    host = HostModel(request_cpu_s=s, load_cpu_s=cpu, uncompiled_request_cpu_s=slow,
+                     unloaded_latency=Distribution.constant(s, source=SRC),
+                     unloaded_cold_latency=Distribution.constant(cold, source=SRC))
+    profile = LoadProfile.open_loop(rate=200.0, duration=0.01, arrivals="constant", concurrency=2,
+                                    traffic=Traffic(models=["m"], payloads=["x"]), request_timeout=0, stop_timeout=10)
+    sim = Simulation(profile, [spec], instance=InstanceConfig(vcpus=vcpus), host=host, seed=0)
+    result = sim.run()
+    assert result.records.latency == pytest.approx(latencies)
+    assert [load[3] for load in result.records.loads] == pytest.approx([cold - slow])  # 3 ms on the path
+
+
 def test_an_overloaded_open_loop_fails_its_waiting_sends_one_by_one() -> None:
     # The one client slot's request times out after 1 s but keeps the only server slot (10 s of
     # service); meanwhile every other send waited for the client slot. Each then gets its 503 at

@@ -18,7 +18,9 @@ first request's predict, the fast path's compile). A load's duration is then its
 stretched by what else the server runs; a finished load frees its loader thread at once and puts
 the model in service when the event loop comes to it, behind the requests queued there (the
 local MME completes a load in a coroutine on its loop: until then the model's room is reserved,
-not loaded, and its requests miss). A request's latency holds the queues at both ends.
+not loaded, and its requests miss). A load's CPU on the request's path is at most what the
+measured unloaded cold latency leaves room for; the rest runs beside it, on a core of its own
+(``HostModel.unloaded_cold_latency``). A request's latency holds the queues at both ends.
 A shared host's CPU is not a constant either: every CPU stage runs ``speed_ratio`` (or the
 ``speed_trace`` at the time) times its calibrated CPU, and work a thread starts after sleeping
 runs ``idle_slowdown`` times longer (both measured by :mod:`mmeperf.planner.hostspeed`).
@@ -130,9 +132,13 @@ class HostModel:
     time slices, and the thread holds its queue while it waits."""
     stall_probe_s: float = 0.002
     unloaded_cold_latency: Distribution | None = None
-    """Client-seen latency of a cold request with nothing else running (Calibration's): beyond the
-    unloaded warm latency's mean and ``load_cpu_s``, it is a load's pure delay (reading the disk
-    cache, hand-offs between threads, the first request's uncompiled predict), paid by every load."""
+    """Client-seen latency of a cold request with nothing else running (Calibration's). Its mean
+    beyond the unloaded warm latency's mean and the first request's uncompiled predict is the
+    room a load has on the request's path: ``load_cpu_s`` up to that runs there, and what it
+    leaves is a load's pure delay (reading the disk cache, hand-offs between threads), paid by
+    every load. A ``load_cpu_s`` beyond that room runs beside the request on a core of its own
+    (the server's CPU per cold request exceeds its cold latency: work after the answer, or
+    outside the GIL, as in load-heavy runs whose server used more than one core)."""
     fetch_cpu_s: float = 0.0
     """Server CPU to extract a model's archive into the disk cache, paid by its first load (a
     model already on the disk loads from its folder)."""
@@ -190,6 +196,10 @@ class HostModel:
                    idle_slowdown=(() if calibration.idle_slowdown is None
                                   else tuple(calibration.idle_slowdown.points)),
                    wake_delay=() if calibration.wake_delay is None else tuple(calibration.wake_delay.points))
+
+
+def _ignore(_arg: Any) -> None:
+    """The callback of work nothing waits for."""
 
 
 class _Shared:
@@ -373,6 +383,10 @@ class _Instance:
         self.cpu = _Shared(sim, host.server_cores, share) if host is not None else None
         self.loop = _Fifo(sim, self.cpu, kind="request") if host is not None else None
         self.compiler = _Fifo(sim, self.cpu, kind="compile") if host is not None else None
+        # A load's CPU beyond its room on the request's path (HostModel.unloaded_cold_latency):
+        # on a core of its own where the instance has one beside the server's, else shared.
+        beside_cpu = None if host is None or cfg.vcpus > host.server_cores else self.cpu
+        self.beside = _Fifo(sim, beside_cpu, share, kind="load") if host is not None else None
         self.uses = [0] * n_models  # requests served since the model's load (host model)
         self.compiled = [False] * n_models  # its fast path compiled since its load (host model)
         self.load_started: dict[int, float] = {}
@@ -545,11 +559,19 @@ class Simulation:
         if host is not None and host.wake_delay:
             self._wake_points = _curve(host.wake_delay)
         self._load_delay = None
+        self._load_path_cpu = 0.0 if host is None else host.load_cpu_s  # a load's CPU on the request's path
+        self._load_beside_cpu = 0.0  # and beside it
         if host is not None and host.unloaded_cold_latency is not None:
             self._load_delay = _Draws(host.unloaded_cold_latency,
                                       np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1 << 22,))))
             warm = host.unloaded_latency.mean if host.unloaded_latency is not None else 0.0
-            self._load_delay_less = warm + host.load_cpu_s / host.cpu_share
+            # The cold request's answer runs uncompiled (its model's first use): not load work.
+            first = (host.request_cpu_s if host.uncompiled_request_cpu_s is None
+                     else host.uncompiled_request_cpu_s) - host.request_cpu_s
+            room = (host.unloaded_cold_latency.mean - warm) * host.cpu_share - first
+            self._load_path_cpu = min(host.load_cpu_s, max(room, 0.0))
+            self._load_beside_cpu = host.load_cpu_s - self._load_path_cpu
+            self._load_delay_less = warm + (first + self._load_path_cpu) / host.cpu_share
         if self._open is not None:
             self._start_open(self._open)
         else:
@@ -987,7 +1009,7 @@ class Simulation:
             if inst.cpu is not None:
                 assert self.host is not None
                 inst.load_started[m] = self.env.now
-                load_cpu = self.host.load_cpu_s
+                load_cpu = self._load_path_cpu
                 if m not in inst.on_disk:  # its first load: the archive is extracted first
                     load_cpu += self.host.fetch_cpu_s
                 inst.load_cpu[m] = load_cpu
@@ -1055,6 +1077,8 @@ class Simulation:
             req.cold = True
             req.wait_s = now - req.wait_s
             self._dispatch(inst, req)
+        if self._load_beside_cpu > 0 and inst.beside is not None:
+            inst.beside.add(self._load_beside_cpu, _ignore, None)
         self._try_loads(inst)
 
     def _unfinished(self) -> list[_Req]:
